@@ -1,0 +1,213 @@
+{{/*
+Names and labels. The helpers use only .Values, .Release and .Chart so that a parent chart can
+call "pxbackup-sidecar.container" with a context built from this chart's values.
+*/}}
+{{- define "pxbackup-sidecar.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pxbackup-sidecar.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "pxbackup-sidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: px-backup
+{{- end }}
+
+{{/* The ServiceAccount the sidecar runs as: PX-Backup's in sidecar mode. */}}
+{{- define "pxbackup-sidecar.serviceAccountName" -}}
+{{- if eq .Values.mode "sidecar" }}
+{{- .Values.sidecar.serviceAccountName }}
+{{- else if .Values.serviceAccount.create }}
+{{- default (include "pxbackup-sidecar.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Ingest reachable from other pods: the Service and the NetworkPolicy open its port. */}}
+{{- define "pxbackup-sidecar.ingestExposed" -}}
+{{- if and (has "ingest" .Values.sources) (not (hasPrefix "127." .Values.ingest.address)) (ne .Values.ingest.address "localhost") (ne .Values.ingest.address "::1") }}true{{ end }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.tokenSecretName" -}}
+{{- if .Values.ingest.token.existingSecret }}
+{{- .Values.ingest.token.existingSecret }}
+{{- else if .Values.ingest.token.value }}
+{{- printf "%s-ingest-token" (include "pxbackup-sidecar.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container spec, for the chart's own Deployment and for a parent chart that adds the
+sidecar to the PX-Backup pod. Configuration goes through environment variables, with
+PX-Backup's own names for the backfill window and the federated mode.
+*/}}
+{{- define "pxbackup-sidecar.container" -}}
+{{- $fullname := include "pxbackup-sidecar.fullname" . -}}
+name: pxbackup-sidecar
+image: {{ include "pxbackup-sidecar.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args:
+  - run
+  {{- range .Values.extraArgs }}
+  - {{ . | quote }}
+  {{- end }}
+env:
+  - name: PXBACKUP_SOURCES
+    value: {{ join "," .Values.sources | quote }}
+  - name: PXBACKUP_LISTEN
+    value: {{ printf "0.0.0.0:%d" (int .Values.metrics.port) | quote }}
+  - name: PXBACKUP_STATE_DIR
+    value: {{ .Values.state.mountPath | quote }}
+  - name: PXBACKUP_LOG_FORMAT
+    value: {{ .Values.logFormat | quote }}
+  - name: PX_BACKUP_FEDERATED
+    value: {{ .Values.pxbackup.federated | ternary "true" "false" | quote }}
+  {{- if ne (toString .Values.pxbackup.backupInfoMetricsBackfillHours) "" }}
+  - name: BACKUP_INFO_METRICS_BACKFILL_HOURS
+    value: {{ .Values.pxbackup.backupInfoMetricsBackfillHours | toString | quote }}
+  {{- end }}
+  {{- if has "kube" .Values.sources }}
+  {{- with .Values.kube.clusterName }}
+  - name: PXBACKUP_CLUSTER_NAME
+    value: {{ . | quote }}
+  {{- end }}
+  {{- with .Values.kube.namespaces }}
+  - name: PXBACKUP_NAMESPACES
+    value: {{ join "," . | quote }}
+  {{- end }}
+  {{- end }}
+  {{- if has "ingest" .Values.sources }}
+  - name: PXBACKUP_INGEST_LISTEN
+    value: {{ printf "%s:%d" (ternary (printf "[%s]" .Values.ingest.address) .Values.ingest.address (contains ":" .Values.ingest.address)) (int .Values.ingest.port) | quote }}
+  {{- if include "pxbackup-sidecar.tokenSecretName" . }}
+  - name: PXBACKUP_INGEST_TOKEN_FILE
+    value: /etc/pxbackup-sidecar/ingest/{{ .Values.ingest.token.key }}
+  {{- end }}
+  {{- end }}
+  {{- if eq .Values.telemetry.source "api" }}
+  - name: PXBACKUP_TELEMETRY_CONFIGMAP
+    value: {{ printf "%s/%s" .Release.Namespace .Values.telemetry.configMap.name | quote }}
+  {{- else if eq .Values.telemetry.source "file" }}
+  - name: PXBACKUP_TELEMETRY_CONFIG_FILE
+    value: /etc/pxbackup-sidecar/telemetry
+  {{- end }}
+  {{- if and (ne .Values.telemetry.source "none") .Values.telemetry.logPaths }}
+  - name: PXBACKUP_TELEMETRY_LOG_PATHS
+    value: {{ join "," .Values.telemetry.logPaths | quote }}
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+ports:
+  - name: http-metrics
+    containerPort: {{ .Values.metrics.port }}
+    protocol: TCP
+  {{- if include "pxbackup-sidecar.ingestExposed" . }}
+  - name: ingest
+    containerPort: {{ .Values.ingest.port }}
+    protocol: TCP
+  {{- end }}
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: http-metrics
+  periodSeconds: {{ .Values.probes.startup.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.startup.failureThreshold }}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http-metrics
+  initialDelaySeconds: {{ .Values.probes.liveness.initialDelaySeconds }}
+  periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http-metrics
+  initialDelaySeconds: {{ .Values.probes.readiness.initialDelaySeconds }}
+  periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
+  timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
+  failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: pxbackup-sidecar-state
+    mountPath: {{ .Values.state.mountPath }}
+  - name: pxbackup-sidecar-tmp
+    mountPath: /tmp
+  {{- if and (has "ingest" .Values.sources) (include "pxbackup-sidecar.tokenSecretName" .) }}
+  - name: pxbackup-sidecar-ingest-token
+    mountPath: /etc/pxbackup-sidecar/ingest
+    readOnly: true
+  {{- end }}
+  {{- if eq .Values.telemetry.source "file" }}
+  - name: pxbackup-sidecar-telemetry-config
+    mountPath: /etc/pxbackup-sidecar/telemetry
+    readOnly: true
+  {{- end }}
+{{- end }}
+
+{{/* The pod volumes the container mounts; names are prefixed to avoid clashes in the PX-Backup pod. */}}
+{{- define "pxbackup-sidecar.volumes" -}}
+- name: pxbackup-sidecar-state
+  {{- if eq .Values.state.type "pvc" }}
+  persistentVolumeClaim:
+    claimName: {{ default (printf "%s-state" (include "pxbackup-sidecar.fullname" .)) .Values.state.pvc.existingClaim }}
+  {{- else }}
+  emptyDir:
+    {{- with .Values.state.emptyDir.sizeLimit }}
+    sizeLimit: {{ . }}
+    {{- end }}
+  {{- end }}
+- name: pxbackup-sidecar-tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if and (has "ingest" .Values.sources) (include "pxbackup-sidecar.tokenSecretName" .) }}
+- name: pxbackup-sidecar-ingest-token
+  secret:
+    secretName: {{ include "pxbackup-sidecar.tokenSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.ingest.token.key }}
+        path: {{ .Values.ingest.token.key }}
+{{- end }}
+{{- if eq .Values.telemetry.source "file" }}
+- name: pxbackup-sidecar-telemetry-config
+  configMap:
+    name: {{ .Values.telemetry.configMap.name }}
+    optional: true
+{{- end }}
+{{- end }}

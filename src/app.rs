@@ -1,0 +1,140 @@
+//! Wiring: builds the shared state from `Settings`, starts the sources, the expiry task and
+//! the listeners, and shuts everything down in order on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::exposition::server;
+use crate::inventory::{Inventory, JournalError};
+use crate::model::SourceId;
+use crate::sources::{self, SourceStatus};
+use crate::state::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    StateDir(#[from] JournalError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+impl AppError {
+    /// 64 (EX_USAGE) for what the operator must fix in the configuration, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::StateDir(_) | AppError::Bind { .. } => 64,
+            AppError::Signal(_) => 1,
+        }
+    }
+}
+
+/// Opens the inventory, replaying the journal when there is a state dir.
+pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, JournalError> {
+    match &settings.state_dir {
+        Some(dir) => {
+            let (inv, report) = Inventory::open(clock, settings.backfill, dir)?;
+            if report.skipped_records > 0 {
+                tracing::warn!(
+                    skipped_bytes = report.skipped_bytes,
+                    "the journal had a torn or corrupt tail; it was cut off (tombstones in it are lost)"
+                );
+            }
+            tracing::info!(
+                tombstones = report.tombstones,
+                expired_while_down = report.expired_while_down,
+                dir = %dir.display(),
+                "journal replayed"
+            );
+            Ok(inv)
+        }
+        None => {
+            tracing::warn!("no --state-dir: deleted backups will not survive a restart");
+            Ok(Inventory::in_memory(clock, settings.backfill))
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() -> Result<impl std::future::Future<Output = ()>, AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+pub async fn run(settings: Settings) -> Result<(), AppError> {
+    let inventory = Arc::new(open_inventory(&settings, Clock::System)?);
+    let shared = Arc::new(Shared::new(inventory, SourceStatus::new(&settings.sources)));
+    let stop = CancellationToken::new();
+    let terminated = termination().await?;
+
+    let metrics_listener = bind("metrics", settings.listen).await?;
+    let ingest_listener = if settings.sources.contains(&SourceId::Ingest) {
+        Some(bind("ingest", settings.ingest_listen).await?)
+    } else {
+        None
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let inv = shared.inventory.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move { inv.run_expiry(stop.cancelled_owned()).await });
+    }
+    for source in &settings.sources {
+        match source {
+            SourceId::Demo => {
+                let (shared, stop) = (shared.clone(), stop.clone());
+                let (seed, interval) = (settings.demo_seed, settings.demo_interval);
+                tasks.spawn(async move {
+                    sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
+                });
+            }
+            // Push has no initial state to wait for.
+            SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
+            SourceId::Kube => {
+                tracing::error!("the kube source is not available in this build");
+            }
+        }
+    }
+    if let Some(listener) = ingest_listener {
+        tracing::info!(addr = %settings.ingest_listen, "ingest listening");
+        let router = sources::ingest::router(shared.clone(), settings.ingest_token.clone());
+        let stop = stop.clone();
+        tasks.spawn(async move { server::serve(listener, router, stop.cancelled_owned()).await });
+    }
+    tracing::info!(addr = %settings.listen, sources = ?settings.sources, "serving metrics");
+    let router = server::metrics_router(shared.clone());
+    {
+        let stop = stop.clone();
+        tasks.spawn(async move { server::serve(metrics_listener, router, stop.cancelled_owned()).await });
+    }
+
+    terminated.await;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    // Every applied batch was fsynced when it was applied: nothing is left to flush.
+    tracing::info!("stopped");
+    Ok(())
+}

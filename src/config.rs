@@ -1,0 +1,353 @@
+//! Command line and environment -> validated `Settings`. Every flag also reads an environment
+//! variable; PXB's own names are honoured (`BACKUP_INFO_METRICS_BACKFILL_HOURS`,
+//! `PX_BACKUP_FEDERATED`). A bad value is an error that names it (exit code 64).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::SourceId;
+
+/// Default backfill window in Classic mode (PXB's chart default).
+pub const CLASSIC_BACKFILL_HOURS: u64 = 24;
+/// Default backfill window in Federated mode.
+pub const FEDERATED_BACKFILL_HOURS: u64 = 1;
+/// A year: a longer window is almost certainly a typo (minutes or seconds given as hours).
+const MAX_BACKFILL_HOURS: u64 = 24 * 366;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pxbackup-sidecar",
+    version,
+    about = "Prometheus exporter and Pure1 telemetry sidecar for Portworx Backup",
+    long_about = "Exports Portworx Backup lifecycle metrics (backups, restores, schedules, clusters, \
+                  backup locations) for Prometheus, keeps deleted backups visible for the backfill \
+                  window, and uploads telemetry to Pure1 when px-backup-telemetry-config enables it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar.
+    Run(Box<RunArgs>),
+    /// Print the metric catalog (every family, its type, help and labels) as JSON.
+    Catalog,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where objects come from: demo (a synthetic fleet, no cluster needed), ingest (POST
+    /// /v1/events), kube (Stork CRs). Repeat the flag or separate with commas.
+    #[arg(long = "source", env = "PXBACKUP_SOURCES", value_delimiter = ',', default_value = "demo")]
+    pub sources: Vec<String>,
+
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "PXBACKUP_LISTEN", default_value = "0.0.0.0:9977")]
+    pub listen: String,
+
+    /// Address for POST /v1/events (the ingest source). Loopback by default so that only the
+    /// pod's own containers can push.
+    #[arg(long, env = "PXBACKUP_INGEST_LISTEN", default_value = "127.0.0.1:9978")]
+    pub ingest_listen: String,
+
+    /// File holding a bearer token that ingest requests must present.
+    #[arg(long, env = "PXBACKUP_INGEST_TOKEN_FILE")]
+    pub ingest_token_file: Option<PathBuf>,
+
+    /// Directory for the tombstone journal, so deleted backups survive a restart. Without it,
+    /// deleted backups are kept in memory only.
+    #[arg(long, env = "PXBACKUP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Hours a deleted backup stays visible (status="Deleted"). Default 24, or 1 with
+    /// --federated; 0 drops deleted backups at once.
+    #[arg(long, env = "BACKUP_INFO_METRICS_BACKFILL_HOURS")]
+    pub backfill_hours: Option<String>,
+
+    /// PXB runs in Federated mode (changes the default backfill window to 1 hour).
+    #[arg(long, env = "PX_BACKUP_FEDERATED", num_args = 0..=1, default_missing_value = "true")]
+    pub federated: Option<String>,
+
+    /// Seed of the demo fleet (same seed, same fleet).
+    #[arg(long, env = "PXBACKUP_DEMO_SEED", default_value_t = 42)]
+    pub demo_seed: u64,
+
+    /// How often the demo fleet moves on (humantime, e.g. 2s).
+    #[arg(long, env = "PXBACKUP_DEMO_INTERVAL", default_value = "2s")]
+    pub demo_interval: String,
+
+    /// Log line format.
+    #[arg(long, env = "PXBACKUP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. info or pxbackup_sidecar=debug).
+    #[arg(long, env = "PXBACKUP_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Cluster name put on the objects of the kube source.
+    #[arg(long, env = "PXBACKUP_CLUSTER_NAME", default_value = "")]
+    pub cluster_name: String,
+
+    /// Namespaces the kube source watches (comma separated); all when empty.
+    #[arg(long, env = "PXBACKUP_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Kubeconfig for the kube source and the telemetry ConfigMap; in-cluster config otherwise.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Watch the telemetry ConfigMap through the Kubernetes API (NAMESPACE/NAME).
+    #[arg(long, env = "PXBACKUP_TELEMETRY_CONFIGMAP", conflicts_with = "telemetry_config_file")]
+    pub telemetry_configmap: Option<String>,
+
+    /// Watch the telemetry configuration in a mounted ConfigMap (directory) or a file.
+    #[arg(long, env = "PXBACKUP_TELEMETRY_CONFIG_FILE")]
+    pub telemetry_config_file: Option<PathBuf>,
+
+    /// Log files or directories whose new lines are uploaded (redacted) with telemetry.
+    #[arg(long = "telemetry-log-path", env = "PXBACKUP_TELEMETRY_LOG_PATHS", value_delimiter = ',')]
+    pub telemetry_log_paths: Vec<PathBuf>,
+
+    /// Override the Pure1 endpoint (https://... or dir:///path for air-gapped sites).
+    #[arg(long, env = "PXBACKUP_TELEMETRY_ENDPOINT")]
+    pub telemetry_endpoint: Option<String>,
+
+    /// Extra CA bundle (PEM) trusted for Pure1 (a proxy's or a test peer's).
+    #[arg(long, env = "PXBACKUP_TELEMETRY_CA_FILE")]
+    pub telemetry_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--source {0:?}: {1}")]
+    Source(String, String),
+    #[error("--{flag} {value:?} is not a socket address (host:port): {reason}")]
+    Address {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("--backfill-hours / BACKUP_INFO_METRICS_BACKFILL_HOURS {0:?} is not a whole number of hours from 0 to {MAX_BACKFILL_HOURS}")]
+    BackfillHours(String),
+    #[error("--federated / PX_BACKUP_FEDERATED {0:?} is not true or false")]
+    Federated(String),
+    #[error("--demo-interval {0:?} is not a duration of at least 100ms (e.g. 2s)")]
+    DemoInterval(String),
+    #[error("--ingest-token-file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
+    #[error("--log-level {0:?}: {1}")]
+    LogLevel(String, String),
+    #[error("--telemetry-configmap {0:?} is not NAMESPACE/NAME")]
+    TelemetryConfigMap(String),
+    #[error("--telemetry-endpoint {0:?}: {1}")]
+    TelemetryEndpoint(String, String),
+}
+
+/// Where the telemetry configuration comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TelemetryConfigSource {
+    /// No source: telemetry stays disabled.
+    None,
+    ConfigMap { namespace: String, name: String },
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sources: Vec<SourceId>,
+    pub listen: SocketAddr,
+    pub ingest_listen: SocketAddr,
+    pub ingest_token: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub federated: bool,
+    pub backfill: Duration,
+    pub demo_seed: u64,
+    pub demo_interval: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub cluster_name: String,
+    pub namespaces: Vec<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub telemetry_config: TelemetryConfigSource,
+    pub telemetry_log_paths: Vec<PathBuf>,
+    pub telemetry_endpoint: Option<String>,
+    pub telemetry_ca_file: Option<PathBuf>,
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "0" | "no" => Some(false),
+        "true" | "1" | "yes" => Some(true),
+        _ => None,
+    }
+}
+
+fn address(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|e: std::net::AddrParseError| ConfigError::Address {
+        flag,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Settings {
+    pub fn from_args(a: RunArgs) -> Result<Settings, ConfigError> {
+        let mut sources = Vec::new();
+        for s in a.sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let id: SourceId = s.parse().map_err(|e| ConfigError::Source(s.to_owned(), e))?;
+            if !sources.contains(&id) {
+                sources.push(id);
+            }
+        }
+        if sources.is_empty() {
+            return Err(ConfigError::Source(String::new(), "no source given".into()));
+        }
+        let federated = match a.federated.as_deref() {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| ConfigError::Federated(v.to_owned()))?,
+        };
+        // PXB's chart passes the variable empty when the value is unset: that means default.
+        let hours = match a.backfill_hours.as_deref().map(str::trim) {
+            None | Some("") if federated => FEDERATED_BACKFILL_HOURS,
+            None | Some("") => CLASSIC_BACKFILL_HOURS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|h| *h <= MAX_BACKFILL_HOURS)
+                .ok_or_else(|| ConfigError::BackfillHours(v.to_owned()))?,
+        };
+        let demo_interval = humantime::parse_duration(&a.demo_interval)
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(100))
+            .ok_or_else(|| ConfigError::DemoInterval(a.demo_interval.clone()))?;
+        let ingest_token = match &a.ingest_token_file {
+            None => None,
+            Some(path) => {
+                let err = |reason: String| ConfigError::TokenFile {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+                let token = token.trim().to_owned();
+                if token.is_empty() {
+                    return Err(err("the file is empty".into()));
+                }
+                Some(token)
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&a.log_level)
+            .map_err(|e| ConfigError::LogLevel(a.log_level.clone(), e.to_string()))?;
+        let telemetry_config = match (&a.telemetry_configmap, &a.telemetry_config_file) {
+            (Some(cm), _) => match cm.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    TelemetryConfigSource::ConfigMap {
+                        namespace: ns.to_owned(),
+                        name: name.to_owned(),
+                    }
+                }
+                _ => return Err(ConfigError::TelemetryConfigMap(cm.clone())),
+            },
+            (None, Some(path)) => TelemetryConfigSource::File(path.clone()),
+            (None, None) => TelemetryConfigSource::None,
+        };
+        if let Some(e) = &a.telemetry_endpoint {
+            if !(e.starts_with("https://") || e.starts_with("dir:///")) {
+                return Err(ConfigError::TelemetryEndpoint(
+                    e.clone(),
+                    "must start with https:// or dir:///".into(),
+                ));
+            }
+        }
+        Ok(Settings {
+            sources,
+            listen: address("listen", &a.listen)?,
+            ingest_listen: address("ingest-listen", &a.ingest_listen)?,
+            ingest_token,
+            state_dir: a.state_dir,
+            federated,
+            backfill: Duration::from_secs(hours * 3600),
+            demo_seed: a.demo_seed,
+            demo_interval,
+            log_format: a.log_format,
+            log_level: a.log_level,
+            cluster_name: a.cluster_name,
+            namespaces: a.namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+            kubeconfig: a.kubeconfig,
+            telemetry_config,
+            telemetry_log_paths: a.telemetry_log_paths,
+            telemetry_endpoint: a.telemetry_endpoint,
+            telemetry_ca_file: a.telemetry_ca_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["pxbackup-sidecar", "run"];
+        argv.extend_from_slice(args);
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
+        Settings::from_args(*run)
+    }
+
+    #[test]
+    fn backfill_defaults_follow_the_mode() {
+        assert_eq!(settings(&[]).unwrap().backfill, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            settings(&["--federated"]).unwrap().backfill,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            settings(&["--federated=false"]).unwrap().backfill,
+            Duration::from_secs(24 * 3600)
+        );
+        let s = settings(&["--federated", "--backfill-hours", "6"]).unwrap();
+        assert_eq!(s.backfill, Duration::from_secs(6 * 3600));
+        assert_eq!(settings(&["--backfill-hours", "0"]).unwrap().backfill, Duration::ZERO);
+        assert_eq!(
+            settings(&["--backfill-hours", ""]).unwrap().backfill,
+            Duration::from_secs(24 * 3600)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = settings(&["--backfill-hours", "24h"]).unwrap_err();
+        assert!(e.to_string().contains("\"24h\""), "{e}");
+        let e = settings(&["--backfill-hours", "-1"]).unwrap_err();
+        assert!(e.to_string().contains("\"-1\""), "{e}");
+        let e = settings(&["--federated=maybe"]).unwrap_err();
+        assert!(e.to_string().contains("\"maybe\""), "{e}");
+        let e = settings(&["--source", "demo,kuube"]).unwrap_err();
+        assert!(e.to_string().contains("\"kuube\""), "{e}");
+        let e = settings(&["--listen", "9977"]).unwrap_err();
+        assert!(e.to_string().contains("\"9977\""), "{e}");
+        let e = settings(&["--telemetry-configmap", "just-a-name"]).unwrap_err();
+        assert!(e.to_string().contains("just-a-name"), "{e}");
+        let e = settings(&["--telemetry-endpoint", "http://plain"]).unwrap_err();
+        assert!(e.to_string().contains("http://plain"), "{e}");
+        let e = settings(&["--ingest-token-file", "/nonexistent/token"]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/token"), "{e}");
+    }
+
+    #[test]
+    fn sources_repeat_or_comma_separate() {
+        let s = settings(&["--source", "demo,ingest", "--source", "demo"]).unwrap();
+        assert_eq!(s.sources, vec![SourceId::Demo, SourceId::Ingest]);
+    }
+}

@@ -1,0 +1,159 @@
+//! HTTP serving: `/metrics`, `/healthz`, `/readyz`, and the listener loop shared with the
+//! ingest endpoint (header read timeout, graceful drain on shutdown).
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use super::{accepts_gzip, encode, self_metrics, Collector, FamilyWriter, Format};
+use crate::inventory::Snapshot;
+use crate::state::Shared;
+
+/// A client that has not sent its request headers by then is dropped (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handlers that take longer are answered 408 (a wedged scrape must not pile up).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(shared)
+}
+
+struct SelfMetrics<'a> {
+    shared: &'a Shared,
+    snapshot: &'a Snapshot,
+}
+
+impl Collector for SelfMetrics<'_> {
+    fn collect(&self, w: &mut FamilyWriter<'_>) {
+        self_metrics::write(w, self.shared, self.snapshot);
+    }
+}
+
+/// One scrape body in `format`. Locks are held only while the snapshot is taken.
+pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
+    let started = Instant::now();
+    let snapshot = shared.inventory.snapshot();
+    let own = SelfMetrics {
+        shared,
+        snapshot: &snapshot,
+    };
+    let body = encode(&snapshot, format, &[&own, &shared.telemetry]);
+    shared
+        .last_scrape_seconds
+        .store(started.elapsed().as_secs_f64().to_bits(), Relaxed);
+    body
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let format = Format::negotiate(header(ACCEPT));
+    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    // Assembling a large body is CPU work: keep it off the async workers.
+    let built = tokio::task::spawn_blocking(move || {
+        let body = scrape(&shared, format);
+        if gzip {
+            super::gzip(&body)
+        } else {
+            Ok(body)
+        }
+    })
+    .await;
+    match built {
+        Ok(Ok(body)) => {
+            let mut resp = body.into_response();
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+            if gzip {
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            resp
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "compressing the scrape failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "scrape task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
+        }
+    }
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let waiting = shared.sources.not_synced();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let names: Vec<&str> = waiting.iter().map(|s| s.as_str()).collect();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for initial sync of: {}\n", names.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and drains
+/// requests in flight for at most `DRAIN_TIMEOUT`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                let conn = builder.serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router.clone()),
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("requests still in flight after the drain timeout; closing them");
+        }
+    }
+}

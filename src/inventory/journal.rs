@@ -1,0 +1,453 @@
+//! The tombstone journal: an append-only file of checksummed records in the state dir, so that
+//! deleted backups (and each schedule's last success) survive a restart or a kill -9.
+//!
+//! File: an 8-byte magic, then frames `[len: u32 LE][crc32(payload): u32 LE][payload]`, the
+//! payload a postcard-encoded `Record`. Each applied batch is appended and fsynced once.
+//! Replay stops at the first frame that is truncated or fails its checksum (after a crash only
+//! the tail can be torn), counts it, and truncates the file there so the loss is not reported
+//! again. Compaction writes the live records to a temporary file, fsyncs it and renames it over
+//! the journal (then fsyncs the directory), so a crash at any point leaves one whole journal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Backup, BackupStatus, SourceId, Timestamp};
+
+const MAGIC: &[u8; 8] = b"PXBJRNL1";
+const FILE_NAME: &str = "tombstones.journal";
+/// No record comes near this; a larger length can only be corruption.
+const MAX_RECORD: u32 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("state dir {path}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("journal {path} is not a pxbackup-sidecar journal (bad magic)")]
+    NotAJournal { path: PathBuf },
+    #[error("journal {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("journal record could not be encoded: {0}")]
+    Encode(#[from] postcard::Error),
+}
+
+/// Schedules are identified in the last-success series by these labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ScheduleKey {
+    pub org_id: String,
+    pub cluster: String,
+    pub cluster_uid: String,
+    pub schedule_name: String,
+}
+
+/// What the journal holds. Expiry needs no record: replay drops tombstones whose backfill
+/// window has passed.
+#[derive(Debug, PartialEq, Deserialize)]
+pub enum Record {
+    Tombstone {
+        source: SourceId,
+        backup: Backup,
+        previous: BackupStatus,
+        deleted_at: Timestamp,
+    },
+    /// The tombstone of this uid was replaced by a re-created backup.
+    Forget { uid: String },
+    LastSuccess {
+        key: ScheduleKey,
+        completed_at: Timestamp,
+    },
+    ForgetLastSuccess { key: ScheduleKey },
+}
+
+/// The borrowed twin of `Record`, encoded identically, so writing needs no clones.
+#[derive(Debug, Serialize)]
+pub enum RecordRef<'a> {
+    Tombstone {
+        source: SourceId,
+        backup: &'a Backup,
+        previous: BackupStatus,
+        deleted_at: Timestamp,
+    },
+    Forget {
+        uid: &'a str,
+    },
+    LastSuccess {
+        key: &'a ScheduleKey,
+        completed_at: Timestamp,
+    },
+    ForgetLastSuccess {
+        key: &'a ScheduleKey,
+    },
+}
+
+/// What replay found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    /// Frames after the last good one that were dropped (a torn or corrupt tail counts once).
+    pub skipped_records: u64,
+    pub skipped_bytes: u64,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Records in the file, to decide when compaction pays.
+    records_in_file: u64,
+    /// A write failed: the file may lack records, so the next write is a full rewrite.
+    needs_rewrite: bool,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` and reads it back. Fails if the dir cannot be
+    /// written: better to refuse to start than to lose tombstones silently later.
+    pub fn open(dir: &Path) -> Result<(Journal, Replay), JournalError> {
+        let state_dir_err = |source| JournalError::StateDir {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(state_dir_err)?;
+        let probe = dir.join(".write-probe");
+        File::create(&probe)
+            .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(state_dir_err)?;
+
+        let path = dir.join(FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        let replay = if len == 0 {
+            file.write_all(MAGIC).map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(&path))?;
+            Replay::default()
+        } else {
+            let (replay, good_end) = read_frames(&mut file, &path, len)?;
+            if good_end < len {
+                file.set_len(good_end).map_err(io_err(&path))?;
+                file.sync_all().map_err(io_err(&path))?;
+            }
+            replay
+        };
+        file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
+        let records_in_file = replay.records.len() as u64;
+        Ok((
+            Journal {
+                dir: dir.to_owned(),
+                path,
+                file,
+                records_in_file,
+                needs_rewrite: false,
+            },
+            replay,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn records_in_file(&self) -> u64 {
+        self.records_in_file
+    }
+
+    pub fn needs_rewrite(&self) -> bool {
+        self.needs_rewrite
+    }
+
+    /// Appends a batch and fsyncs once. On failure (disk full, I/O error) the journal asks for
+    /// a rewrite: the caller's next `compact` writes the whole live state again.
+    pub fn append(&mut self, records: &[RecordRef<'_>]) -> Result<(), JournalError> {
+        let mut frames = Vec::with_capacity(records.len() * 256);
+        for r in records {
+            encode(&mut frames, r)?;
+        }
+        self.append_frames(&frames, records.len() as u64)
+    }
+
+    /// Appends frames made by `encode` (`count` of them) and fsyncs once.
+    pub fn append_frames(&mut self, frames: &[u8], count: u64) -> Result<(), JournalError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let result = self
+            .file
+            .write_all(frames)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path));
+        match result {
+            Ok(()) => {
+                self.records_in_file += count;
+                Ok(())
+            }
+            Err(e) => {
+                self.needs_rewrite = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the journal by exactly `records` (write temp, fsync, rename, fsync dir).
+    pub fn compact<'a>(
+        &mut self,
+        records: impl Iterator<Item = RecordRef<'a>>,
+    ) -> Result<(), JournalError> {
+        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
+        let result = (|| {
+            let f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            w.write_all(MAGIC).map_err(io_err(&tmp))?;
+            let mut frame = Vec::with_capacity(512);
+            let mut count = 0u64;
+            for r in records {
+                frame.clear();
+                encode(&mut frame, &r)?;
+                w.write_all(&frame).map_err(io_err(&tmp))?;
+                count += 1;
+            }
+            let f = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+            std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(io_err(&self.path))?;
+            file.seek(SeekFrom::End(0)).map_err(io_err(&self.path))?;
+            Ok::<_, JournalError>((file, count))
+        })();
+        match result {
+            Ok((file, count)) => {
+                self.file = file;
+                self.records_in_file = count;
+                self.needs_rewrite = false;
+                Ok(())
+            }
+            Err(e) => {
+                // The old journal is untouched by a failed compaction; drop the partial temp.
+                let _ = std::fs::remove_file(&tmp);
+                self.needs_rewrite = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Points the journal's writes at another file (tests: `/dev/full` for a full disk).
+    #[cfg(test)]
+    pub(crate) fn redirect_writes_for_test(&mut self, file: File) {
+        self.file = file;
+    }
+}
+
+/// Appends one framed record to `buf`.
+pub fn encode(buf: &mut Vec<u8>, record: &RecordRef<'_>) -> Result<(), JournalError> {
+    let payload = postcard::to_stdvec(record)?;
+    // A record over MAX_RECORD would be unreadable; backups are nowhere near that size.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// Reads frames until the end or the first bad one; returns the records and the offset after
+/// the last good frame.
+fn read_frames(file: &mut File, path: &Path, len: u64) -> Result<(Replay, u64), JournalError> {
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let mut r = BufReader::with_capacity(1 << 20, &mut *file);
+    let mut magic = [0u8; 8];
+    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(JournalError::NotAJournal {
+            path: path.to_owned(),
+        });
+    }
+    let mut replay = Replay::default();
+    let mut offset = MAGIC.len() as u64;
+    let mut payload = Vec::new();
+    loop {
+        if offset == len {
+            break;
+        }
+        let mut header = [0u8; 8];
+        let ok = r.read_exact(&mut header).is_ok() && {
+            let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+            let size = u32::from_le_bytes([l0, l1, l2, l3]);
+            let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+            size <= MAX_RECORD
+                && offset + 8 + u64::from(size) <= len
+                && {
+                    payload.resize(size as usize, 0);
+                    r.read_exact(&mut payload).is_ok()
+                }
+                && crc32fast::hash(&payload) == crc
+                && match postcard::from_bytes::<Record>(&payload) {
+                    Ok(rec) => {
+                        replay.records.push(rec);
+                        offset += 8 + u64::from(size);
+                        true
+                    }
+                    Err(_) => false,
+                }
+        };
+        if !ok {
+            replay.skipped_records = 1;
+            replay.skipped_bytes = len - offset;
+            break;
+        }
+    }
+    Ok((replay, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BackupStatus, Owner};
+
+    fn backup(uid: &str) -> Backup {
+        Backup {
+            uid: uid.into(),
+            name: format!("b-{uid}"),
+            owner: Owner {
+                org_id: "default".into(),
+                cluster: "c1".into(),
+                cluster_uid: "cu1".into(),
+            },
+            schedule_name: "nightly".into(),
+            namespaces: vec!["shop".into()],
+            backup_location: "s3".into(),
+            backup_object_type: "All".into(),
+            status: BackupStatus::Success,
+            size_bytes: Some(10),
+            resource_count: None,
+            volumes: vec![],
+            created_at: Some(Timestamp(1)),
+            completed_at: None,
+        }
+    }
+
+    fn tomb(b: &Backup) -> RecordRef<'_> {
+        RecordRef::Tombstone {
+            source: SourceId::Ingest,
+            backup: b,
+            previous: BackupStatus::Failed,
+            deleted_at: Timestamp(5000),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b1, b2) = (backup("u1"), backup("u2"));
+        {
+            let (mut j, replay) = Journal::open(dir.path()).unwrap();
+            assert!(replay.records.is_empty());
+            j.append(&[tomb(&b1), tomb(&b2)]).unwrap();
+            j.append(&[RecordRef::Forget { uid: "u1" }]).unwrap();
+        }
+        let (j, replay) = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.records_in_file(), 3);
+        assert_eq!(replay.skipped_records, 0);
+        assert_eq!(
+            replay.records[1],
+            Record::Tombstone {
+                source: SourceId::Ingest,
+                backup: b2,
+                previous: BackupStatus::Failed,
+                deleted_at: Timestamp(5000)
+            }
+        );
+        assert_eq!(replay.records[2], Record::Forget { uid: "u1".into() });
+    }
+
+    #[test]
+    fn torn_tail_is_skipped_counted_and_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b1, b2) = (backup("u1"), backup("u2"));
+        {
+            let (mut j, _) = Journal::open(dir.path()).unwrap();
+            j.append(&[tomb(&b1)]).unwrap();
+            j.append(&[tomb(&b2)]).unwrap();
+        }
+        let path = dir.path().join(FILE_NAME);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // Cut the second record in half, as a crash mid-write would.
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 20).unwrap();
+        let (_, replay) = Journal::open(dir.path()).unwrap();
+        assert_eq!(replay.records.len(), 1);
+        assert_eq!(replay.skipped_records, 1);
+        assert!(replay.skipped_bytes > 0);
+        // The cut-off tail is gone: the next start reports nothing lost.
+        let (_, again) = Journal::open(dir.path()).unwrap();
+        assert_eq!((again.records.len(), again.skipped_records), (1, 0));
+    }
+
+    #[test]
+    fn flipped_bit_fails_the_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let b1 = backup("u1");
+        {
+            let (mut j, _) = Journal::open(dir.path()).unwrap();
+            j.append(&[tomb(&b1)]).unwrap();
+        }
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let (_, replay) = Journal::open(dir.path()).unwrap();
+        assert_eq!((replay.records.len(), replay.skipped_records), (0, 1));
+    }
+
+    #[test]
+    fn foreign_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"hello world, not a journal").unwrap();
+        let err = Journal::open(dir.path()).err().unwrap();
+        assert!(matches!(err, JournalError::NotAJournal { .. }), "{err}");
+    }
+
+    #[test]
+    fn state_dir_that_is_a_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Journal::open(&file.join("state")).err().unwrap();
+        assert!(err.to_string().contains("plain-file"), "{err}");
+    }
+
+    #[test]
+    fn disk_full_asks_for_rewrite_and_compaction_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b1, b2) = (backup("u1"), backup("u2"));
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        j.append(&[tomb(&b1)]).unwrap();
+        j.redirect_writes_for_test(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let err = j.append(&[tomb(&b2)]).unwrap_err();
+        assert!(err.to_string().contains("No space left"), "{err}");
+        assert!(j.needs_rewrite());
+        // Space is back: the rewrite holds everything, including the record that failed.
+        j.compact([tomb(&b1), tomb(&b2)].into_iter()).unwrap();
+        assert!(!j.needs_rewrite());
+        drop(j);
+        let (_, replay) = Journal::open(dir.path()).unwrap();
+        assert_eq!(replay.records.len(), 2);
+    }
+}

@@ -1,0 +1,16 @@
+//! pxbackup-sidecar: a Prometheus exporter and Pure1 telemetry sidecar for Portworx Backup.
+//!
+//! Data flows one way: `sources` turn what they see into `model::Event`s, the `inventory`
+//! applies them (and keeps deleted backups as tombstones for the backfill window), the
+//! `exposition` serves what the inventory rendered, and `telemetry` reads summaries of it.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod exposition;
+pub mod inventory;
+pub mod logging;
+pub mod model;
+pub mod sources;
+pub mod state;
+pub mod telemetry;
