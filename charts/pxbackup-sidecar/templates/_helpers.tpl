@@ -43,6 +43,13 @@ app.kubernetes.io/part-of: px-backup
 {{- end }}
 {{- end }}
 
+{{/* What the kube source reads: Stork's backup objects. */}}
+{{- define "pxbackup-sidecar.storkRule" -}}
+apiGroups: ["stork.libopenstorage.org"]
+resources: ["applicationbackups", "applicationrestores", "applicationbackupschedules"]
+verbs: ["get", "list", "watch"]
+{{- end }}
+
 {{- define "pxbackup-sidecar.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
