@@ -51,7 +51,7 @@ pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, Jo
             }
             tracing::info!(
                 tombstones = report.tombstones,
-                expired_while_down = report.expired_while_down,
+                expired = report.expired,
                 dir = %dir.display(),
                 "journal replayed"
             );

@@ -329,7 +329,7 @@ mod tests {
     fn bad_values_are_named() {
         let e = settings(&["--backfill-hours", "24h"]).unwrap_err();
         assert!(e.to_string().contains("\"24h\""), "{e}");
-        let e = settings(&["--backfill-hours", "-1"]).unwrap_err();
+        let e = settings(&["--backfill-hours=-1"]).unwrap_err();
         assert!(e.to_string().contains("\"-1\""), "{e}");
         let e = settings(&["--federated=maybe"]).unwrap_err();
         assert!(e.to_string().contains("\"maybe\""), "{e}");

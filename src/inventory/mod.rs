@@ -131,8 +131,11 @@ struct State {
 /// What a restart found in the journal.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
+    /// Tombstones brought back.
     pub tombstones: usize,
-    pub expired_while_down: usize,
+    /// Journaled tombstones whose window had passed (while down, or while running before
+    /// the journal was compacted); not brought back.
+    pub expired: usize,
     pub skipped_records: u64,
     pub skipped_bytes: u64,
 }
@@ -224,7 +227,7 @@ impl Inventory {
             for (uid, (source, backup, previous, deleted_at)) in tombstones {
                 let expires_at = deleted_at.saturating_add(inv.backfill);
                 if expires_at <= now {
-                    report.expired_while_down += 1;
+                    report.expired += 1;
                     continue;
                 }
                 st.insert_tombstone(uid.into_boxed_str(), source, Box::new(backup), previous, deleted_at, expires_at);
@@ -233,9 +236,6 @@ impl Inventory {
             st.journal = Some(journal);
             inv.maybe_compact(&mut st);
         }
-        inv.stats
-            .tombstones_expired
-            .fetch_add(report.expired_while_down as u64, Relaxed);
         Ok((inv, report))
     }
 

@@ -1,0 +1,341 @@
+//! Retention, expiry and journal behaviour, on a clock that follows paused tokio time.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::*;
+use crate::exposition::{encode, Format};
+use crate::model::{Owner, Schedule, ScheduleStatus, Volume};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const T0: i64 = 1_795_395_600_000; // 2026-11-23T01:00:00Z
+
+fn backup(uid: &str, status: BackupStatus) -> Backup {
+    Backup {
+        uid: uid.into(),
+        name: format!("backup-{uid}"),
+        owner: Owner {
+            org_id: "default".into(),
+            cluster: "prod-east".into(),
+            cluster_uid: "3e0f".into(),
+        },
+        schedule_name: "nightly".into(),
+        namespaces: vec!["shop".into()],
+        backup_location: "s3-east".into(),
+        backup_object_type: "All".into(),
+        status,
+        size_bytes: Some(1024),
+        resource_count: Some(3),
+        volumes: vec![Volume {
+            volume: "pvc-1".into(),
+            pvc: "data".into(),
+            pvc_namespace: "shop".into(),
+            storage_class: "px-csi".into(),
+            driver: "pxd".into(),
+            status: Some(status),
+        }],
+        created_at: Some(Timestamp(T0)),
+        completed_at: status.is_terminal().then_some(Timestamp(T0 + 60_000)),
+    }
+}
+
+fn upsert(b: Backup) -> Event {
+    Event::Upsert(Object::Backup(b))
+}
+
+fn delete(uid: &str, at: Option<i64>) -> Event {
+    Event::Delete {
+        kind: Kind::Backup,
+        uid: uid.into(),
+        deleted_at: at.map(Timestamp),
+    }
+}
+
+fn scrape(inv: &Inventory) -> String {
+    String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).unwrap()
+}
+
+/// Sample lines of one family (exact name match).
+fn lines(text: &str, family: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(family))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn inventory(backfill: Duration) -> Inventory {
+    Inventory::in_memory(Clock::tokio_anchored(Timestamp(T0)), backfill)
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleted_backup_keeps_info_series_with_previous_status() {
+    let inv = inventory(24 * HOUR);
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Failed))]);
+    let live = scrape(&inv);
+    assert_eq!(lines(&live, "pxbackup_backup_status").len(), 1);
+    assert!(lines(&live, "pxbackup_backup_deleted_timestamp_seconds").is_empty());
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    let text = scrape(&inv);
+    let info = lines(&text, "pxbackup_backup_object_info");
+    assert_eq!(info.len(), 1);
+    assert!(info[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#), "{}", info[0]);
+    let vol = lines(&text, "pxbackup_backup_volume_info");
+    assert!(vol[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#), "{}", vol[0]);
+    // Numeric gauges end at deletion.
+    for gone in ["pxbackup_backup_status", "pxbackup_backup_size_bytes", "pxbackup_backup_volume_count"] {
+        assert!(lines(&text, gone).is_empty(), "{gone} still exported");
+    }
+    let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
+    assert_eq!(deleted.len(), 1);
+    assert!(deleted[0].ends_with(",previous_status=\"Failed\"} 1795395610"), "{}", deleted[0]);
+    assert_eq!(inv.tombstone_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn previous_status_is_the_last_terminal_one() {
+    let inv = inventory(24 * HOUR);
+    // Success, then Deleting (PXB deletes the cloud data first): previous stays Success.
+    inv.apply(SourceId::Ingest, vec![upsert(backup("a", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![upsert(backup("a", BackupStatus::Deleting))]);
+    let text = scrape(&inv);
+    assert!(text.contains(r#"status="Deleting",previous_status="Success"} 1"#), "{text}");
+    // Never finished: the last status seen.
+    inv.apply(SourceId::Ingest, vec![upsert(backup("b", BackupStatus::InProgress))]);
+    inv.apply(SourceId::Ingest, vec![delete("a", None), delete("b", None)]);
+    let info = lines(&scrape(&inv), "pxbackup_backup_object_info");
+    assert!(info.iter().any(|l| l.contains(r#"uid="a""#) && l.contains(r#"previous_status="Success""#)));
+    assert!(info.iter().any(|l| l.contains(r#"uid="b""#) && l.contains(r#"previous_status="InProgress""#)));
+}
+
+async fn expires_exactly_after(backfill: Duration) {
+    let inv = inventory(backfill);
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    assert_eq!(lines(&scrape(&inv), "pxbackup_backup_object_info").len(), 1);
+    tokio::time::advance(backfill - Duration::from_secs(1)).await;
+    assert_eq!(
+        lines(&scrape(&inv), "pxbackup_backup_object_info").len(),
+        1,
+        "expired a second early"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty(), "not expired on time");
+    assert_eq!(inv.stats().tombstones_expired.load(Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn classic_window_expires_on_the_second() {
+    expires_exactly_after(Duration::from_secs(crate::config::CLASSIC_BACKFILL_HOURS * 3600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn federated_window_expires_on_the_second() {
+    expires_exactly_after(Duration::from_secs(crate::config::FEDERATED_BACKFILL_HOURS * 3600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_window_drops_at_once() {
+    let inv = inventory(Duration::ZERO);
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
+    let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    assert_eq!(out.applied, 1);
+    assert!(lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty());
+    assert_eq!(inv.tombstone_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_task_wakes_for_the_next_tombstone() {
+    let inv = std::sync::Arc::new(inventory(HOUR));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let (inv, stop) = (inv.clone(), stop.clone());
+        async move { inv.run_expiry(stop.cancelled_owned()).await }
+    });
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    tokio::time::sleep(HOUR + Duration::from_millis(1)).await;
+    // Expired by the task itself: nothing scraped in between.
+    assert_eq!(inv.tombstone_count(), 0);
+    assert_eq!(inv.stats().tombstones_expired.load(Relaxed), 1);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn awkward_events_have_defined_outcomes() {
+    let inv = inventory(24 * HOUR);
+    // Unknown uid.
+    let out = inv.apply(SourceId::Ingest, vec![delete("nope", None)]);
+    assert_eq!((out.applied, out.ignored), (0, 1));
+    assert_eq!(inv.stats().ignored[IgnoreReason::UnknownUid as usize].load(Relaxed), 1);
+
+    // Twice: the first deletion time stands.
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 5_000))]);
+    let out = inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 9_000))]);
+    assert_eq!(out.ignored, 1);
+    assert_eq!(inv.stats().ignored[IgnoreReason::AlreadyDeleted as usize].load(Relaxed), 1);
+    let text = scrape(&inv);
+    assert!(lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395605"), "{text}");
+
+    // A stale upsert (created before the deletion) does not resurrect the backup.
+    let out = inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
+    assert_eq!(out.ignored, 1);
+    assert_eq!(inv.stats().ignored[IgnoreReason::StaleUpsert as usize].load(Relaxed), 1);
+    assert_eq!(inv.tombstone_count(), 1);
+
+    // A re-creation with the same uid replaces the tombstone.
+    let mut again = backup("u1", BackupStatus::InProgress);
+    again.created_at = Some(Timestamp(T0 + 6_000));
+    inv.apply(SourceId::Ingest, vec![upsert(again)]);
+    let text = scrape(&inv);
+    assert_eq!(inv.tombstone_count(), 0);
+    let info = lines(&text, "pxbackup_backup_object_info");
+    assert_eq!(info.len(), 1);
+    assert!(info[0].contains(r#"status="InProgress""#), "{}", info[0]);
+
+    // A deletion time ahead of ours is clock skew: taken as now.
+    inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 3_600_000))]);
+    let text = scrape(&inv);
+    assert!(lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395610"), "{text}");
+
+    // A deletion older than the window leaves nothing behind.
+    inv.apply(SourceId::Ingest, vec![upsert(backup("old", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![delete("old", Some(T0 - 25 * 3_600_000))]);
+    assert!(!scrape(&inv).contains(r#"uid="old""#));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tombstones_and_last_success_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::tokio_anchored(Timestamp(T0));
+    {
+        let (inv, report) = Inventory::open(clock.clone(), 2 * HOUR, dir.path()).unwrap();
+        assert_eq!(report, ReplayReport::default());
+        inv.apply(
+            SourceId::Ingest,
+            vec![
+                upsert(backup("u1", BackupStatus::Success)),
+                upsert(backup("u2", BackupStatus::Failed)),
+                upsert(backup("u3", BackupStatus::Success)),
+            ],
+        );
+        inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 - 3_600_000)), delete("u2", None)]);
+        // Dropped without any shutdown: what is on disk is what a kill -9 leaves.
+    }
+    tokio::time::advance(Duration::from_secs(1800)).await;
+    let (inv, report) = Inventory::open(clock.clone(), 2 * HOUR, dir.path()).unwrap();
+    assert_eq!(report.tombstones, 2);
+    let text = scrape(&inv);
+    let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
+    assert!(deleted.iter().any(|l| l.contains(r#"uid="u1""#) && l.ends_with(" 1795392000")), "{deleted:?}");
+    assert!(deleted.iter().any(|l| l.contains(r#"uid="u2""#) && l.ends_with(" 1795395600")), "{deleted:?}");
+    // Live objects are not journaled: the sources bring them back.
+    assert!(!text.contains(r#"uid="u3""#));
+    // The newest success of the schedule is remembered.
+    let ls = lines(&text, "pxbackup_schedule_last_success_timestamp_seconds");
+    assert_eq!(ls.len(), 1);
+    assert!(ls[0].ends_with(" 1795395660"), "{}", ls[0]);
+
+    // Original schedule: u1 was deleted at T0-1h with a 2 h window, so it goes at T0+1h.
+    tokio::time::advance(Duration::from_secs(1800)).await;
+    let text = scrape(&inv);
+    assert!(!text.contains(r#"uid="u1""#), "u1 outlived its window");
+    assert!(text.contains(r#"uid="u2""#));
+    drop(inv);
+
+    // Expired (u1 while running, u2 while down): neither comes back.
+    tokio::time::advance(2 * HOUR).await;
+    let (inv, report) = Inventory::open(clock, 2 * HOUR, dir.path()).unwrap();
+    assert_eq!((report.tombstones, report.expired), (0, 2));
+    assert_eq!(inv.tombstone_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_disk_loses_nothing_once_space_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::tokio_anchored(Timestamp(T0));
+    let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
+    inv.apply(
+        SourceId::Ingest,
+        vec![upsert(backup("u1", BackupStatus::Success)), upsert(backup("u2", BackupStatus::Success))],
+    );
+    {
+        let mut st = inv.lock();
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        st.journal.as_mut().unwrap().redirect_writes_for_test(full);
+    }
+    let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    assert_eq!(out.applied, 1, "the deletion is applied even though the disk is full");
+    assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
+    assert!(scrape(&inv).contains(r#"status="Deleted""#));
+    // The next change rewrites the whole journal (compaction makes a new file).
+    inv.apply(SourceId::Ingest, vec![delete("u2", None)]);
+    assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
+    drop(inv);
+    let (_, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
+    assert_eq!(report.tombstones, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_gives_memory_back() {
+    let inv = inventory(HOUR);
+    let n = 5_000;
+    inv.apply(
+        SourceId::Ingest,
+        (0..n).map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success))).collect(),
+    );
+    inv.apply(SourceId::Ingest, (0..n).map(|i| delete(&format!("u{i}"), None)).collect());
+    assert_eq!(inv.tombstone_count(), n);
+    tokio::time::advance(HOUR).await;
+    assert_eq!(inv.expire_due(inv.clock().now()), n);
+    let st = inv.lock();
+    assert!(st.tables[Kind::Backup.index()].capacity() < 64, "{}", st.tables[0].capacity());
+    assert!(st.expiry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn resync_tombstones_what_the_source_no_longer_lists() {
+    let inv = inventory(HOUR);
+    inv.apply(
+        SourceId::Kube,
+        vec![upsert(backup("k1", BackupStatus::Success)), upsert(backup("k2", BackupStatus::Failed))],
+    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("i1", BackupStatus::Success))]);
+    let listed: HashSet<String> = ["k1".to_owned()].into();
+    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 1);
+    let text = scrape(&inv);
+    let info = lines(&text, "pxbackup_backup_object_info");
+    assert!(info.iter().any(|l| l.contains(r#"uid="k2""#) && l.contains(r#"status="Deleted",previous_status="Failed""#)));
+    // Another source's objects are not touched.
+    assert!(info.iter().any(|l| l.contains(r#"uid="i1""#) && l.contains(r#"status="Success""#)));
+    // A second resync does not delete the tombstone again.
+    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_deletion_forgets_its_last_success() {
+    let inv = inventory(HOUR);
+    let owner = backup("x", BackupStatus::Success).owner;
+    inv.apply(
+        SourceId::Ingest,
+        vec![
+            Event::Upsert(Object::Schedule(Schedule {
+                uid: "s1".into(),
+                name: "nightly".into(),
+                owner,
+                status: ScheduleStatus::Active,
+            })),
+            upsert(backup("x", BackupStatus::Success)),
+        ],
+    );
+    assert_eq!(lines(&scrape(&inv), "pxbackup_schedule_last_success_timestamp_seconds").len(), 1);
+    inv.apply(
+        SourceId::Ingest,
+        vec![Event::Delete { kind: Kind::Schedule, uid: "s1".into(), deleted_at: None }],
+    );
+    assert!(lines(&scrape(&inv), "pxbackup_schedule_last_success_timestamp_seconds").is_empty());
+}
