@@ -1,0 +1,136 @@
+"""Dashboards: generated JSON in sync, Grafana conventions, PromQL parsed by promtool, metric
+names from the sidecar's catalog, and Grafana's own TypeScript schema types."""
+import importlib.util
+import json
+import pathlib
+import subprocess
+
+import pytest
+
+import promql_parser
+from pxtest import (CHART, DASHBOARD_DIR, PROMETHEUS_METRICS, dashboards, metric_names,
+                    panel_queries, panels, promtool_check_exprs, substitute, variable_queries)
+
+GRAFANA_DIR = pathlib.Path(__file__).resolve().parent / "grafana"
+BOARDS = dashboards()
+
+
+def test_two_dashboards_exist():
+    assert set(BOARDS) == {"pxbackup-backups.json", "pxbackup-sidecar.json"}
+
+
+def test_committed_json_is_the_generator_output():
+    spec = importlib.util.spec_from_file_location("generate", DASHBOARD_DIR / "generate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    rendered = gen.render()
+    assert set(rendered) == set(BOARDS)
+    for name, text in rendered.items():
+        assert (DASHBOARD_DIR / name).read_text() == text, \
+            f"dashboards/{name} differs from dashboards/generate.py output: run it"
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_chart_ships_identical_dashboard(name):
+    assert (DASHBOARD_DIR / name).read_bytes() == \
+        (CHART / "files" / "dashboards" / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_grafana_conventions(name):
+    d = BOARDS[name]
+    assert d["schemaVersion"] >= 39
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    ids = [p["id"] for p in panels(d)]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for p in panels(d):
+        pos = p["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, f"{p['title']} overflows the grid"
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["targets"], f"{p['title']} has no query"
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}", p["title"]
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"]["uid"] == "${datasource}"
+            assert v["includeAll"] and v["allValue"] == ".*", v["name"]
+
+
+def test_backups_dashboard_filters_by_org_cluster_schedule():
+    d = BOARDS["pxbackup-backups.json"]
+    names = [v["name"] for v in d["templating"]["list"]]
+    assert names == ["datasource", "org", "cluster", "schedule"]
+    for where, expr in panel_queries({"b": d}):
+        assert "$org" in expr, f"{where} ignores the org variable"
+
+
+def test_every_query_parses_with_promtool():
+    named = [(w, substitute(e)) for w, e in panel_queries(BOARDS)]
+    named += [(w, sel) for w, sel, _ in variable_queries(BOARDS)]
+    assert len(named) > 30
+    err = promtool_check_exprs(named)
+    assert not err, err
+
+
+def test_promtool_parse_check_is_live():
+    assert promtool_check_exprs([("broken", "sum(rate(x[5m])")]), \
+        "promtool accepted a broken expression: the parse check proves nothing"
+
+
+def test_every_metric_is_in_the_catalog(catalog):
+    used = {}
+    for where, expr in panel_queries(BOARDS):
+        for m in metric_names(substitute(expr)):
+            used.setdefault(m, where)
+    for where, sel, _ in variable_queries(BOARDS):
+        for m in metric_names(sel):
+            used.setdefault(m, where)
+    unknown = {m: w for m, w in used.items() if m not in catalog and m not in PROMETHEUS_METRICS}
+    assert not unknown, f"metrics not in `pxbackup-sidecar catalog`: {unknown}"
+
+
+def test_metric_name_extraction_sees_every_selector():
+    expr = ('max(time() - a_seconds{x=~".*"} and on (o) label_replace(b == 0, "s", "$1", "n",'
+            ' "(.*)")) or absent(up{job=~"x"}) or sum(rate(c_total[1m]))')
+    assert metric_names(expr) == {"a_seconds", "b", "up", "c_total"}
+    with pytest.raises(Exception):
+        promql_parser.parse("sum(")
+
+
+def run_tsc(generated):
+    """Type-checks {file stem: dashboard JSON} against Grafana's schema; returns (rc, output)."""
+    tsc = GRAFANA_DIR / "node_modules" / ".bin" / "tsc"
+    assert tsc.exists(), "typescript missing: run tests/assets/install.sh (npm ci)"
+    out_dir = GRAFANA_DIR / "generated"
+    out_dir.mkdir(exist_ok=True)
+    for old in out_dir.glob("*.ts"):
+        old.unlink()
+    for stem, board in generated.items():
+        # An object literal (not a JSON import) so TypeScript checks literal types and
+        # rejects unknown keys.
+        (out_dir / f"{stem}.ts").write_text(
+            "import type { CheckedDashboard } from '../types';\n"
+            f"export const dashboard: CheckedDashboard = {json.dumps(board, indent=1)};\n")
+    proc = subprocess.run([str(tsc), "-p", str(GRAFANA_DIR / "tsconfig.json")],
+                          capture_output=True, text=True, cwd=GRAFANA_DIR)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_dashboards_match_grafana_schema_types():
+    rc, out = run_tsc({pathlib.Path(n).stem: d for n, d in BOARDS.items()})
+    assert rc == 0, out
+
+
+def test_grafana_type_check_rejects_mistakes():
+    board = json.loads(json.dumps(BOARDS["pxbackup-backups.json"]))
+    stat = next(p for p in board["panels"] if p["type"] == "stat")
+    stat["options"]["colorMode"] = "rainbow"
+    table = next(p for p in board["panels"] if p["type"] == "table")
+    table["options"]["showHeaders"] = True
+    rc, out = run_tsc({"broken": board})
+    assert rc != 0
+    assert '"rainbow"' in out and "showHeaders" in out, out
