@@ -94,12 +94,12 @@ pub static BACKUP_DURATION_SECONDS: Family = gauge(
     BACKUP_IDENTITY,
 );
 pub static BACKUP_VOLUME_COUNT: Family = gauge(
-    "pxbackup_backup_volume_count",
+    "pxbackup_backup_volumes",
     "Number of volumes in the backup",
     BACKUP_IDENTITY,
 );
 pub static BACKUP_RESOURCE_COUNT: Family = gauge(
-    "pxbackup_backup_resource_count",
+    "pxbackup_backup_resources",
     "Number of Kubernetes resources in the backup",
     BACKUP_IDENTITY,
 );
@@ -149,12 +149,12 @@ pub static RESTORE_DURATION_SECONDS: Family = gauge(
     RESTORE_IDENTITY,
 );
 pub static RESTORE_VOLUME_COUNT: Family = gauge(
-    "pxbackup_restore_volume_count",
+    "pxbackup_restore_volumes",
     "Number of volumes restored",
     RESTORE_IDENTITY,
 );
 pub static RESTORE_RESOURCE_COUNT: Family = gauge(
-    "pxbackup_restore_resource_count",
+    "pxbackup_restore_resources",
     "Number of Kubernetes resources restored",
     RESTORE_IDENTITY,
 );

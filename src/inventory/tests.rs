@@ -84,7 +84,7 @@ async fn deleted_backup_keeps_info_series_with_previous_status() {
     let vol = lines(&text, "pxbackup_backup_volume_info");
     assert!(vol[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#), "{}", vol[0]);
     // Numeric gauges end at deletion.
-    for gone in ["pxbackup_backup_status", "pxbackup_backup_size_bytes", "pxbackup_backup_volume_count"] {
+    for gone in ["pxbackup_backup_status", "pxbackup_backup_size_bytes", "pxbackup_backup_volumes"] {
         assert!(lines(&text, gone).is_empty(), "{gone} still exported");
     }
     let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");

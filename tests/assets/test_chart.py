@@ -1,0 +1,332 @@
+"""The Helm chart, rendered by Helm's own engine (helm-python-sdk wraps Helm's Go SDK), linted,
+and every object validated offline against the Kubernetes OpenAPI schemas."""
+import json
+import shutil
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from pxtest import ALERTS, CHART, DASHBOARD_DIR
+
+NS = "px-backup"
+K8S_VERSION = "1.30.0"
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+VALUE_SETS = {
+    "defaults": {},
+    "federated": {"pxbackup": {"federated": True}},
+    "backfill-48h": {"pxbackup": {"backupInfoMetricsBackfillHours": 48}},
+    "sidecar-mode": {"mode": "sidecar", "networkPolicy": {"enabled": True}},
+    "telemetry-on-file": {"telemetry": {"source": "file", "logPaths": ["/var/log/px-backup.log"],
+                                        "configMap": {"data": {"enabled": "true",
+                                                               "environment": "staging"}}}},
+    "telemetry-off": {"telemetry": {"source": "none"}},
+    "monitoring-on": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                      "prometheusRule": {"enabled": True,
+                                         "runbookBaseUrl": "https://git.example.com/pxb/blob/main/",
+                                         "ruleLabels": {"team": "storage"}},
+                      "dashboards": {"enabled": True, "namespace": "monitoring"}},
+    "pvc-state": {"state": {"type": "pvc", "pvc": {"storageClassName": "px-csi-db"}}},
+    "ingest-exposed": {"sources": ["kube", "ingest"],
+                       "ingest": {"address": "0.0.0.0", "token": {"value": "s3cr3t"}},
+                       "networkPolicy": {"enabled": True,
+                                         "ingestFrom": [{"podSelector": {"matchLabels": {"app": "px-backup"}}}]}},
+    "kube-namespaces": {"kube": {"clusterName": "prod-east", "namespaces": ["shop", "crm"]}},
+    "demo": {"sources": ["demo"], "telemetry": {"source": "none"}},
+}
+
+
+@pytest.fixture(scope="module")
+def chart():
+    with helm.Chart.load(CHART) as c:
+        yield c
+
+
+def render(chart, values, name="pxb"):
+    out = chart.render(values, name=name, namespace=NS, is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def env_of(container):
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def deployment_container(docs):
+    (dep,) = by_kind(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return dep, c
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+def test_lint_clean(case):
+    report = helm.lint(str(CHART), VALUE_SETS[case], strict=True, namespace=NS,
+                       kube_version=f"v{K8S_VERSION}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+def test_renders_valid_kubernetes_objects(chart, case):
+    docs = render(chart, VALUE_SETS[case])
+    assert docs
+    for d in docs:
+        where = f"{case}: {d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in MONITORING_KINDS:
+            check_monitoring_object(d, where)
+            continue
+        try:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{where}: {err.message} at {list(err.path)}")
+
+
+def check_monitoring_object(d, where):
+    """kubernetes-validate has no CRD schemas; check the fields Prometheus Operator needs."""
+    assert d["apiVersion"] == "monitoring.coreos.com/v1", where
+    assert d["metadata"]["namespace"] == NS, where
+    spec = d["spec"]
+    if d["kind"] == "ServiceMonitor":
+        assert set(spec) <= {"jobLabel", "selector", "namespaceSelector", "endpoints"}, where
+        assert spec["selector"]["matchLabels"], where
+        for ep in spec["endpoints"]:
+            assert ep["port"] == "http-metrics" and ep["path"] == "/metrics", where
+    else:
+        assert set(spec) == {"groups"}, where
+        for g in spec["groups"]:
+            assert set(g) <= {"name", "rules", "interval"} and g["rules"], where
+            for r in g["rules"]:
+                assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, where
+                assert all(isinstance(v, str) for v in r["annotations"].values()), where
+
+
+def test_schema_rejects_wrong_type_and_unknown_key(chart):
+    bad_values = [
+        ({"pxbackup": {"federated": "yes"}}, "/pxbackup/federated"),
+        ({"pxbackup": {"backupInfoMetricsBackfillHours": "24h"}}, "backupInfoMetricsBackfillHours"),
+        ({"sources": "kube"}, "/sources"),
+        ({"sources": ["kube", "etcd"]}, "/sources/1"),
+        ({"metrics": {"port": "9977"}}, "/metrics/port"),
+        ({"replicaCount": 2}, "replicaCount"),
+        ({"telemetry": {"configMap": {"data": {"enabled": "yes"}}}}, "enabled"),
+        ({"telemetry": {"configMap": {"data": {"enable": "true"}}}}, "enable"),
+        ({"securityContext": {"runAsRoot": True}}, "runAsRoot"),
+        ({"state": {"pvc": {"sise": "1Gi"}}}, "sise"),
+    ]
+    for values, needle in bad_values:
+        with pytest.raises(helm.HelmValuesError) as err:
+            chart.render(values, name="pxb", namespace=NS)
+        assert needle in str(err.value), f"{values}: {err.value}"
+    chart.validate_schema({"pxbackup": {"backupInfoMetricsBackfillHours": 12}})
+
+
+def test_every_values_key_is_in_the_schema(chart):
+    """additionalProperties: false on every object of the schema, and defaults valid."""
+    def walk(node, path):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path} allows unknown keys"
+            for k, v in node["properties"].items():
+                walk(v, f"{path}.{k}")
+    walk(chart.schema, "values")
+    chart.validate_schema(chart.values)
+
+
+def test_defaults_are_least_privilege_and_hardened(chart):
+    docs = render(chart, {})
+    dep, c = deployment_container(docs)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert [p["name"] for p in c["ports"]] == ["http-metrics"]
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["port"] == 9977
+    # kube source: Stork CRs read-only, kube-system namespace only; telemetry: one ConfigMap and
+    # one Secret by name (create cannot be limited by name).
+    (cr,) = by_kind(docs, "ClusterRole")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in cr["rules"]}
+    ns_rule = rules[(("",), ("namespaces",))]
+    assert ns_rule["resourceNames"] == ["kube-system"] and ns_rule["verbs"] == ["get"]
+    stork = rules[(("stork.libopenstorage.org",),
+                   ("applicationbackups", "applicationrestores", "applicationbackupschedules"))]
+    assert stork["verbs"] == ["get", "list", "watch"]
+    (role,) = by_kind(docs, "Role")
+    for r in role["rules"]:
+        assert r["apiGroups"] == [""]
+        if r["verbs"] != ["create"]:
+            assert r["resourceNames"] in (["px-backup-telemetry-config"], ["pure-telemetry-certs"])
+    assert not by_kind(docs, "NetworkPolicy") and not by_kind(docs, "PersistentVolumeClaim")
+    assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
+
+
+def test_backfill_and_federated_follow_pxbackup(chart):
+    _, c = deployment_container(render(chart, {}))
+    env = env_of(c)
+    assert "BACKUP_INFO_METRICS_BACKFILL_HOURS" not in env, "'' must leave the binary default"
+    assert env["PX_BACKUP_FEDERATED"] == "false"
+    assert env["PXBACKUP_SOURCES"] == "kube" and env["PXBACKUP_LISTEN"] == "0.0.0.0:9977"
+    _, c = deployment_container(render(chart, VALUE_SETS["federated"]))
+    assert env_of(c)["PX_BACKUP_FEDERATED"] == "true"
+    assert "BACKUP_INFO_METRICS_BACKFILL_HOURS" not in env_of(c)
+    _, c = deployment_container(render(chart, VALUE_SETS["backfill-48h"]))
+    assert env_of(c)["BACKUP_INFO_METRICS_BACKFILL_HOURS"] == "48"
+
+
+def test_telemetry_configmap_created_disabled_and_kept(chart):
+    docs = render(chart, {})
+    (cm,) = [d for d in by_kind(docs, "ConfigMap")
+             if d["metadata"]["name"] == "px-backup-telemetry-config"]
+    assert cm["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert cm["data"]["enabled"] == "false"
+    _, c = deployment_container(docs)
+    assert env_of(c)["PXBACKUP_TELEMETRY_CONFIGMAP"] == f"{NS}/px-backup-telemetry-config"
+
+
+def test_telemetry_file_mode_mounts_configmap_without_rbac(chart):
+    docs = render(chart, VALUE_SETS["telemetry-on-file"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    assert env["PXBACKUP_TELEMETRY_CONFIG_FILE"] == "/etc/pxbackup-sidecar/telemetry"
+    assert env["PXBACKUP_TELEMETRY_LOG_PATHS"] == "/var/log/px-backup.log"
+    assert "PXBACKUP_TELEMETRY_CONFIGMAP" not in env
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["pxbackup-sidecar-telemetry-config"]["configMap"]["name"] == \
+        "px-backup-telemetry-config"
+    assert not by_kind(docs, "Role"), "file mode needs no telemetry RBAC"
+    (cm,) = [d for d in by_kind(docs, "ConfigMap")]
+    assert cm["data"]["enabled"] == "true" and cm["data"]["environment"] == "staging"
+
+
+def test_no_telemetry_no_configmap_no_role(chart):
+    docs = render(chart, VALUE_SETS["telemetry-off"])
+    assert not by_kind(docs, "ConfigMap") and not by_kind(docs, "Role")
+    _, c = deployment_container(docs)
+    assert not [k for k in env_of(c) if k.startswith("PXBACKUP_TELEMETRY")]
+
+
+def test_demo_only_needs_no_rbac(chart):
+    docs = render(chart, VALUE_SETS["demo"])
+    assert not [d for d in docs if d["kind"].endswith(("Role", "RoleBinding"))]
+
+
+def test_restricted_namespaces_get_roles_not_cluster_wide_access(chart):
+    docs = render(chart, VALUE_SETS["kube-namespaces"])
+    (cr,) = by_kind(docs, "ClusterRole")
+    assert [r["resources"] for r in cr["rules"]] == [["namespaces"]]
+    stork_roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-stork")]
+    assert sorted(r["metadata"]["namespace"] for r in stork_roles) == ["crm", "shop"]
+    _, c = deployment_container(docs)
+    assert env_of(c)["PXBACKUP_NAMESPACES"] == "shop,crm"
+    assert env_of(c)["PXBACKUP_CLUSTER_NAME"] == "prod-east"
+
+
+def test_pvc_state(chart):
+    docs = render(chart, VALUE_SETS["pvc-state"])
+    (pvc,) = by_kind(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["storageClassName"] == "px-csi-db"
+    dep, _ = deployment_container(docs)
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["pxbackup-sidecar-state"]["persistentVolumeClaim"]["claimName"] == \
+        pvc["metadata"]["name"]
+
+
+def test_ingest_exposed_with_token_and_policy(chart):
+    docs = render(chart, VALUE_SETS["ingest-exposed"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    assert env["PXBACKUP_SOURCES"] == "kube,ingest"
+    assert env["PXBACKUP_INGEST_LISTEN"] == "0.0.0.0:9978"
+    (secret,) = by_kind(docs, "Secret")
+    assert secret["stringData"] == {"token": "s3cr3t"}
+    assert env["PXBACKUP_INGEST_TOKEN_FILE"] == "/etc/pxbackup-sidecar/ingest/token"
+    (svc,) = by_kind(docs, "Service")
+    assert {p["name"] for p in svc["spec"]["ports"]} == {"http-metrics", "ingest"}
+    (np,) = by_kind(docs, "NetworkPolicy")
+    ingest_rule = [r for r in np["spec"]["ingress"] if r["ports"][0]["port"] == "ingest"]
+    assert ingest_rule and ingest_rule[0]["from"], "ingest must be limited to ingestFrom peers"
+    # on loopback (the default) the port is not published at all
+    docs = render(chart, {"sources": ["ingest"]})
+    (svc,) = by_kind(docs, "Service")
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["http-metrics"]
+
+
+def test_sidecar_mode_binds_pxbackup_account_and_creates_no_workload(chart):
+    docs = render(chart, VALUE_SETS["sidecar-mode"])
+    kinds = {d["kind"] for d in docs}
+    assert not kinds & {"Deployment", "ServiceAccount", "NetworkPolicy"}, kinds
+    for b in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "px-backup-account",
+                                  "namespace": NS}]
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["selector"] == {"app": "px-backup"}
+
+
+def test_monitoring_objects(chart):
+    docs = render(chart, VALUE_SETS["monitoring-on"])
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    (pr,) = by_kind(docs, "PrometheusRule")
+    canonical = yaml.safe_load(ALERTS.read_text())
+    got = pr["spec"]["groups"]
+    assert [g["name"] for g in got] == [g["name"] for g in canonical["groups"]]
+    for g_got, g_src in zip(got, canonical["groups"]):
+        for r_got, r_src in zip(g_got["rules"], g_src["rules"], strict=True):
+            assert r_got["expr"] == r_src["expr"] and r_got.get("for") == r_src.get("for")
+            assert r_got["labels"] == {**r_src["labels"], "team": "storage"}
+            assert r_got["annotations"]["runbook_url"] == \
+                "https://git.example.com/pxb/blob/main/" + r_src["annotations"]["runbook_url"]
+            assert r_got["annotations"]["description"] == r_src["annotations"]["description"]
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboards")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    for f in DASHBOARD_DIR.glob("*.json"):
+        assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
+
+
+def test_prometheus_rule_without_options_is_the_file_verbatim(chart):
+    docs = render(chart, {"prometheusRule": {"enabled": True}})
+    (pr,) = by_kind(docs, "PrometheusRule")
+    assert pr["spec"] == yaml.safe_load(ALERTS.read_text())
+
+
+def test_parent_chart_can_add_the_container_to_its_pod(tmp_path):
+    """The documented sidecar use: a parent chart includes the named templates."""
+    parent = tmp_path / "px-backup"
+    (parent / "templates").mkdir(parents=True)
+    (parent / "charts").mkdir()
+    shutil.copytree(CHART, parent / "charts" / "pxbackup-sidecar")
+    (parent / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: px-backup\nversion: 3.0.0\ndependencies:\n"
+        "  - name: pxbackup-sidecar\n    version: 0.1.0\n")
+    (parent / "values.yaml").write_text(
+        "pxbackup-sidecar:\n  mode: sidecar\n  pxbackup:\n    federated: true\n")
+    (parent / "templates" / "deployment.yaml").write_text(
+        (CHART / "README.md").read_text().split("```yaml parent-deployment")[1].split("```")[0])
+    with helm.Chart.load(parent) as c:
+        out = c.render({}, name="px-backup", namespace=NS, is_install=True)
+    dep = yaml.safe_load(out["px-backup/templates/deployment.yaml"])
+    kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+    pod = dep["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod["containers"]]
+    assert names == ["px-backup", "pxbackup-sidecar"]
+    side = pod["containers"][1]
+    assert env_of(side)["PX_BACKUP_FEDERATED"] == "true"
+    mounts = {m["name"] for m in side["volumeMounts"]}
+    assert mounts <= {v["name"] for v in pod["volumes"]}
+    assert not any(p.endswith("/deployment.yaml") and "pxbackup-sidecar/" in p and v.strip()
+                   for p, v in out.items()), "the subchart must not add its own Deployment"
