@@ -330,3 +330,11 @@ def test_parent_chart_can_add_the_container_to_its_pod(tmp_path):
     assert mounts <= {v["name"] for v in pod["volumes"]}
     assert not any(p.endswith("/deployment.yaml") and "pxbackup-sidecar/" in p and v.strip()
                    for p, v in out.items()), "the subchart must not add its own Deployment"
+
+
+def test_offline_validation_is_strict():
+    """The validator must reject an unknown field, or the checks above prove nothing."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": 9977}], "selectr": {"app": "x"}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(svc, K8S_VERSION, strict=True)
