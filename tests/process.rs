@@ -1,0 +1,275 @@
+//! The real binary, spawned: the demo on its defaults, content negotiation and gzip, SIGTERM,
+//! configuration errors (exit 64), kill -9 and restart, a torn journal, push ingest.
+
+mod common;
+
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{backup_line, client, samples, Sidecar};
+
+fn family_names() -> Vec<String> {
+    pxbackup_sidecar::exposition::catalog::entries()
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn demo_serves_every_family_and_deleted_tombstones_at_once() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "demo"], logs.path());
+    let started = Instant::now();
+    sc.ready().await;
+    let text = sc.scrape().await;
+    // Families with nothing to say until telemetry has uploaded once.
+    let empty_until_telemetry = ["pxbackup_telemetry_last_success_timestamp_seconds"];
+    for name in family_names() {
+        if empty_until_telemetry.contains(&name.as_str()) {
+            assert!(text.contains(&format!("# TYPE {name} gauge")), "{name} header");
+            continue;
+        }
+        assert!(!samples(&text, &name).is_empty(), "no sample of {name}");
+    }
+    let tombstones: Vec<&str> = samples(&text, "pxbackup_backup_object_info")
+        .into_iter()
+        .filter(|l| l.contains(r#"status="Deleted",previous_status=""#))
+        .collect();
+    assert!(!tombstones.is_empty(), "no Deleted tombstone in the demo");
+    assert!(tombstones.iter().all(|l| !l.contains(r#"previous_status="""#)));
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // The whole live scrape passes promtool's parser and lint.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scrape.txt");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", path.display()))
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn negotiates_format_and_gzip() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "demo"], logs.path());
+    sc.ready().await;
+    let url = format!("{}/metrics", sc.metrics_url);
+
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!r.text().await.unwrap().contains("# EOF"));
+
+    let r = client()
+        .get(&url)
+        .header("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
+
+    let r = client()
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let zipped = r.bytes().await.unwrap();
+    let mut body = String::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_string(&mut body)
+        .expect("a complete gzip stream");
+    assert!(body.contains("pxbackup_backup_status{"));
+    assert!(zipped.len() * 5 < body.len(), "{} vs {}", zipped.len(), body.len());
+
+    let r = client().get(format!("{}/healthz", sc.metrics_url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_exits_zero() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "demo"], logs.path());
+    sc.ready().await;
+    let status = sc.terminate();
+    assert_eq!(status.code(), Some(0), "{}", sc.log());
+    assert!(sc.log().contains("SIGTERM"));
+}
+
+fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(common::bin())
+        .arg("run")
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn configuration_errors_exit_64_naming_the_value() {
+    let (code, err) = run_expecting_failure(&["--backfill-hours", "a-day"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("\"a-day\""), "{err}");
+
+    let (code, err) = run_expecting_failure(&["--sourc", "demo"]);
+    assert_eq!(code, Some(64), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let state = file.join("state");
+    let (code, err) = run_expecting_failure(&["--state-dir", state.to_str().unwrap()]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("not-a-dir"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(common::bin())
+        .args(["run", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+}
+
+fn deleted_lines(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = samples(text, "pxbackup_backup_deleted_timestamp_seconds")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let args = ["--source", "ingest", "--state-dir", state_dir];
+
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    let batch: Vec<String> = (0..3)
+        .map(|i| backup_line(&format!("uid-{i}"), &format!("nightly-{i}"), "Success"))
+        .collect();
+    assert_eq!(sc.push(&batch.join("\n")).await.0, 200);
+    let two_hours_ago = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() - Duration::from_secs(7200),
+    );
+    let deletes = format!(
+        "{}\n{}",
+        serde_json::json!({"type": "backup", "op": "delete", "uid": "uid-0", "deleted_at": two_hours_ago.to_string()}),
+        r#"{"type":"backup","op":"delete","uid":"uid-1"}"#
+    );
+    let (status, answer) = sc.push(&deletes).await;
+    assert_eq!(status, 200, "{answer}");
+    let before = deleted_lines(&sc.scrape().await);
+    assert_eq!(before.len(), 2, "{before:?}");
+    sc.kill9();
+
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    let after = deleted_lines(&sc.scrape().await);
+    assert_eq!(after, before, "tombstones did not come back with their deletion times");
+    let text = sc.scrape().await;
+    assert!(text.contains(r#"uid="uid-1""#) && text.contains(r#"status="Deleted",previous_status="Success""#));
+    assert!(text.contains("pxbackup_sidecar_journal_records_skipped_total 0"));
+
+    // One more tombstone, then tear the journal's last record in half. Live backups are not
+    // journaled (sources bring them back), so uid-2 is pushed again first.
+    let recreate_and_delete = format!(
+        "{}\n{}",
+        backup_line("uid-2", "nightly-2", "Failed"),
+        r#"{"type":"backup","op":"delete","uid":"uid-2"}"#
+    );
+    assert_eq!(sc.push(&recreate_and_delete).await.0, 200);
+    assert!(sc.scrape().await.contains(r#"uid="uid-2""#));
+    sc.kill9();
+    let journal = state.path().join("tombstones.journal");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    let text = sc.scrape().await;
+    assert!(text.contains("pxbackup_sidecar_journal_records_skipped_total 1"), "{}", sc.log());
+    assert!(text.contains(r#"uid="uid-1""#), "the good records before the tear are kept");
+    assert!(!text.contains(r#"uid="uid-2""#), "the torn record cannot be read");
+    assert!(sc.log().contains("torn or corrupt tail"), "{}", sc.log());
+}
+
+#[tokio::test]
+async fn ingest_batches_are_all_or_nothing() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "ingest"], logs.path());
+    sc.ready().await;
+    let good = backup_line("a", "nightly-a", "Success");
+    let bad = backup_line("b", "nightly-b", "Sucess");
+    let (status, answer) = sc.push(&format!("{good}\n{bad}\n")).await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["line"], 2);
+    assert!(answer["error"].as_str().unwrap().contains("\"Sucess\""), "{answer}");
+    let text = sc.scrape().await;
+    assert!(samples(&text, "pxbackup_backup_status").is_empty(), "part of a bad batch was applied");
+    assert!(text.contains(r#"pxbackup_sidecar_ingest_batches_total{result="rejected"} 1"#));
+
+    let (status, answer) = sc.push(&good).await;
+    assert_eq!((status, answer["applied"].as_u64()), (200, Some(1)));
+    assert_eq!(samples(&sc.scrape().await, "pxbackup_backup_status").len(), 1);
+}
+
+#[tokio::test]
+async fn ingest_token_is_enforced() {
+    let logs = tempfile::tempdir().unwrap();
+    let token = logs.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let mut sc = Sidecar::spawn(
+        &["--source", "ingest", "--ingest-token-file", token.to_str().unwrap()],
+        logs.path(),
+    );
+    sc.ready().await;
+    let url = format!("{}/v1/events", sc.ingest_url);
+    let line = backup_line("a", "n", "Success");
+    let r = client().post(&url).body(line.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .post(&url)
+        .bearer_auth("wrong")
+        .body(line.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .post(&url)
+        .bearer_auth("s3cret-token")
+        .body(line)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!sc.log().contains("s3cret-token"), "the token reached a log line");
+}
