@@ -31,9 +31,9 @@ CLUSTER_STATUS = ["Invalid", "Online", "Offline", "DeletePending", "Pending", "F
 LOCATION_STATUS = ["Invalid", "Valid", "DeletePending", "ValidationInProgress", "ValidationFailed",
                    "LimitedAvailability"]
 SCHEDULE_STATUS = ["Active", "Suspended"]
-BAD = {"Failed", "Aborted", "Offline", "ValidationFailed", "CloudBackupMissing", "Invalid"}
+BAD = {"Failed", "Aborted", "Offline", "ValidationFailed", "CloudBackupMissing", "Invalid", "Down"}
 WARN = {"PartialSuccess", "LimitedAvailability", "Suspended", "DeletePending", "Deleting"}
-GOOD = {"Success", "Online", "Valid", "Active"}
+GOOD = {"Success", "Online", "Valid", "Active", "Up", "Yes"}
 
 
 def value_mappings(names):
@@ -225,7 +225,7 @@ def backups_dashboard():
                       "Live backups in status Failed, PartialSuccess or CloudBackupMissing.",
                       {f"pxbackup_backup_status{{{BSEL}}} == 4 or pxbackup_backup_status{{{BSEL}}} == 8"
                        f" or pxbackup_backup_status{{{BSEL}}} == 10": "status"},
-                      mappings={"A": BACKUP_STATUS}), 14, 8),
+                      mappings={"A": BACKUP_STATUS}, hide=("uid", "cluster_uid")), 14, 8),
         L.place(bargauge("Time since last successful backup per schedule",
                          "Age of the newest successful backup of each schedule (kept after that "
                          "backup is deleted).",

@@ -36,7 +36,7 @@ def fmt(value, unit):
         for size, name in ((86400, "d"), (3600, "h"), (60, "min")):
             if abs(v) >= size:
                 return f"{v / size:.1f} {name}"
-        return f"{v:.1f} s"
+        return f"{v:.1f} s" if abs(v) >= 1 or v == 0 else f"{v * 1000:.1f} ms"
     if unit == "bytes":
         for size, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
             if abs(v) >= size:
