@@ -12,7 +12,7 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$here/requirements.txt"
 
 if [ ! -d "$here/grafana/node_modules/@grafana/schema" ] || [ ! -d "$here/grafana/node_modules/typescript" ]; then
   (cd "$here/grafana" && npm ci --no-audit --no-fund --loglevel=error)

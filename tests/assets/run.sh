@@ -8,4 +8,4 @@ root="$(cd "$here/../.." && pwd)"
 export PXBACKUP_SIDECAR_BIN="${PXBACKUP_SIDECAR_BIN:-$root/target/release/pxbackup-sidecar}"
 case "$PXBACKUP_SIDECAR_BIN" in /*) ;; *) PXBACKUP_SIDECAR_BIN="$root/$PXBACKUP_SIDECAR_BIN" ;; esac
 cd "$here"
-exec python3 -m pytest -p no:cacheprovider -q "$@"
+exec python3 -m pytest -q "$@"
