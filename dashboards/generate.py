@@ -246,8 +246,8 @@ def backups_dashboard():
                       "One row per live backup.",
                       {f"pxbackup_backup_size_bytes{{{BSEL}}}": "size",
                        f"pxbackup_backup_duration_seconds{{{BSEL}}}": "duration",
-                       f"pxbackup_backup_volume_count{{{BSEL}}}": "volumes",
-                       f"pxbackup_backup_resource_count{{{BSEL}}}": "resources"},
+                       f"pxbackup_backup_volumes{{{BSEL}}}": "volumes",
+                       f"pxbackup_backup_resources{{{BSEL}}}": "resources"},
                       units={"A": "bytes", "B": "s"}, hide=("uid", "cluster_uid"),
                       sort="size"), 24, 8),
 
@@ -261,8 +261,8 @@ def backups_dashboard():
                       {f"pxbackup_restore_status{{{RSEL}}}": "status",
                        f"pxbackup_restore_size_bytes{{{RSEL}}}": "size",
                        f"pxbackup_restore_duration_seconds{{{RSEL}}}": "duration",
-                       f"pxbackup_restore_volume_count{{{RSEL}}}": "volumes",
-                       f"pxbackup_restore_resource_count{{{RSEL}}}": "resources"},
+                       f"pxbackup_restore_volumes{{{RSEL}}}": "volumes",
+                       f"pxbackup_restore_resources{{{RSEL}}}": "resources"},
                       mappings={"A": RESTORE_STATUS}, units={"B": "bytes", "C": "s"},
                       hide=("uid", "cluster_uid")), 12, 8),
 
