@@ -72,3 +72,71 @@ def test_demo_fleet_fires_the_backup_alerts_but_not_for_tombstones(prom):
     fired = {s["metric"]["uid"] for s in prom.query(alert_expr)}
     assert not fired & tomb_uids, "a Deleted tombstone matched PxBackupBackupFailed"
     assert fired <= {s["metric"]["uid"] for s in failed}
+
+
+def test_binary_accepts_the_chart_configuration(sidecar_bin, tmp_path):
+    """The environment the chart gives the container, and its telemetry ConfigMap mounted as a
+    directory (as kubelet does), start the real binary: no exit 64, ready, config valid."""
+    import subprocess
+
+    import helm_python as helm
+    import requests
+
+    from stack import free_port, wait_for
+    from test_chart import CHART, NS, by_kind, deployment_container, env_of, render
+
+    values = {"sources": ["demo", "ingest"], "pxbackup": {"federated": True},
+              "telemetry": {"source": "file"}, "logFormat": "json"}
+    with helm.Chart.load(CHART) as chart:
+        docs = render(chart, values)
+    _, container = deployment_container(docs)
+    env = env_of(container)
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "px-backup-telemetry-config"]
+    mount = tmp_path / "telemetry"
+    kubelet_configmap_write(mount, cm["data"])
+    (tmp_path / "state").mkdir()
+    port = free_port()
+    # Only the addresses and paths change: loopback ports and temp dirs instead of the pod's.
+    assert env["PXBACKUP_LISTEN"] == "0.0.0.0:9977" and env["PXBACKUP_TELEMETRY_CONFIG_FILE"]
+    env.update(PXBACKUP_LISTEN=f"127.0.0.1:{port}",
+               PXBACKUP_INGEST_LISTEN=f"127.0.0.1:{free_port()}",
+               PXBACKUP_STATE_DIR=str(tmp_path / "state"),
+               PXBACKUP_TELEMETRY_CONFIG_FILE=str(mount))
+    proc = subprocess.Popen([str(sidecar_bin), *container["args"]], env={"PATH": "/usr/bin:/bin", **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for("readyz", lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok,
+                 30, {"sidecar": proc})
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "\npxbackup_telemetry_config_valid 1" in "\n" + metrics
+        assert "\npxbackup_telemetry_enabled 0" in "\n" + metrics
+        assert 'pxbackup_sidecar_source_up{source="ingest"} 1' in metrics
+        # The sidecar really reads the mounted directory: a bad value there is noticed.
+        kubelet_configmap_write(mount, {**cm["data"], "enabled": "maybe"})
+        wait_for("config_valid 0 after a bad value", lambda: "\npxbackup_telemetry_config_valid 0"
+                 in "\n" + requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+                 45, {"sidecar": proc})
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode is not None and proc.returncode != 64, out
+
+
+def kubelet_configmap_write(mount, data):
+    """Writes a ConfigMap volume the way kubelet does: files in a timestamped directory,
+    `..data` pointing at it, and each key a symlink through `..data`; an update swaps `..data`
+    atomically (rename of a new symlink), so watchers of the key files see no write."""
+    import os
+    import time as _time
+
+    mount.mkdir(exist_ok=True)
+    version = mount / f"..{_time.time_ns()}"
+    version.mkdir()
+    for key, value in data.items():
+        (version / key).write_text(value)
+    tmp_link = mount / "..data_tmp"
+    tmp_link.symlink_to(version.name)
+    os.replace(tmp_link, mount / "..data")
+    for key in data:
+        if not (mount / key).is_symlink():
+            (mount / key).symlink_to(f"..data/{key}")
