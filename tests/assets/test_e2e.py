@@ -74,16 +74,18 @@ def test_demo_fleet_fires_the_backup_alerts_but_not_for_tombstones(prom):
     assert fired <= {s["metric"]["uid"] for s in failed}
 
 
-def test_binary_accepts_the_chart_configuration(sidecar_bin, tmp_path):
-    """The environment the chart gives the container, and its telemetry ConfigMap mounted as a
-    directory (as kubelet does), start the real binary: no exit 64, ready, config valid."""
+@pytest.fixture()
+def chart_configured_sidecar(sidecar_bin, tmp_path):
+    """The real binary started with the environment the chart gives the container, and the
+    chart's telemetry ConfigMap mounted as a directory the way kubelet does. Only addresses and
+    paths change: loopback ports and temp dirs instead of the pod's."""
     import subprocess
 
     import helm_python as helm
     import requests
 
     from stack import free_port, wait_for
-    from test_chart import CHART, NS, by_kind, deployment_container, env_of, render
+    from test_chart import CHART, by_kind, deployment_container, env_of, render
 
     values = {"sources": ["demo", "ingest"], "pxbackup": {"federated": True},
               "telemetry": {"source": "file"}, "logFormat": "json"}
@@ -91,35 +93,49 @@ def test_binary_accepts_the_chart_configuration(sidecar_bin, tmp_path):
         docs = render(chart, values)
     _, container = deployment_container(docs)
     env = env_of(container)
-    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "px-backup-telemetry-config"]
+    (cm,) = [d for d in by_kind(docs, "ConfigMap")
+             if d["metadata"]["name"] == "px-backup-telemetry-config"]
     mount = tmp_path / "telemetry"
     kubelet_configmap_write(mount, cm["data"])
     (tmp_path / "state").mkdir()
     port = free_port()
-    # Only the addresses and paths change: loopback ports and temp dirs instead of the pod's.
     assert env["PXBACKUP_LISTEN"] == "0.0.0.0:9977" and env["PXBACKUP_TELEMETRY_CONFIG_FILE"]
     env.update(PXBACKUP_LISTEN=f"127.0.0.1:{port}",
                PXBACKUP_INGEST_LISTEN=f"127.0.0.1:{free_port()}",
                PXBACKUP_STATE_DIR=str(tmp_path / "state"),
                PXBACKUP_TELEMETRY_CONFIG_FILE=str(mount))
-    proc = subprocess.Popen([str(sidecar_bin), *container["args"]], env={"PATH": "/usr/bin:/bin", **env},
+    proc = subprocess.Popen([str(sidecar_bin), *container["args"]],
+                            env={"PATH": "/usr/bin:/bin", **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def metrics():
+        return "\n" + requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    def wait(what, check, timeout=30):
+        return wait_for(what, check, timeout, {"sidecar": proc})
+
     try:
-        wait_for("readyz", lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok,
-                 30, {"sidecar": proc})
-        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert "\npxbackup_telemetry_config_valid 1" in "\n" + metrics
-        assert "\npxbackup_telemetry_enabled 0" in "\n" + metrics
-        assert 'pxbackup_sidecar_source_up{source="ingest"} 1' in metrics
-        # The sidecar really reads the mounted directory: a bad value there is noticed.
-        kubelet_configmap_write(mount, {**cm["data"], "enabled": "maybe"})
-        wait_for("config_valid 0 after a bad value", lambda: "\npxbackup_telemetry_config_valid 0"
-                 in "\n" + requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
-                 45, {"sidecar": proc})
+        wait("readyz", lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok)
+        yield {"metrics": metrics, "wait": wait, "mount": mount, "data": cm["data"]}
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
-    assert proc.returncode is not None and proc.returncode != 64, out
+        assert proc.returncode != 64, f"exit 64 (bad configuration):\n{out}"
+
+
+def test_binary_accepts_the_chart_configuration(chart_configured_sidecar):
+    metrics = chart_configured_sidecar["metrics"]()
+    assert "\npxbackup_telemetry_config_valid 1" in metrics
+    assert "\npxbackup_telemetry_enabled 0" in metrics
+    assert 'pxbackup_sidecar_source_up{source="ingest"} 1' in metrics
+
+
+def test_binary_reads_the_mounted_telemetry_configmap(chart_configured_sidecar):
+    """A bad value written into the mounted ConfigMap must drop config_valid to 0."""
+    s = chart_configured_sidecar
+    kubelet_configmap_write(s["mount"], {**s["data"], "enabled": "maybe"})
+    s["wait"]("config_valid 0 after enabled=maybe in the mounted ConfigMap",
+              lambda: "\npxbackup_telemetry_config_valid 0" in s["metrics"](), timeout=45)
 
 
 def kubelet_configmap_write(mount, data):
