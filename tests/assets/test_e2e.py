@@ -1,9 +1,18 @@
 """End to end: the sidecar's demo fleet, scraped by a real Prometheus, answers every dashboard
 query and every alert expression."""
+import contextlib
+import os
+import subprocess
+import time
+from types import SimpleNamespace
+
+import helm_python as helm
 import pytest
+import requests
 
 from pxtest import alert_rules, dashboards, panel_queries, substitute, variable_queries
-from stack import running_stack
+from stack import free_port, running_stack, wait_for
+from test_chart import CHART, by_kind, deployment_container, env_of, render
 
 # Panels that legitimately stay empty on the demo fleet, with the reason. Each entry must stay
 # empty (a test fails otherwise), so the list cannot silently hide a broken panel.
@@ -74,36 +83,34 @@ def test_demo_fleet_fires_the_backup_alerts_but_not_for_tombstones(prom):
     assert fired <= {s["metric"]["uid"] for s in failed}
 
 
-@pytest.fixture()
-def chart_configured_sidecar(sidecar_bin, tmp_path):
-    """The real binary started with the environment the chart gives the container, and the
-    chart's telemetry ConfigMap mounted as a directory the way kubelet does. Only addresses and
-    paths change: loopback ports and temp dirs instead of the pod's."""
-    import subprocess
-
-    import helm_python as helm
-    import requests
-
-    from stack import free_port, wait_for
-    from test_chart import CHART, by_kind, deployment_container, env_of, render
-
-    values = {"sources": ["demo", "ingest"], "pxbackup": {"federated": True},
-              "telemetry": {"source": "file"}, "logFormat": "json"}
+@contextlib.contextmanager
+def chart_configured_sidecar(sidecar_bin, tmp_path, values):
+    """The real binary started with the environment the chart gives its container, with the
+    chart's ConfigMap and Secret mounted the way kubelet does. Only addresses and paths change:
+    loopback ports and temp dirs instead of the pod's."""
     with helm.Chart.load(CHART) as chart:
         docs = render(chart, values)
     _, container = deployment_container(docs)
     env = env_of(container)
-    (cm,) = [d for d in by_kind(docs, "ConfigMap")
-             if d["metadata"]["name"] == "px-backup-telemetry-config"]
-    mount = tmp_path / "telemetry"
-    kubelet_configmap_write(mount, cm["data"])
-    (tmp_path / "state").mkdir()
+    assert env["PXBACKUP_LISTEN"] == "0.0.0.0:9977"
     port = free_port()
-    assert env["PXBACKUP_LISTEN"] == "0.0.0.0:9977" and env["PXBACKUP_TELEMETRY_CONFIG_FILE"]
     env.update(PXBACKUP_LISTEN=f"127.0.0.1:{port}",
                PXBACKUP_INGEST_LISTEN=f"127.0.0.1:{free_port()}",
-               PXBACKUP_STATE_DIR=str(tmp_path / "state"),
-               PXBACKUP_TELEMETRY_CONFIG_FILE=str(mount))
+               PXBACKUP_STATE_DIR=str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    mounts = {}
+    if "PXBACKUP_TELEMETRY_CONFIG_FILE" in env:
+        (cm,) = [d for d in by_kind(docs, "ConfigMap")
+                 if d["metadata"]["name"] == "px-backup-telemetry-config"]
+        mounts["telemetry"] = (tmp_path / "telemetry", cm["data"])
+        env["PXBACKUP_TELEMETRY_CONFIG_FILE"] = str(tmp_path / "telemetry")
+    if "PXBACKUP_INGEST_TOKEN_FILE" in env:
+        (secret,) = by_kind(docs, "Secret")
+        mounts["ingest"] = (tmp_path / "ingest", secret["stringData"])
+        key = env["PXBACKUP_INGEST_TOKEN_FILE"].rsplit("/", 1)[1]
+        env["PXBACKUP_INGEST_TOKEN_FILE"] = str(tmp_path / "ingest" / key)
+    for mount, data in mounts.values():
+        kubelet_configmap_write(mount, data)
     proc = subprocess.Popen([str(sidecar_bin), *container["args"]],
                             env={"PATH": "/usr/bin:/bin", **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -116,37 +123,59 @@ def chart_configured_sidecar(sidecar_bin, tmp_path):
 
     try:
         wait("readyz", lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).ok)
-        yield {"metrics": metrics, "wait": wait, "mount": mount, "data": cm["data"]}
+        yield SimpleNamespace(metrics=metrics, wait=wait, mounts=mounts,
+                              ingest_url=f"http://{env['PXBACKUP_INGEST_LISTEN']}/v1/events")
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
         assert proc.returncode != 64, f"exit 64 (bad configuration):\n{out}"
 
 
-def test_binary_accepts_the_chart_configuration(chart_configured_sidecar):
-    metrics = chart_configured_sidecar["metrics"]()
-    assert "\npxbackup_telemetry_config_valid 1" in metrics
-    assert "\npxbackup_telemetry_enabled 0" in metrics
-    assert 'pxbackup_sidecar_source_up{source="ingest"} 1' in metrics
+TELEMETRY_FILE = {"sources": ["demo", "ingest"], "pxbackup": {"federated": True},
+                  "telemetry": {"source": "file"}, "logFormat": "json"}
 
 
-def test_binary_reads_the_mounted_telemetry_configmap(chart_configured_sidecar):
+def test_binary_accepts_the_chart_configuration(sidecar_bin, tmp_path):
+    with chart_configured_sidecar(sidecar_bin, tmp_path, TELEMETRY_FILE) as s:
+        metrics = s.metrics()
+        assert "\npxbackup_telemetry_config_valid 1" in metrics
+        assert "\npxbackup_telemetry_enabled 0" in metrics
+        assert 'pxbackup_sidecar_source_up{source="ingest"} 1' in metrics
+
+
+def test_binary_reads_the_mounted_telemetry_configmap(sidecar_bin, tmp_path):
     """A bad value written into the mounted ConfigMap must drop config_valid to 0."""
-    s = chart_configured_sidecar
-    kubelet_configmap_write(s["mount"], {**s["data"], "enabled": "maybe"})
-    s["wait"]("config_valid 0 after enabled=maybe in the mounted ConfigMap",
-              lambda: "\npxbackup_telemetry_config_valid 0" in s["metrics"](), timeout=45)
+    with chart_configured_sidecar(sidecar_bin, tmp_path, TELEMETRY_FILE) as s:
+        mount, data = s.mounts["telemetry"]
+        kubelet_configmap_write(mount, {**data, "enabled": "maybe"})
+        s.wait("config_valid 0 after enabled=maybe in the mounted ConfigMap",
+               lambda: "\npxbackup_telemetry_config_valid 0" in s.metrics(), timeout=45)
+
+
+def test_ingest_token_from_the_chart_secret(sidecar_bin, tmp_path):
+    values = {"sources": ["ingest"], "telemetry": {"source": "none"},
+              "ingest": {"token": {"value": "s3cr3t"}}}
+    event = ('{"type":"cluster","op":"upsert","uid":"c-e2e","org_id":"default",'
+             '"name":"chart-e2e","status":"Online"}\n')
+    with chart_configured_sidecar(sidecar_bin, tmp_path, values) as s:
+        denied = requests.post(s.ingest_url, data=event, timeout=5)
+        assert denied.status_code == 401, denied.text
+        wrong = requests.post(s.ingest_url, data=event, timeout=5,
+                              headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401, wrong.text
+        ok = requests.post(s.ingest_url, data=event, timeout=5,
+                           headers={"Authorization": "Bearer s3cr3t"})
+        assert ok.status_code in (200, 202, 204), ok.text
+        s.wait("the pushed cluster in /metrics",
+               lambda: 'pxbackup_cluster_status{org_id="default",name="chart-e2e"' in s.metrics())
 
 
 def kubelet_configmap_write(mount, data):
-    """Writes a ConfigMap volume the way kubelet does: files in a timestamped directory,
-    `..data` pointing at it, and each key a symlink through `..data`; an update swaps `..data`
-    atomically (rename of a new symlink), so watchers of the key files see no write."""
-    import os
-    import time as _time
-
+    """Writes a ConfigMap or Secret volume the way kubelet does: files in a timestamped
+    directory, `..data` pointing at it, and each key a symlink through `..data`; an update swaps
+    `..data` atomically (rename of a new symlink), so watchers of the key files see no write."""
     mount.mkdir(exist_ok=True)
-    version = mount / f"..{_time.time_ns()}"
+    version = mount / f"..{time.time_ns()}"
     version.mkdir()
     for key, value in data.items():
         (version / key).write_text(value)
