@@ -27,7 +27,10 @@ async fn demo_serves_every_family_and_deleted_tombstones_at_once() {
     let empty_until_telemetry = ["pxbackup_telemetry_last_success_timestamp_seconds"];
     for name in family_names() {
         if empty_until_telemetry.contains(&name.as_str()) {
-            assert!(text.contains(&format!("# TYPE {name} gauge")), "{name} header");
+            assert!(
+                text.contains(&format!("# TYPE {name} gauge")),
+                "{name} header"
+            );
             continue;
         }
         assert!(!samples(&text, &name).is_empty(), "no sample of {name}");
@@ -37,7 +40,9 @@ async fn demo_serves_every_family_and_deleted_tombstones_at_once() {
         .filter(|l| l.contains(r#"status="Deleted",previous_status=""#))
         .collect();
     assert!(!tombstones.is_empty(), "no Deleted tombstone in the demo");
-    assert!(tombstones.iter().all(|l| !l.contains(r#"previous_status="""#)));
+    assert!(tombstones
+        .iter()
+        .all(|l| !l.contains(r#"previous_status="""#)));
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // The whole live scrape passes promtool's parser and lint.
@@ -73,7 +78,10 @@ async fn negotiates_format_and_gzip() {
 
     let r = client()
         .get(&url)
-        .header("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
         .send()
         .await
         .unwrap();
@@ -96,9 +104,18 @@ async fn negotiates_format_and_gzip() {
         .read_to_string(&mut body)
         .expect("a complete gzip stream");
     assert!(body.contains("pxbackup_backup_status{"));
-    assert!(zipped.len() * 5 < body.len(), "{} vs {}", zipped.len(), body.len());
+    assert!(
+        zipped.len() * 5 < body.len(),
+        "{} vs {}",
+        zipped.len(),
+        body.len()
+    );
 
-    let r = client().get(format!("{}/healthz", sc.metrics_url)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}/healthz", sc.metrics_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -119,7 +136,10 @@ fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -171,9 +191,8 @@ async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
         .map(|i| backup_line(&format!("uid-{i}"), &format!("nightly-{i}"), "Success"))
         .collect();
     assert_eq!(sc.push(&batch.join("\n")).await.0, 200);
-    let two_hours_ago = humantime::format_rfc3339_seconds(
-        std::time::SystemTime::now() - Duration::from_secs(7200),
-    );
+    let two_hours_ago =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(7200));
     let deletes = format!(
         "{}\n{}",
         serde_json::json!({"type": "backup", "op": "delete", "uid": "uid-0", "deleted_at": two_hours_ago.to_string()}),
@@ -188,9 +207,15 @@ async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
     let mut sc = Sidecar::spawn(&args, logs.path());
     sc.ready().await;
     let after = deleted_lines(&sc.scrape().await);
-    assert_eq!(after, before, "tombstones did not come back with their deletion times");
+    assert_eq!(
+        after, before,
+        "tombstones did not come back with their deletion times"
+    );
     let text = sc.scrape().await;
-    assert!(text.contains(r#"uid="uid-1""#) && text.contains(r#"status="Deleted",previous_status="Success""#));
+    assert!(
+        text.contains(r#"uid="uid-1""#)
+            && text.contains(r#"status="Deleted",previous_status="Success""#)
+    );
     assert!(text.contains("pxbackup_sidecar_journal_records_skipped_total 0"));
 
     // One more tombstone, then tear the journal's last record in half. Live backups are not
@@ -215,9 +240,19 @@ async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
     let mut sc = Sidecar::spawn(&args, logs.path());
     sc.ready().await;
     let text = sc.scrape().await;
-    assert!(text.contains("pxbackup_sidecar_journal_records_skipped_total 1"), "{}", sc.log());
-    assert!(text.contains(r#"uid="uid-1""#), "the good records before the tear are kept");
-    assert!(!text.contains(r#"uid="uid-2""#), "the torn record cannot be read");
+    assert!(
+        text.contains("pxbackup_sidecar_journal_records_skipped_total 1"),
+        "{}",
+        sc.log()
+    );
+    assert!(
+        text.contains(r#"uid="uid-1""#),
+        "the good records before the tear are kept"
+    );
+    assert!(
+        !text.contains(r#"uid="uid-2""#),
+        "the torn record cannot be read"
+    );
     assert!(sc.log().contains("torn or corrupt tail"), "{}", sc.log());
 }
 
@@ -231,14 +266,23 @@ async fn ingest_batches_are_all_or_nothing() {
     let (status, answer) = sc.push(&format!("{good}\n{bad}\n")).await;
     assert_eq!(status, 400);
     assert_eq!(answer["line"], 2);
-    assert!(answer["error"].as_str().unwrap().contains("\"Sucess\""), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("\"Sucess\""),
+        "{answer}"
+    );
     let text = sc.scrape().await;
-    assert!(samples(&text, "pxbackup_backup_status").is_empty(), "part of a bad batch was applied");
+    assert!(
+        samples(&text, "pxbackup_backup_status").is_empty(),
+        "part of a bad batch was applied"
+    );
     assert!(text.contains(r#"pxbackup_sidecar_ingest_batches_total{result="rejected"} 1"#));
 
     let (status, answer) = sc.push(&good).await;
     assert_eq!((status, answer["applied"].as_u64()), (200, Some(1)));
-    assert_eq!(samples(&sc.scrape().await, "pxbackup_backup_status").len(), 1);
+    assert_eq!(
+        samples(&sc.scrape().await, "pxbackup_backup_status").len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -247,7 +291,12 @@ async fn ingest_token_is_enforced() {
     let token = logs.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let mut sc = Sidecar::spawn(
-        &["--source", "ingest", "--ingest-token-file", token.to_str().unwrap()],
+        &[
+            "--source",
+            "ingest",
+            "--ingest-token-file",
+            token.to_str().unwrap(),
+        ],
         logs.path(),
     );
     sc.ready().await;
@@ -271,5 +320,8 @@ async fn ingest_token_is_enforced() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(!sc.log().contains("s3cret-token"), "the token reached a log line");
+    assert!(
+        !sc.log().contains("s3cret-token"),
+        "the token reached a log line"
+    );
 }

@@ -34,7 +34,10 @@ fn start_prometheus(target: &str, dir: &std::path::Path) -> Prometheus {
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(log)
