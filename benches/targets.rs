@@ -16,6 +16,7 @@ use pxbackup_sidecar::clock::Clock;
 use pxbackup_sidecar::exposition::{self, Format};
 use pxbackup_sidecar::inventory::Inventory;
 use pxbackup_sidecar::model::*;
+use pxbackup_sidecar::sources::demo::uuid;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -25,18 +26,6 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Series of one live backup with one volume: object_info, volume_info, status, size,
 /// duration, volumes, resources, created, completed.
 const SERIES_PER_BACKUP: usize = 9;
-
-fn uuid(rng: &mut fastrand::Rng) -> String {
-    let (a, b) = (rng.u64(..), rng.u64(..));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        0x8000 | ((b >> 48) & 0x3fff),
-        b & 0xffff_ffff_ffff
-    )
-}
 
 /// Backups with label values shaped like a real PXB fleet's.
 fn fleet(backups: usize) -> Vec<Backup> {

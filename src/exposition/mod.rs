@@ -81,19 +81,27 @@ fn write_objects(out: &mut Vec<u8>, snapshot: &Snapshot, format: Format) {
     );
 }
 
-/// Whether an `Accept-Encoding` header allows gzip (and does not give it q=0).
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|h| {
-        h.split(',').any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
+/// Whether a comma-separated `Accept`-style header lists a value that `matches` without
+/// refusing it with `q=0`.
+pub fn header_accepts(header: Option<&str>, matches: impl Fn(&str) -> bool) -> bool {
+    header.is_some_and(|h| {
+        h.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let value = parts.next().unwrap_or("");
             let refused = parts.any(|p| {
                 p.strip_prefix("q=")
                     .and_then(|q| q.parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+            matches(value) && !refused
         })
+    })
+}
+
+/// Whether an `Accept-Encoding` header allows gzip.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    header_accepts(accept_encoding, |coding| {
+        coding.eq_ignore_ascii_case("gzip") || coding == "*"
     })
 }
 

@@ -25,18 +25,8 @@ impl Format {
     /// Picks the format from an `Accept` header: OpenMetrics only when the scraper names it
     /// with a non-zero quality, text 0.0.4 otherwise (Prometheus 3 fails on anything else).
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        let wants_om = accept.split(',').any(|range| {
-            let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("");
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero
+        let wants_om = super::header_accepts(accept, |media| {
+            media.eq_ignore_ascii_case("application/openmetrics-text")
         });
         if wants_om {
             Format::OpenMetrics

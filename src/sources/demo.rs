@@ -46,7 +46,8 @@ pub struct DemoFleet {
     serial: u64,
 }
 
-fn uuid(rng: &mut fastrand::Rng) -> String {
+/// A random (version 4 shaped) UUID from `rng`, so that a seed gives the same fleet.
+pub fn uuid(rng: &mut fastrand::Rng) -> String {
     let a = rng.u64(..);
     let b = rng.u64(..);
     format!(
