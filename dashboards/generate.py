@@ -98,7 +98,20 @@ def stat(title, description, expr, unit="none", steps=(), no_value="0", mappings
     return base("stat", title, description, targets, defaults, options)
 
 
-def timeseries(title, description, exprs, unit="none", stack=False, bars=False, min_zero=True):
+# Series colours by PX-Backup status, for panels whose legend ends with a status name.
+STATUS_COLORS = {"Success": "green", "PartialSuccess": "orange", "Failed": "red",
+                 "CloudBackupMissing": "dark-red", "Aborted": "purple", "InProgress": "blue",
+                 "Pending": "light-blue", "Deleting": "yellow", "DeletePending": "yellow"}
+
+
+def status_overrides():
+    return [{"matcher": {"id": "byRegexp", "options": f"^(.* )?{status}$"},
+             "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
+            for status, color in STATUS_COLORS.items()]
+
+
+def timeseries(title, description, exprs, unit="none", stack=False, bars=False, min_zero=True,
+               by_status=False):
     custom = {"drawStyle": "bars" if bars else "line", "lineWidth": 1,
               "fillOpacity": 60 if bars else 10, "showPoints": "never", "spanNulls": False,
               "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
@@ -110,7 +123,10 @@ def timeseries(title, description, exprs, unit="none", stack=False, bars=False, 
                           "showLegend": True},
                "tooltip": {"mode": "multi", "sort": "desc"}}
     targets = [target(e, lg, chr(65 + i)) for i, (e, lg) in enumerate(exprs)]
-    return base("timeseries", title, description, targets, defaults, options)
+    panel = base("timeseries", title, description, targets, defaults, options)
+    if by_status:
+        panel["fieldConfig"]["overrides"] = status_overrides()
+    return panel
 
 
 def table(title, description, exprs, mappings=None, units=None, hide=(), sort=None):
@@ -216,11 +232,11 @@ def backups_dashboard():
         L.place(timeseries("Backups by status per cluster",
                            "Live backups counted by PX-Backup status, per application cluster.",
                            [(f'count by (cluster, status) (pxbackup_backup_object_info{{{BSEL}, status!="Deleted"}})',
-                             "{{cluster}} {{status}}")], stack=True), 12, 8),
+                             "{{cluster}} {{status}}")], stack=True, by_status=True), 12, 8),
         L.place(timeseries("Backups by status per schedule",
                            "Live scheduled backups counted by status, per schedule.",
                            [(f'count by (schedule_name, status) (pxbackup_backup_object_info{{{BSEL}, schedule_name!="", status!="Deleted"}})',
-                             "{{schedule_name}} {{status}}")], stack=True), 12, 8),
+                             "{{schedule_name}} {{status}}")], stack=True, by_status=True), 12, 8),
         L.place(table("Failing and partial backups now",
                       "Live backups in status Failed, PartialSuccess or CloudBackupMissing.",
                       {f"pxbackup_backup_status{{{BSEL}}} == 4 or pxbackup_backup_status{{{BSEL}}} == 8"
@@ -278,7 +294,7 @@ def backups_dashboard():
         L.place(timeseries("Deleted backups by previous status",
                            "Deleted backups still in the backfill window, by their last status.",
                            [(f'count by (previous_status) (pxbackup_backup_object_info{{{BSEL}, status="Deleted"}})',
-                             "{{previous_status}}")], stack=True), 8, 8),
+                             "{{previous_status}}")], stack=True, by_status=True), 8, 8),
 
         L.row("Clusters and backup locations"),
         L.place(stat("Clusters offline", "Application clusters in status Offline (2).",

@@ -27,7 +27,8 @@ ROW_PX, WIDTH_PX = 34, 1680
 PALETTE = ["#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9",
            "#705da0", "#37872d", "#fade2a", "#c4162a", "#1f60c4"]
 COLORS = {"green": "#73bf69", "red": "#f2495c", "orange": "#ff9830", "blue": "#5794f2",
-          "yellow": "#fade2a"}
+          "yellow": "#fade2a", "dark-red": "#c4162a", "purple": "#b877d9",
+          "light-blue": "#8ab8ff"}
 
 
 def fmt(value, unit):
@@ -99,8 +100,13 @@ def draw_timeseries(panel, prom, start, end):
         y = h - 20 - i / 4 * (h - 40)
         svg.append(f'<line x1="{pad}" x2="{w}" y1="{y}" y2="{y}" stroke="#333"/>'
                    f'<text x="2" y="{y + 4}" class=axis>{html.escape(fmt(ymax * i / 4, unit))}</text>')
+    def color_of(i, name):
+        for o in panel["fieldConfig"]["overrides"]:
+            if o["matcher"]["id"] == "byRegexp" and re.search(o["matcher"]["options"], name):
+                return COLORS.get(o["properties"][0]["value"]["fixedColor"], "#888")
+        return PALETTE[i % len(PALETTE)]
     for i, (name, pts, base) in enumerate(drawn):
-        color = PALETTE[i % len(PALETTE)]
+        color = color_of(i, name)
         line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(ts, v) for ts, v in pts))
         if base is not None:
             back = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(ts, v) for ts, v in reversed(base)))
@@ -108,7 +114,7 @@ def draw_timeseries(panel, prom, start, end):
         else:
             svg.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
     svg.append("</svg>")
-    items = "".join(f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{html.escape(n)}</span>'
+    items = "".join(f'<span><i style="background:{color_of(i, n)}"></i>{html.escape(n)}</span>'
                     for i, (n, _, _) in enumerate(drawn[:16]))
     more = f"<span>+{len(drawn) - 16} more</span>" if len(drawn) > 16 else ""
     return "".join(svg) + f"<div class=legend>{items}{more}</div>"

@@ -42,8 +42,9 @@ def wait_for(what, check, timeout, procs):
 
 
 class Prometheus:
-    def __init__(self, url):
+    def __init__(self, url, started):
         self.url = url
+        self.started = started  # unix time the stack was launched
 
     def query(self, expr, at=None):
         params = {"query": expr}
@@ -90,6 +91,7 @@ def running_stack(sidecar_bin, min_scrapes=5):
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     procs = {}
+    started = time.time()
     logs = {name: open(tmp / f"{name}.log", "w") for name in ("sidecar", "prometheus")}
     try:
         procs["sidecar"] = subprocess.Popen(
@@ -102,7 +104,7 @@ def running_stack(sidecar_bin, min_scrapes=5):
              f"--storage.tsdb.path={tmp / 'data'}",
              f"--web.listen-address=127.0.0.1:{prom_port}"],
             stdout=logs["prometheus"], stderr=subprocess.STDOUT)
-        prom = Prometheus(f"http://127.0.0.1:{prom_port}")
+        prom = Prometheus(f"http://127.0.0.1:{prom_port}", started)
         wait_for("sidecar /readyz",
                  lambda: requests.get(f"http://127.0.0.1:{metrics_port}/readyz",
                                       timeout=2).ok, 30, procs)
