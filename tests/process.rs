@@ -325,3 +325,20 @@ async fn ingest_token_is_enforced() {
         "the token reached a log line"
     );
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "demo", "--log-format", "json"], logs.path());
+    sc.ready().await;
+    assert_eq!(sc.terminate().code(), Some(0));
+    let log = sc.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    assert!(log.contains(r#""message":"serving metrics""#), "{log}");
+}

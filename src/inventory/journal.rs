@@ -9,7 +9,7 @@
 //! the journal (then fsyncs the directory), so a crash at any point leaves one whole journal.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -273,51 +273,69 @@ pub fn encode(buf: &mut Vec<u8>, record: &RecordRef<'_>) -> Result<(), JournalEr
 }
 
 /// Reads frames until the end or the first bad one; returns the records and the offset after
-/// the last good frame.
+/// the last good frame. Frame boundaries are found in one pass; checksums and decoding, the
+/// costly part, run on every core.
 fn read_frames(file: &mut File, path: &Path, len: u64) -> Result<(Replay, u64), JournalError> {
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
-    let mut r = BufReader::with_capacity(1 << 20, &mut *file);
-    let mut magic = [0u8; 8];
-    if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io_err(path))?;
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(JournalError::NotAJournal {
             path: path.to_owned(),
         });
     }
-    let mut replay = Replay::default();
-    let mut offset = MAGIC.len() as u64;
-    let mut payload = Vec::new();
-    loop {
-        if offset == len {
+    // (crc, payload range) of every frame whose length fits in the file.
+    let mut frames: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+    let mut offset = MAGIC.len();
+    while let Some(header) = bytes.get(offset..offset + 8) {
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let (size, crc) = (word(0), word(4));
+        let start = offset + 8;
+        let end = start + size as usize;
+        if size > MAX_RECORD || end > bytes.len() {
             break;
         }
-        let mut header = [0u8; 8];
-        let ok = r.read_exact(&mut header).is_ok() && {
-            let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
-            let size = u32::from_le_bytes([l0, l1, l2, l3]);
-            let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-            size <= MAX_RECORD
-                && offset + 8 + u64::from(size) <= len
-                && {
-                    payload.resize(size as usize, 0);
-                    r.read_exact(&mut payload).is_ok()
-                }
-                && crc32fast::hash(&payload) == crc
-                && match postcard::from_bytes::<Record>(&payload) {
-                    Ok(rec) => {
-                        replay.records.push(rec);
-                        offset += 8 + u64::from(size);
-                        true
-                    }
-                    Err(_) => false,
-                }
-        };
-        if !ok {
-            replay.skipped_records = 1;
-            replay.skipped_bytes = len - offset;
-            break;
-        }
+        frames.push((crc, start..end));
+        offset = end;
     }
-    Ok((replay, offset))
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = frames.len().div_ceil(threads).max(1);
+    let decoded: Vec<Vec<Option<Record>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = frames
+            .chunks(chunk)
+            .map(|part| {
+                let bytes = &bytes;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(crc, range)| {
+                            let payload = &bytes[range.clone()];
+                            (crc32fast::hash(payload) == *crc)
+                                .then(|| postcard::from_bytes::<Record>(payload).ok())
+                                .flatten()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        // A worker only panics on a bug; its frames are then treated as unreadable.
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut replay = Replay::default();
+    let mut good_end = MAGIC.len() as u64;
+    for (record, (_, range)) in decoded.into_iter().flatten().zip(&frames) {
+        let Some(record) = record else { break };
+        replay.records.push(record);
+        good_end = range.end as u64;
+    }
+    if good_end < len {
+        replay.skipped_records = 1;
+        replay.skipped_bytes = len - good_end;
+    }
+    Ok((replay, good_end))
 }
 
 #[cfg(test)]

@@ -199,9 +199,9 @@ impl Inventory {
             .fetch_add(replay.skipped_records, Relaxed);
         {
             let mut st = inv.lock();
-            // Replay in order into plain maps first; render only what survives.
-            let mut tombstones: IndexMap<String, (SourceId, Box<Backup>, BackupStatus, Timestamp)> =
-                IndexMap::new();
+            let st = &mut *st;
+            // Records are replayed in order straight into the table; series are rendered
+            // afterwards, once per surviving tombstone, on every core.
             for record in replay.records {
                 match record {
                     Record::Tombstone {
@@ -210,11 +210,30 @@ impl Inventory {
                         previous,
                         deleted_at,
                     } => {
-                        tombstones
-                            .insert(backup.uid.clone(), (source, backup, previous, deleted_at));
+                        let expires_at = deleted_at.saturating_add(inv.backfill);
+                        let uid: Box<str> = backup.uid.as_str().into();
+                        if expires_at <= now {
+                            st.tables[Kind::Backup.index()].swap_remove(&uid);
+                            report.expired += 1;
+                            continue;
+                        }
+                        let entry = Entry::Tombstone {
+                            backup,
+                            previous,
+                            deleted_at,
+                            expires_at,
+                        };
+                        st.tables[Kind::Backup.index()].insert(
+                            uid,
+                            Slot {
+                                source,
+                                entry,
+                                rendered: Rendered::default(),
+                            },
+                        );
                     }
                     Record::Forget { uid } => {
-                        tombstones.swap_remove(&uid);
+                        st.tables[Kind::Backup.index()].swap_remove(uid.as_str());
                     }
                     Record::LastSuccess { key, completed_at } => {
                         let rendered = render_last_success(&key, completed_at);
@@ -231,24 +250,18 @@ impl Inventory {
                     }
                 }
             }
-            for (uid, (source, backup, previous, deleted_at)) in tombstones {
-                let expires_at = deleted_at.saturating_add(inv.backfill);
-                if expires_at <= now {
-                    report.expired += 1;
-                    continue;
-                }
-                st.insert_tombstone(
-                    uid.into_boxed_str(),
-                    source,
-                    backup,
-                    previous,
-                    deleted_at,
-                    expires_at,
-                );
-                report.tombstones += 1;
-            }
+            let table = &mut st.tables[Kind::Backup.index()];
+            render_tombstones_in_parallel(table);
+            st.expiry = table
+                .iter()
+                .filter_map(|(uid, slot)| match slot.entry {
+                    Entry::Tombstone { expires_at, .. } => Some((expires_at, uid.clone())),
+                    _ => None,
+                })
+                .collect();
+            report.tombstones = st.expiry.len();
             st.journal = Some(journal);
-            inv.maybe_compact(&mut st);
+            inv.maybe_compact(st);
         }
         Ok((inv, report))
     }
@@ -616,6 +629,30 @@ impl Inventory {
     pub fn tombstone_count(&self) -> usize {
         self.lock().expiry.len()
     }
+}
+
+/// Renders every tombstone of a freshly replayed table, the table split across the cores.
+fn render_tombstones_in_parallel(table: &mut IndexMap<Box<str>, Slot>) {
+    let mut slots: Vec<&mut Slot> = table.values_mut().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = slots.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for part in slots.chunks_mut(chunk) {
+            scope.spawn(move || {
+                for slot in part {
+                    if let Entry::Tombstone {
+                        backup,
+                        previous,
+                        deleted_at,
+                        ..
+                    } = &slot.entry
+                    {
+                        slot.rendered = render::tombstone(backup, *previous, *deleted_at);
+                    }
+                }
+            });
+        }
+    });
 }
 
 fn render_last_success(key: &ScheduleKey, completed_at: Timestamp) -> Rendered {
