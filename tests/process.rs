@@ -338,7 +338,10 @@ async fn json_logs_are_one_object_per_line() {
     for line in lines {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
     }
     assert!(log.contains(r#""message":"serving metrics""#), "{log}");
 }
