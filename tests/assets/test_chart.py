@@ -114,6 +114,7 @@ def test_schema_rejects_wrong_type_and_unknown_key(chart):
     bad_values = [
         ({"pxbackup": {"federated": "yes"}}, "/pxbackup/federated"),
         ({"pxbackup": {"backupInfoMetricsBackfillHours": "24h"}}, "backupInfoMetricsBackfillHours"),
+        ({"pxbackup": {"backupInfoMetricsBackfillHours": -1}}, "backupInfoMetricsBackfillHours"),
         ({"sources": "kube"}, "/sources"),
         ({"sources": ["kube", "etcd"]}, "/sources/1"),
         ({"metrics": {"port": "9977"}}, "/metrics/port"),
@@ -184,6 +185,10 @@ def test_backfill_and_federated_follow_pxbackup(chart):
     assert "BACKUP_INFO_METRICS_BACKFILL_HOURS" not in env_of(c)
     _, c = deployment_container(render(chart, VALUE_SETS["backfill-48h"]))
     assert env_of(c)["BACKUP_INFO_METRICS_BACKFILL_HOURS"] == "48"
+    # --set-string gives a string; 0 is meaningful (drop deleted backups at once)
+    for given in ("48", 0):
+        _, c = deployment_container(render(chart, {"pxbackup": {"backupInfoMetricsBackfillHours": given}}))
+        assert env_of(c)["BACKUP_INFO_METRICS_BACKFILL_HOURS"] == str(given)
 
 
 def test_telemetry_configmap_created_disabled_and_kept(chart):
