@@ -292,6 +292,10 @@ fn restart(n: usize) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--scrape-only") {
+        scrape_row(1_000_000);
+        return;
+    }
     if std::env::args().any(|a| a == "--restart-only") {
         restart(1_000_000);
         return;
