@@ -580,3 +580,52 @@ async fn namespaced_watchers_see_only_their_namespaces_and_relist_independently(
         "team-b's backup survives shop's re-list"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_kubeconfig_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-kubeconfig");
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--source",
+            "kube",
+            "--kubeconfig",
+            missing.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = sidecar.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            sidecar.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(64), "{}", sidecar.log());
+    assert!(
+        sidecar.log().contains("no-such-kubeconfig"),
+        "{}",
+        sidecar.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_watchers_and_exits_cleanly() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-pending.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+        .await;
+    let status = s.sidecar.terminate();
+    assert!(status.success(), "{status}:\n{}", s.sidecar.log());
+}
