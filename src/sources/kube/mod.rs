@@ -51,6 +51,10 @@ pub enum KubeSourceError {
 /// Builds the API client from `--kubeconfig`, or else the usual places (KUBECONFIG,
 /// ~/.kube/config, the in-cluster service account). Reads files only: no request is made.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeSourceError> {
+    // kube builds its TLS config from rustls' process-wide provider; it only installs one by
+    // itself with aws-lc-rs, which this build leaves out. Installing ring explicitly keeps
+    // https working even if another dependency ever enables a second provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match kubeconfig {
         Some(path) => {
             let wrap = |source| KubeSourceError::Kubeconfig {
@@ -98,10 +102,15 @@ pub async fn run(
     };
     tracing::info!(cluster = %cluster.name, cluster_uid = %cluster.uid, "cluster identified");
 
-    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
+    let namespaces: Vec<Option<String>> = if scope.namespaces.iter().all(|n| n.trim().is_empty()) {
         vec![None]
     } else {
-        let mut ns = scope.namespaces.clone();
+        let mut ns: Vec<String> = scope
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
         ns.sort();
         ns.dedup();
         ns.into_iter().map(Some).collect()
@@ -295,4 +304,33 @@ fn deletion<K: StorkResource>(obj: &DeserializeGuard<K>) -> Option<(String, Even
         deleted_at: meta.deletion_timestamp.as_ref().map(mapping::timestamp),
     };
     Some((uid, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_https_kubeconfig_builds_a_client() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n\
+             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+             current-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+        )
+        .expect("write kubeconfig");
+        client(Some(&path))
+            .await
+            .expect("a client for an https server");
+    }
+
+    #[tokio::test]
+    async fn a_missing_kubeconfig_names_the_file() {
+        let Err(err) = client(Some(Path::new("/nonexistent/kubeconfig"))).await else {
+            panic!("a client from a file that does not exist");
+        };
+        assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
+    }
 }
