@@ -57,7 +57,8 @@ fn now_rfc3339() -> String {
 struct Setup {
     server: FakeApiServer,
     sidecar: Sidecar,
-    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 /// A fake API server prepared by `prepare`, and a sidecar watching it.
@@ -79,14 +80,24 @@ async fn start(prepare: impl FnOnce(&FakeApiServer), extra: &[&str]) -> Setup {
     ];
     args.extend_from_slice(extra);
     let sidecar = Sidecar::spawn(&args, dir.path());
+    let args = args.into_iter().map(str::to_owned).collect();
     Setup {
         server,
         sidecar,
-        _dir: dir,
+        args,
+        dir,
     }
 }
 
 impl Setup {
+    /// Stops the sidecar (SIGTERM) and starts it again with the same state dir.
+    fn restart(&mut self) {
+        let status = self.sidecar.terminate();
+        assert!(status.success(), "{status}:\n{}", self.sidecar.log());
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.sidecar = Sidecar::spawn(&args, self.dir.path());
+    }
+
     /// Scrapes until `ok` holds (30 s at most) and returns that scrape.
     async fn until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -628,4 +639,58 @@ async fn sigterm_stops_the_watchers_and_exits_cleanly() {
         .await;
     let status = s.sidecar.terminate();
     assert!(status.success(), "{status}:\n{}", s.sidecar.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_backup_stays_visible_across_a_restart() {
+    let other_uid = "55555555-0000-4000-8000-000000000005";
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-successful.json"));
+            srv.put(BACKUPS, backup("still-here", other_uid, "Successful"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)], 6.0)
+        .await;
+    s.server
+        .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    let tomb = [
+        ("uid", SUCCESSFUL_UID),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let before = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+
+    s.restart();
+    s.sidecar.ready().await;
+    let after = s
+        .until_value("pxbackup_backup_status", &[("uid", other_uid)], 6.0)
+        .await;
+    assert_eq!(
+        value(&after, "pxbackup_backup_object_info", &tomb),
+        Some(1.0),
+        "the tombstone came back"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "pxbackup_backup_deleted_timestamp_seconds",
+            &[("uid", SUCCESSFUL_UID)]
+        ),
+        value(
+            &before,
+            "pxbackup_backup_deleted_timestamp_seconds",
+            &[("uid", SUCCESSFUL_UID)]
+        ),
+        "with its original deletion time"
+    );
+    assert_eq!(
+        value(&after, "pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)]),
+        None
+    );
 }
