@@ -102,18 +102,19 @@ pub async fn run(
     };
     tracing::info!(cluster = %cluster.name, cluster_uid = %cluster.uid, "cluster identified");
 
-    let namespaces: Vec<Option<String>> = if scope.namespaces.iter().all(|n| n.trim().is_empty()) {
+    let mut listed: Vec<String> = scope
+        .namespaces
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    listed.sort();
+    listed.dedup();
+    // No namespace listed: one watcher per resource across the whole cluster.
+    let namespaces: Vec<Option<String>> = if listed.is_empty() {
         vec![None]
     } else {
-        let mut ns: Vec<String> = scope
-            .namespaces
-            .iter()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .collect();
-        ns.sort();
-        ns.dedup();
-        ns.into_iter().map(Some).collect()
+        listed.into_iter().map(Some).collect()
     };
     let (tx, mut rx) = mpsc::channel::<(usize, Signal)>(1024);
     let mut watchers = tokio::task::JoinSet::new();
