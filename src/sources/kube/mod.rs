@@ -13,6 +13,7 @@ pub mod crd;
 pub mod mapping;
 pub mod tracker;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -119,21 +120,20 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<(usize, Signal)>(1024);
     let mut watchers = tokio::task::JoinSet::new();
     let mut kinds = Vec::new();
+    let mut task_watcher = HashMap::new();
     let ctx = Arc::new(WatchContext {
         shared: shared.clone(),
         cluster: cluster.clone(),
     });
     for ns in &namespaces {
-        spawn_watcher::<ApplicationBackup>(&mut watchers, &mut kinds, &client, ns, &ctx, &tx);
-        spawn_watcher::<ApplicationRestore>(&mut watchers, &mut kinds, &client, ns, &ctx, &tx);
-        spawn_watcher::<ApplicationBackupSchedule>(
-            &mut watchers,
-            &mut kinds,
-            &client,
-            ns,
-            &ctx,
-            &tx,
-        );
+        for spawn in [
+            spawn_watcher::<ApplicationBackup>,
+            spawn_watcher::<ApplicationRestore>,
+            spawn_watcher::<ApplicationBackupSchedule>,
+        ] {
+            let task = spawn(&mut watchers, &mut kinds, &client, ns, &ctx, &tx);
+            task_watcher.insert(task, kinds.len() - 1);
+        }
     }
     drop(tx);
 
@@ -148,6 +148,18 @@ pub async fn run(
                     break;
                 }
             },
+            // Watchers loop for ever: one that ends has panicked (a bug). Its resource is no
+            // longer watched, so the source stays down until a restart rather than look fine.
+            Some(done) = watchers.join_next_with_id() => {
+                let (task, why) = match done {
+                    Ok((task, ())) => (task, "returned".to_owned()),
+                    Err(e) => (e.id(), e.to_string()),
+                };
+                if let Some(watcher) = task_watcher.get(&task) {
+                    tracing::error!(watcher, %why, "a kube watcher stopped; restart the sidecar");
+                    tracker.handle(*watcher, Signal::Failed);
+                }
+            }
             () = &mut shutdown => break,
         }
     }
@@ -186,7 +198,7 @@ fn spawn_watcher<K: StorkResource>(
     namespace: &Option<String>,
     ctx: &Arc<WatchContext>,
     tx: &mpsc::Sender<(usize, Signal)>,
-) {
+) -> tokio::task::Id {
     let id = kinds.len();
     kinds.push(K::KIND);
     let api: Api<DeserializeGuard<K>> = match namespace {
@@ -200,7 +212,9 @@ fn spawn_watcher<K: StorkResource>(
         K::plural(&()),
         namespace.as_deref().unwrap_or("all namespaces")
     );
-    tasks.spawn(async move { watch::<K>(id, api, target, ctx, tx).await });
+    tasks
+        .spawn(async move { watch::<K>(id, api, target, ctx, tx).await })
+        .id()
 }
 
 /// One watcher, for ever: reports what it sees; on an error, reports it, waits out the

@@ -353,4 +353,18 @@ mod tests {
         t.handle(0, Signal::ListDone);
         assert_eq!(inv.tombstone_count(), 0);
     }
+
+    #[test]
+    fn a_list_longer_than_a_batch_is_applied_whole() {
+        let (inv, sources) = fixture();
+        let mut t = Tracker::new(&inv, &sources, identity(), &[Kind::Backup]);
+        let n = LIST_BATCH * 2 + 7;
+        t.handle(0, Signal::Relist);
+        for i in 0..n {
+            t.handle(0, listed(&format!("b{i}")));
+        }
+        t.handle(0, Signal::ListDone);
+        assert_eq!(inv.summary().backups_by_status.get("Success"), Some(&n));
+        assert_eq!(inv.tombstone_count(), 0);
+    }
 }
