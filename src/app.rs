@@ -26,13 +26,15 @@ pub enum AppError {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("kube source: {0}")]
+    Kube(#[from] sources::kube::KubeSourceError),
 }
 
 impl AppError {
     /// 64 (EX_USAGE) for what the operator must fix in the configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::StateDir(_) | AppError::Bind { .. } => 64,
+            AppError::StateDir(_) | AppError::Bind { .. } | AppError::Kube(_) => 64,
             AppError::Signal(_) => 1,
         }
     }
@@ -114,7 +116,15 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
             // Push has no initial state to wait for.
             SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
             SourceId::Kube => {
-                tracing::error!("the kube source is not available in this build");
+                let client = sources::kube::client(settings.kubeconfig.as_deref()).await?;
+                let scope = sources::kube::Scope {
+                    cluster_name: settings.cluster_name.clone(),
+                    namespaces: settings.namespaces.clone(),
+                };
+                let (shared, stop) = (shared.clone(), stop.clone());
+                tasks.spawn(async move {
+                    sources::kube::run(shared, client, scope, stop.cancelled_owned()).await
+                });
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod ingest;
+pub mod kube;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 

@@ -1,0 +1,696 @@
+//! The kube source end to end: the real binary, pointed by a kubeconfig at an in-process fake
+//! API server (tests/fake_apiserver) that speaks the list/watch protocol, observed through
+//! its scraped /metrics.
+
+mod common;
+mod fake_apiserver;
+
+use std::time::{Duration, Instant};
+
+use common::{client, samples, Sidecar};
+use fake_apiserver::FakeApiServer;
+use serde_json::{json, Value};
+
+const KUBE_SYSTEM_UID: &str = "8f1e2d3c-4b5a-4968-8776-655443322110";
+const BACKUPS: &str = "applicationbackups";
+const RESTORES: &str = "applicationrestores";
+const SCHEDULES: &str = "applicationbackupschedules";
+
+/// uid of backup-pending.json (no PXB annotations: the CR's uid).
+const PENDING_UID: &str = "5a0c9e6e-1f7d-4c4e-9d55-2a3b4c5d6e01";
+/// PXB uid annotation of backup-successful.json.
+const SUCCESSFUL_UID: &str = "9b1c4d2e-0000-4000-8000-00000000b001";
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/kube/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A copy of backup-pending.json with another name, uid and Stork status.
+fn backup(name: &str, uid: &str, status: &str) -> Value {
+    let mut b = fixture("backup-pending.json");
+    b["metadata"]["name"] = json!(name);
+    b["metadata"]["uid"] = json!(uid);
+    b["status"]["status"] = json!(status);
+    b
+}
+
+fn has_label(line: &str, key: &str, value: &str) -> bool {
+    let pair = format!("{key}=\"{value}\"");
+    line.contains(&format!("{{{pair}")) || line.contains(&format!(",{pair}"))
+}
+
+/// Value of the sample of `family` that carries every one of `labels`.
+fn value(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples(text, family)
+        .into_iter()
+        .find(|l| labels.iter().all(|(k, v)| has_label(l, k, v)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+struct Setup {
+    server: FakeApiServer,
+    sidecar: Sidecar,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+/// A fake API server prepared by `prepare`, and a sidecar watching it.
+async fn start(prepare: impl FnOnce(&FakeApiServer), extra: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = FakeApiServer::start(KUBE_SYSTEM_UID).await;
+    prepare(&server);
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let state = dir.path().join("state");
+    let mut args = vec![
+        "--source",
+        "kube",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8 path"),
+        "--cluster-name",
+        "test-cluster",
+        "--state-dir",
+        state.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let sidecar = Sidecar::spawn(&args, dir.path());
+    let args = args.into_iter().map(str::to_owned).collect();
+    Setup {
+        server,
+        sidecar,
+        args,
+        dir,
+    }
+}
+
+impl Setup {
+    /// Stops the sidecar (SIGTERM) and starts it again with the same state dir.
+    fn restart(&mut self) {
+        let status = self.sidecar.terminate();
+        assert!(status.success(), "{status}:\n{}", self.sidecar.log());
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.sidecar = Sidecar::spawn(&args, self.dir.path());
+    }
+
+    /// Scrapes until `ok` holds (30 s at most) and returns that scrape.
+    async fn until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.sidecar.scrape().await;
+            if ok(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for: {what}\n--- last scrape:\n{text}\n--- sidecar log:\n{}",
+                self.sidecar.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn until_value(&self, family: &str, labels: &[(&str, &str)], want: f64) -> String {
+        self.until(&format!("{family}{labels:?} == {want}"), |t| {
+            value(t, family, labels) == Some(want)
+        })
+        .await
+    }
+
+    async fn wait_server(&self, what: &str, ok: impl Fn(&FakeApiServer) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ok(&self.server) {
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for: {what}\n{}",
+                self.sidecar.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn source_up(text: &str) -> Option<f64> {
+    value(text, "pxbackup_sidecar_source_up", &[("source", "kube")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_lifecycle_from_pending_to_deleted_tombstone() {
+    let mut s = start(|_| {}, &[]).await;
+    s.sidecar.ready().await;
+
+    let mut cr = fixture("backup-pending.json");
+    s.server.put(BACKUPS, cr.clone());
+    let uid = [("uid", PENDING_UID)];
+    let text = s.until_value("pxbackup_backup_status", &uid, 1.0).await;
+    let status_line = samples(&text, "pxbackup_backup_status")
+        .into_iter()
+        .find(|l| has_label(l, "uid", PENDING_UID))
+        .expect("status line");
+    assert!(
+        has_label(status_line, "cluster", "test-cluster"),
+        "{status_line}"
+    );
+    assert!(
+        has_label(status_line, "cluster_uid", KUBE_SYSTEM_UID),
+        "{status_line}"
+    );
+    assert!(has_label(status_line, "org_id", "default"), "{status_line}");
+
+    cr["status"]["status"] = json!("InProgress");
+    cr["status"]["stage"] = json!("Volumes");
+    cr["status"]["triggerTimestamp"] = json!("2026-11-23T01:00:00Z");
+    s.server.put(BACKUPS, cr.clone());
+    s.until_value("pxbackup_backup_status", &uid, 2.0).await;
+
+    s.server.bookmark();
+
+    cr["status"]["status"] = json!("Successful");
+    cr["status"]["stage"] = json!("Final");
+    cr["status"]["finishTimestamp"] = json!("2026-11-23T01:04:10Z");
+    cr["status"]["totalSize"] = json!(4096);
+    cr["status"]["resourceCount"] = json!(7);
+    s.server.put(BACKUPS, cr.clone());
+    let text = s.until_value("pxbackup_backup_status", &uid, 6.0).await;
+    assert_eq!(
+        value(&text, "pxbackup_backup_size_bytes", &uid),
+        Some(4096.0)
+    );
+    assert_eq!(value(&text, "pxbackup_backup_resources", &uid), Some(7.0));
+    assert_eq!(
+        value(&text, "pxbackup_backup_duration_seconds", &uid),
+        Some(250.0)
+    );
+    assert_eq!(
+        source_up(&text),
+        Some(1.0),
+        "the bookmark disturbed nothing"
+    );
+
+    // Stork's finalizer keeps the CR while it cleans up: Deleting first, then gone.
+    let deleted_at = now_rfc3339();
+    cr["metadata"]["deletionTimestamp"] = json!(deleted_at);
+    s.server.put(BACKUPS, cr.clone());
+    s.until_value("pxbackup_backup_status", &uid, 5.0).await;
+    s.server.delete(BACKUPS, "shop", "shop-manual-1");
+    let tomb = [
+        ("uid", PENDING_UID),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let text = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+    let deleted_secs = humantime::parse_rfc3339(&deleted_at)
+        .expect("rfc3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs() as f64;
+    assert_eq!(
+        value(
+            &text,
+            "pxbackup_backup_deleted_timestamp_seconds",
+            &[("uid", PENDING_UID), ("previous_status", "Success")]
+        ),
+        Some(deleted_secs),
+        "the deletionTimestamp is the deletion time"
+    );
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &uid),
+        None,
+        "numeric series go"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_watch_resumes_without_a_relist_and_bookmarks_change_nothing() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-successful.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let uid = [("uid", SUCCESSFUL_UID)];
+    let before = s.until_value("pxbackup_backup_status", &uid, 6.0).await;
+    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+        .await;
+    let lists = s.server.lists();
+
+    for _ in 0..3 {
+        s.server.bookmark();
+    }
+    s.server.drop_watches();
+    s.wait_server("the watches resumed", |srv| srv.open_watches() == 3)
+        .await;
+    s.server.bookmark();
+    s.server.put(
+        BACKUPS,
+        backup(
+            "after-resume",
+            "11111111-0000-4000-8000-000000000001",
+            "InProgress",
+        ),
+    );
+    let text = s
+        .until_value(
+            "pxbackup_backup_status",
+            &[("uid", "11111111-0000-4000-8000-000000000001")],
+            2.0,
+        )
+        .await;
+    assert_eq!(
+        s.server.lists(),
+        lists,
+        "resumed from its resourceVersion, not re-listed"
+    );
+    assert_eq!(source_up(&text), Some(1.0));
+    for family in [
+        "pxbackup_backup_object_info",
+        "pxbackup_backup_volume_info",
+        "pxbackup_backup_size_bytes",
+    ] {
+        let old: Vec<&str> = samples(&before, family);
+        let new: Vec<&str> = samples(&text, family)
+            .into_iter()
+            .filter(|l| has_label(l, "uid", SUCCESSFUL_UID))
+            .collect();
+        assert_eq!(old, new, "{family} of the untouched backup");
+    }
+}
+
+async fn lost_delete_is_found_by_the_relist(gone_as_http: bool) {
+    let other_uid = "22222222-0000-4000-8000-000000000002";
+    let mut s = start(
+        |srv| {
+            srv.set_gone_as_http(gone_as_http);
+            srv.put(BACKUPS, fixture("backup-successful.json"));
+            srv.put(BACKUPS, backup("other", other_uid, "Successful"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)], 6.0)
+        .await;
+    s.until_value("pxbackup_backup_status", &[("uid", other_uid)], 6.0)
+        .await;
+    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+        .await;
+    let lists = s.server.lists();
+
+    s.server
+        .delete_while_disconnected(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    let tomb = [
+        ("uid", SUCCESSFUL_UID),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let text = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)]),
+        None
+    );
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &[("uid", other_uid)]),
+        Some(6.0),
+        "what was re-listed stays"
+    );
+    assert!(value(
+        &text,
+        "pxbackup_backup_deleted_timestamp_seconds",
+        &[("uid", SUCCESSFUL_UID)]
+    )
+    .is_some());
+    assert!(s.server.lists() > lists, "410 Gone forced a re-list");
+    s.until("source up again", |t| source_up(t) == Some(1.0))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_as_an_error_event_relists_and_tombstones_the_lost_delete() {
+    lost_delete_is_found_by_the_relist(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_as_http_410_relists_and_tombstones_the_lost_delete() {
+    lost_delete_is_found_by_the_relist(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_status_is_invalid_and_malformed_objects_are_skipped_and_counted() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-malformed.json"));
+            srv.put(BACKUPS, fixture("backup-pending.json"));
+        },
+        &[],
+    )
+    .await;
+    // The initial list holds a malformed object and still completes.
+    s.sidecar.ready().await;
+    let invalid = |t: &str| {
+        value(
+            t,
+            "pxbackup_sidecar_source_objects_invalid_total",
+            &[("source", "kube")],
+        )
+    };
+    let text = s
+        .until_value("pxbackup_backup_status", &[("uid", PENDING_UID)], 1.0)
+        .await;
+    assert_eq!(invalid(&text), Some(1.0));
+
+    s.server.put(BACKUPS, fixture("backup-unknown-status.json"));
+    let unknown_uid = [("uid", "7d8e9fa0-1b2c-4d3e-8f40-5a6b7c8d9e03")];
+    s.until_value("pxbackup_backup_status", &unknown_uid, 0.0)
+        .await;
+    let log = s.sidecar.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("Teleporting")
+            && l.contains("shop-future-stork")),
+        "a warning names the value and the object:\n{log}"
+    );
+
+    // A malformed update of a watched object, then a good object: the watch goes on.
+    let mut broken = fixture("backup-malformed.json");
+    broken["status"]["resourceCount"] = json!("many");
+    s.server.put(BACKUPS, broken);
+    s.server.put(
+        BACKUPS,
+        backup(
+            "after-broken",
+            "33333333-0000-4000-8000-000000000003",
+            "Failed",
+        ),
+    );
+    let text = s
+        .until_value(
+            "pxbackup_backup_status",
+            &[("uid", "33333333-0000-4000-8000-000000000003")],
+            4.0,
+        )
+        .await;
+    assert_eq!(invalid(&text), Some(2.0));
+    assert!(
+        !text.contains("e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a04"),
+        "the malformed backup is not exported"
+    );
+    let log = s.sidecar.log();
+    assert!(
+        log.contains("shop-broken"),
+        "the malformed object is named:\n{log}"
+    );
+    assert_eq!(source_up(&text), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_take_the_source_down_until_it_recovers() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-pending.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let cluster = [("uid", KUBE_SYSTEM_UID), ("name", "test-cluster")];
+    let text = s
+        .until_value("pxbackup_cluster_status", &cluster, 1.0)
+        .await;
+    assert_eq!(source_up(&text), Some(1.0));
+
+    s.server.set_failing(true);
+    let text = s.until("source_up 0", |t| source_up(t) == Some(0.0)).await;
+    assert_eq!(
+        value(&text, "pxbackup_cluster_status", &cluster),
+        Some(2.0),
+        "Offline"
+    );
+    assert!(s.server.failed_requests() > 0);
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &[("uid", PENDING_UID)]),
+        Some(1.0),
+        "objects stay while the API is unreachable"
+    );
+
+    s.server.set_failing(false);
+    s.until("source_up 1", |t| source_up(t) == Some(1.0)).await;
+    s.until_value("pxbackup_cluster_status", &cluster, 1.0)
+        .await;
+    let mut cr = fixture("backup-pending.json");
+    cr["status"]["status"] = json!("InProgress");
+    s.server.put(BACKUPS, cr);
+    s.until_value("pxbackup_backup_status", &[("uid", PENDING_UID)], 2.0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_first_list() {
+    let mut s = start(|srv| srv.set_failing(true), &[]).await;
+    s.wait_server("the sidecar asked", |srv| srv.failed_requests() >= 2)
+        .await;
+    let r = client()
+        .get(format!("{}/readyz", s.sidecar.metrics_url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 503, "no list yet");
+    let text = s.sidecar.scrape().await;
+    assert_eq!(source_up(&text), Some(0.0));
+    s.server.set_failing(false);
+    s.sidecar.ready().await;
+    let text = s.until("source_up 1", |t| source_up(t) == Some(1.0)).await;
+    assert_eq!(
+        value(
+            &text,
+            "pxbackup_cluster_status",
+            &[("uid", KUBE_SYSTEM_UID)]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_schedules_and_the_cluster_appear() {
+    let mut s = start(
+        |srv| {
+            srv.put(RESTORES, fixture("restore-successful.json"));
+            srv.put(SCHEDULES, fixture("schedule-suspended.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let restore = [("name", "shop-restore-1")];
+    let text = s
+        .until_value("pxbackup_restore_status", &restore, 6.0)
+        .await;
+    let line = samples(&text, "pxbackup_restore_status")
+        .into_iter()
+        .find(|l| has_label(l, "name", "shop-restore-1"))
+        .expect("restore line");
+    assert!(
+        has_label(line, "backup", "nightly-shop-2026-11-23-010000"),
+        "{line}"
+    );
+    assert!(has_label(line, "cluster_uid", KUBE_SYSTEM_UID), "{line}");
+    assert_eq!(
+        value(&text, "pxbackup_restore_volumes", &restore),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "pxbackup_restore_duration_seconds", &restore),
+        Some(150.0)
+    );
+    let schedule = [("name", "nightly-shop"), ("org_id", "finance")];
+    assert_eq!(
+        value(&text, "pxbackup_backup_schedule_status", &schedule),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "pxbackup_cluster_status",
+            &[("uid", KUBE_SYSTEM_UID), ("name", "test-cluster")]
+        ),
+        Some(1.0)
+    );
+
+    let mut sched = s.server.get(SCHEDULES, "shop", "nightly-shop");
+    sched["spec"]["suspend"] = json!(false);
+    s.server.put(SCHEDULES, sched);
+    s.until_value("pxbackup_backup_schedule_status", &schedule, 0.0)
+        .await;
+
+    let mut r = s.server.get(RESTORES, "shop", "shop-restore-1");
+    r["status"]["status"] = json!("Retained");
+    s.server.put(RESTORES, r);
+    s.until_value("pxbackup_restore_status", &restore, 7.0)
+        .await;
+    s.server.delete(RESTORES, "shop", "shop-restore-1");
+    s.until("the restore is gone", |t| {
+        value(t, "pxbackup_restore_status", &restore).is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_watchers_see_only_their_namespaces_and_relist_independently() {
+    let (a, b, c) = (
+        "44444444-0000-4000-8000-00000000000a",
+        "44444444-0000-4000-8000-00000000000b",
+        "44444444-0000-4000-8000-00000000000c",
+    );
+    let mut s = start(
+        |srv| {
+            for (ns, uid) in [("shop", a), ("team-b", b), ("elsewhere", c)] {
+                let mut cr = backup(&format!("in-{ns}"), uid, "Successful");
+                cr["metadata"]["namespace"] = json!(ns);
+                srv.put(BACKUPS, cr);
+            }
+        },
+        &["--namespaces", "shop,team-b"],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", a)], 6.0)
+        .await;
+    let text = s
+        .until_value("pxbackup_backup_status", &[("uid", b)], 6.0)
+        .await;
+    assert!(
+        !text.contains(c),
+        "a namespace not asked for is not watched"
+    );
+    s.wait_server("six watches open", |srv| srv.open_watches() == 6)
+        .await;
+
+    s.server
+        .delete_while_disconnected(BACKUPS, "shop", "in-shop");
+    let tomb = [
+        ("uid", a),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let text = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &[("uid", b)]),
+        Some(6.0),
+        "team-b's backup survives shop's re-list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_kubeconfig_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-kubeconfig");
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--source",
+            "kube",
+            "--kubeconfig",
+            missing.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = sidecar.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            sidecar.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(64), "{}", sidecar.log());
+    assert!(
+        sidecar.log().contains("no-such-kubeconfig"),
+        "{}",
+        sidecar.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_watchers_and_exits_cleanly() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-pending.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+        .await;
+    let status = s.sidecar.terminate();
+    assert!(status.success(), "{status}:\n{}", s.sidecar.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_backup_stays_visible_across_a_restart() {
+    let other_uid = "55555555-0000-4000-8000-000000000005";
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-successful.json"));
+            srv.put(BACKUPS, backup("still-here", other_uid, "Successful"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)], 6.0)
+        .await;
+    s.server
+        .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    let tomb = [
+        ("uid", SUCCESSFUL_UID),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let before = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+
+    s.restart();
+    s.sidecar.ready().await;
+    let after = s
+        .until_value("pxbackup_backup_status", &[("uid", other_uid)], 6.0)
+        .await;
+    assert_eq!(
+        value(&after, "pxbackup_backup_object_info", &tomb),
+        Some(1.0),
+        "the tombstone came back"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "pxbackup_backup_deleted_timestamp_seconds",
+            &[("uid", SUCCESSFUL_UID)]
+        ),
+        value(
+            &before,
+            "pxbackup_backup_deleted_timestamp_seconds",
+            &[("uid", SUCCESSFUL_UID)]
+        ),
+        "with its original deletion time"
+    );
+    assert_eq!(
+        value(&after, "pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)]),
+        None
+    );
+}
