@@ -291,6 +291,17 @@ impl Inventory {
         self.apply_locked(&mut st, source, events, now)
     }
 
+    /// `apply` on tokio's blocking pool, for async callers: the journal's fsync blocks, and a
+    /// runtime worker must not. Fails only if `apply` panicked.
+    pub async fn apply_off_runtime(
+        self: &std::sync::Arc<Self>,
+        source: SourceId,
+        events: Vec<Event>,
+    ) -> Result<ApplyOutcome, tokio::task::JoinError> {
+        let inventory = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || inventory.apply(source, events)).await
+    }
+
     /// After a (re-)list of `kind` from `source`: every live object of that source and kind
     /// that was not listed was deleted while we were not watching. Returns how many.
     pub fn resync(&self, source: SourceId, kind: Kind, listed: &HashSet<String>) -> usize {

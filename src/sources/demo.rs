@@ -375,9 +375,10 @@ pub async fn run(
 ) {
     let mut fleet = DemoFleet::new(seed);
     let clock = shared.inventory.clock().clone();
-    shared
-        .inventory
-        .apply(SourceId::Demo, fleet.initial(clock.now()));
+    let apply = |events| shared.inventory.apply_off_runtime(SourceId::Demo, events);
+    if let Err(e) = apply(fleet.initial(clock.now())).await {
+        tracing::error!(error = %e, "the demo fleet could not be applied");
+    }
     shared.sources.mark_synced(SourceId::Demo);
     tracing::info!(seed, "demo fleet started");
     let mut ticker = tokio::time::interval(interval);
@@ -386,8 +387,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let events = fleet.tick(clock.now());
-                shared.inventory.apply(SourceId::Demo, events);
+                if let Err(e) = apply(fleet.tick(clock.now())).await {
+                    tracing::error!(error = %e, "a demo tick could not be applied");
+                }
             }
             () = &mut shutdown => return,
         }

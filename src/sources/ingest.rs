@@ -368,12 +368,26 @@ async fn post_events(
             .into_response();
     }
     match parse_batch(&body) {
-        Ok(events) => {
-            let outcome = ctx.shared.inventory.apply(SourceId::Ingest, events);
-            stats.applied.fetch_add(1, Relaxed);
-            Json(serde_json::json!({"applied": outcome.applied, "ignored": outcome.ignored}))
-                .into_response()
-        }
+        Ok(events) => match ctx
+            .shared
+            .inventory
+            .apply_off_runtime(SourceId::Ingest, events)
+            .await
+        {
+            Ok(outcome) => {
+                stats.applied.fetch_add(1, Relaxed);
+                Json(serde_json::json!({"applied": outcome.applied, "ignored": outcome.ignored}))
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "applying an ingest batch failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(serde_json::json!({"error": "the batch could not be applied"})),
+                )
+                    .into_response()
+            }
+        },
         Err(e) => {
             stats.rejected.fetch_add(1, Relaxed);
             tracing::warn!(line = e.line, reason = %e.reason, "ingest batch rejected");
