@@ -53,6 +53,7 @@ pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, Jo
             }
             tracing::info!(
                 tombstones = report.tombstones,
+                live_backups = report.live_backups,
                 expired = report.expired,
                 dir = %dir.display(),
                 "journal replayed"

@@ -94,6 +94,10 @@ impl Setup {
     fn restart(&mut self) {
         let status = self.sidecar.terminate();
         assert!(status.success(), "{status}:\n{}", self.sidecar.log());
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.sidecar = Sidecar::spawn(&args, self.dir.path());
     }
@@ -692,5 +696,43 @@ async fn a_deleted_backup_stays_visible_across_a_restart() {
     assert_eq!(
         value(&after, "pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)]),
         None
+    );
+}
+
+#[tokio::test]
+async fn a_backup_deleted_while_the_sidecar_was_down_is_tombstoned() {
+    let other_uid = "55555555-0000-4000-8000-000000000006";
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-successful.json"));
+            srv.put(BACKUPS, backup("still-here", other_uid, "Successful"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)], 6.0)
+        .await;
+    // Killed hard; the backup is deleted before the sidecar comes back.
+    s.sidecar.kill9();
+    s.server
+        .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    s.start_again();
+    s.sidecar.ready().await;
+    let tomb = [
+        ("uid", SUCCESSFUL_UID),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ];
+    let after = s
+        .until_value("pxbackup_backup_object_info", &tomb, 1.0)
+        .await;
+    assert_eq!(
+        value(&after, "pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)]),
+        None
+    );
+    assert_eq!(
+        value(&after, "pxbackup_backup_status", &[("uid", other_uid)]),
+        Some(6.0)
     );
 }

@@ -43,7 +43,8 @@ pub struct ScheduleKey {
 }
 
 /// What the journal holds. Expiry needs no record: replay drops tombstones whose backfill
-/// window has passed.
+/// window has passed. Live backups are journaled too, so that a backup deleted while the
+/// sidecar was down is found missing by its source's first re-list, and tombstoned.
 #[derive(Debug, PartialEq, Deserialize)]
 pub enum Record {
     Tombstone {
@@ -62,6 +63,12 @@ pub enum Record {
     },
     ForgetLastSuccess {
         key: ScheduleKey,
+    },
+    /// A live backup, as last seen.
+    Backup {
+        source: SourceId,
+        backup: Box<Backup>,
+        last_terminal: Option<BackupStatus>,
     },
 }
 
@@ -83,6 +90,11 @@ pub enum RecordRef<'a> {
     },
     ForgetLastSuccess {
         key: &'a ScheduleKey,
+    },
+    Backup {
+        source: SourceId,
+        backup: &'a Backup,
+        last_terminal: Option<BackupStatus>,
     },
 }
 

@@ -133,6 +133,8 @@ struct State {
 pub struct ReplayReport {
     /// Tombstones brought back.
     pub tombstones: usize,
+    /// Live backups brought back, exported as last seen until their source re-lists.
+    pub live_backups: usize,
     /// Journaled tombstones whose window had passed (while down, or while running before
     /// the journal was compacted); not brought back.
     pub expired: usize,
@@ -232,6 +234,25 @@ impl Inventory {
                             },
                         );
                     }
+                    Record::Backup {
+                        source,
+                        backup,
+                        last_terminal,
+                    } => {
+                        let uid: Box<str> = backup.uid.as_str().into();
+                        let entry = Entry::Backup {
+                            backup,
+                            last_terminal,
+                        };
+                        st.tables[Kind::Backup.index()].insert(
+                            uid,
+                            Slot {
+                                source,
+                                entry,
+                                rendered: Rendered::default(),
+                            },
+                        );
+                    }
                     Record::Forget { uid } => {
                         st.tables[Kind::Backup.index()].swap_remove(uid.as_str());
                     }
@@ -251,7 +272,7 @@ impl Inventory {
                 }
             }
             let table = &mut st.tables[Kind::Backup.index()];
-            render_tombstones_in_parallel(table);
+            render_backups_in_parallel(table);
             st.expiry = table
                 .iter()
                 .filter_map(|(uid, slot)| match slot.entry {
@@ -260,6 +281,7 @@ impl Inventory {
                 })
                 .collect();
             report.tombstones = st.expiry.len();
+            report.live_backups = table.len() - report.tombstones;
             st.journal = Some(journal);
             inv.maybe_compact(st);
         }
@@ -434,6 +456,7 @@ impl Inventory {
         if expires_at <= now {
             // Outside the backfill window already (or a window of 0): nothing to keep.
             self.stats.tombstones_expired.fetch_add(1, Relaxed);
+            pending.record(RecordRef::Forget { uid: &uid });
             return Ok(());
         }
         pending.record(RecordRef::Tombstone {
@@ -471,33 +494,40 @@ impl Inventory {
         let Some(journal) = journal.as_mut() else {
             return Ok(());
         };
-        let tombstones =
-            tables[Kind::Backup.index()]
-                .values()
-                .filter_map(|slot| match &slot.entry {
-                    Entry::Tombstone {
-                        backup,
-                        previous,
-                        deleted_at,
-                        ..
-                    } => Some(RecordRef::Tombstone {
-                        source: slot.source,
-                        backup,
-                        previous: *previous,
-                        deleted_at: *deleted_at,
-                    }),
-                    _ => None,
-                });
+        let backups = tables[Kind::Backup.index()]
+            .values()
+            .filter_map(|slot| match &slot.entry {
+                Entry::Tombstone {
+                    backup,
+                    previous,
+                    deleted_at,
+                    ..
+                } => Some(RecordRef::Tombstone {
+                    source: slot.source,
+                    backup,
+                    previous: *previous,
+                    deleted_at: *deleted_at,
+                }),
+                Entry::Backup {
+                    backup,
+                    last_terminal,
+                } => Some(RecordRef::Backup {
+                    source: slot.source,
+                    backup,
+                    last_terminal: *last_terminal,
+                }),
+                Entry::Other(_) => None,
+            });
         let successes = last_success.iter().map(|(key, ls)| RecordRef::LastSuccess {
             key,
             completed_at: ls.completed_at,
         });
-        journal.compact(tombstones.chain(successes))
+        journal.compact(backups.chain(successes))
     }
 
-    /// Rewrites the journal when most of it is dead records (expired or forgotten).
+    /// Rewrites the journal when most of it is dead records (superseded, expired, forgotten).
     fn maybe_compact(&self, st: &mut State) {
-        let live = (st.expiry.len() + st.last_success.len()) as u64;
+        let live = (st.tables[Kind::Backup.index()].len() + st.last_success.len()) as u64;
         let in_file = st.journal.as_ref().map_or(0, Journal::records_in_file);
         if in_file > 2 * live + 1024 {
             if let Err(e) = self.compact(st) {
@@ -642,8 +672,8 @@ impl Inventory {
     }
 }
 
-/// Renders every tombstone of a freshly replayed table, the table split across the cores.
-fn render_tombstones_in_parallel(table: &mut IndexMap<Box<str>, Slot>) {
+/// Renders every backup and tombstone of a freshly replayed table, split across the cores.
+fn render_backups_in_parallel(table: &mut IndexMap<Box<str>, Slot>) {
     let mut slots: Vec<&mut Slot> = table.values_mut().collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = slots.len().div_ceil(threads).max(1);
@@ -651,15 +681,19 @@ fn render_tombstones_in_parallel(table: &mut IndexMap<Box<str>, Slot>) {
         for part in slots.chunks_mut(chunk) {
             scope.spawn(move || {
                 for slot in part {
-                    if let Entry::Tombstone {
-                        backup,
-                        previous,
-                        deleted_at,
-                        ..
-                    } = &slot.entry
-                    {
-                        slot.rendered = render::tombstone(backup, *previous, *deleted_at);
-                    }
+                    slot.rendered = match &slot.entry {
+                        Entry::Tombstone {
+                            backup,
+                            previous,
+                            deleted_at,
+                            ..
+                        } => render::tombstone(backup, *previous, *deleted_at),
+                        Entry::Backup {
+                            backup,
+                            last_terminal,
+                        } => render::backup(backup, *last_terminal),
+                        Entry::Other(_) => continue,
+                    };
                 }
             });
         }
@@ -709,13 +743,25 @@ impl State {
                 pending.record(RecordRef::Forget { uid: &b.uid });
             }
             Some(Entry::Backup {
-                last_terminal: lt, ..
-            }) => last_terminal = *lt,
+                backup,
+                last_terminal: lt,
+            }) => {
+                // A re-list repeats what we have: nothing to render or journal.
+                if **backup == b {
+                    return Ok(());
+                }
+                last_terminal = *lt;
+            }
             _ => {}
         }
         if b.status.is_terminal() {
             last_terminal = Some(b.status);
         }
+        pending.record(RecordRef::Backup {
+            source,
+            backup: &b,
+            last_terminal,
+        });
         if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
             if let Some(completed_at) = b.completed_at {
                 self.note_success(&b, completed_at, pending);

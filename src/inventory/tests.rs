@@ -326,8 +326,15 @@ async fn tombstones_and_last_success_survive_a_restart() {
             .any(|l| l.contains(r#"uid="u2""#) && l.ends_with(" 1795395600")),
         "{deleted:?}"
     );
-    // Live objects are not journaled: the sources bring them back.
-    assert!(!text.contains(r#"uid="u3""#));
+    // The live backup is back as last seen, until its source re-lists.
+    assert_eq!(report.live_backups, 1);
+    let status = lines(&text, "pxbackup_backup_status");
+    assert!(
+        status
+            .iter()
+            .any(|l| l.contains(r#"uid="u3""#) && l.ends_with("} 6")),
+        "{status:?}"
+    );
     // The newest success of the schedule is remembered.
     let ls = lines(&text, "pxbackup_schedule_last_success_timestamp_seconds");
     assert_eq!(ls.len(), 1);
@@ -475,4 +482,79 @@ async fn schedule_deletion_forgets_its_last_success() {
         "pxbackup_schedule_last_success_timestamp_seconds"
     )
     .is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_deleted_while_down_is_tombstoned_by_the_first_relist() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::tokio_anchored(Timestamp(T0));
+    {
+        let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
+        inv.apply(
+            SourceId::Kube,
+            vec![
+                upsert(backup("k1", BackupStatus::Success)),
+                upsert(backup("k2", BackupStatus::Failed)),
+            ],
+        );
+        inv.apply(
+            SourceId::Kube,
+            vec![upsert(backup("k2", BackupStatus::Deleting))],
+        );
+    }
+    // Down for ten minutes; k2 is deleted meanwhile.
+    tokio::time::advance(Duration::from_secs(600)).await;
+    let (inv, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
+    assert_eq!(report.live_backups, 2);
+    let listed: HashSet<String> = ["k1".to_owned()].into();
+    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 1);
+    let text = scrape(&inv);
+    let info = lines(&text, "pxbackup_backup_object_info");
+    assert!(
+        info.iter().any(|l| l.contains(r#"uid="k2""#)
+            && l.contains(r#"status="Deleted",previous_status="Failed""#)),
+        "{info:?}"
+    );
+    // Its deletion time is when it was found missing.
+    let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
+    assert!(deleted[0].ends_with(" 1795396200"), "{deleted:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_relist_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inv, _) = Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    let fleet = || {
+        (0..100)
+            .map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success)))
+            .collect()
+    };
+    inv.apply(SourceId::Kube, fleet());
+    let written = std::fs::metadata(dir.path().join("tombstones.journal"))
+        .unwrap()
+        .len();
+    inv.apply(SourceId::Kube, fleet());
+    assert_eq!(
+        std::fs::metadata(dir.path().join("tombstones.journal"))
+            .unwrap()
+            .len(),
+        written
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::tokio_anchored(Timestamp(T0));
+    {
+        let (inv, _) = Inventory::open(clock.clone(), Duration::ZERO, dir.path()).unwrap();
+        inv.apply(
+            SourceId::Ingest,
+            vec![upsert(backup("u1", BackupStatus::Success))],
+        );
+        inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    }
+    let (inv, report) = Inventory::open(clock, Duration::ZERO, dir.path()).unwrap();
+    assert_eq!((report.live_backups, report.tombstones), (0, 0));
+    assert!(!scrape(&inv).contains(r#"uid="u1""#));
 }

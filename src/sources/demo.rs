@@ -366,6 +366,23 @@ impl DemoFleet {
     }
 }
 
+/// The uids each kind's upserts name.
+fn uids_by_kind(events: &[Event]) -> Vec<(Kind, std::collections::HashSet<String>)> {
+    Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let uids = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Upsert(o) if o.kind() == kind => Some(o.uid().to_owned()),
+                    _ => None,
+                })
+                .collect();
+            (kind, uids)
+        })
+        .collect()
+}
+
 /// Feeds the demo fleet into the inventory every `interval` until `shutdown`.
 pub async fn run(
     shared: Arc<Shared>,
@@ -376,8 +393,22 @@ pub async fn run(
     let mut fleet = DemoFleet::new(seed);
     let clock = shared.inventory.clock().clone();
     let apply = |events| shared.inventory.apply_off_runtime(SourceId::Demo, events);
-    if let Err(e) = apply(fleet.initial(clock.now())).await {
+    let initial = fleet.initial(clock.now());
+    let listed = uids_by_kind(&initial);
+    if let Err(e) = apply(initial).await {
         tracing::error!(error = %e, "the demo fleet could not be applied");
+    }
+    // Like a re-list: what a previous run left in the journal and this fleet does not have is
+    // gone.
+    let inventory = shared.inventory.clone();
+    let resynced = tokio::task::spawn_blocking(move || {
+        for (kind, uids) in listed {
+            inventory.resync(SourceId::Demo, kind, &uids);
+        }
+    })
+    .await;
+    if let Err(e) = resynced {
+        tracing::error!(error = %e, "the demo fleet could not be re-listed");
     }
     shared.sources.mark_synced(SourceId::Demo);
     tracing::info!(seed, "demo fleet started");
