@@ -141,7 +141,10 @@ pub async fn run(
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some((watcher, signal)) => tracker.handle(watcher, signal),
+                // Applying may fsync the journal: tell the runtime this worker blocks.
+                Some((watcher, signal)) => {
+                    tokio::task::block_in_place(|| tracker.handle(watcher, signal));
+                }
                 None => {
                     tracing::error!("every kube watcher stopped");
                     shared.sources.set_up(SourceId::Kube, false);
@@ -157,7 +160,7 @@ pub async fn run(
                 };
                 if let Some(watcher) = task_watcher.get(&task) {
                     tracing::error!(watcher, %why, "a kube watcher stopped; restart the sidecar");
-                    tracker.handle(*watcher, Signal::Failed);
+                    tokio::task::block_in_place(|| tracker.handle(*watcher, Signal::Failed));
                 }
             }
             () = &mut shutdown => break,
