@@ -49,7 +49,12 @@ pub enum LogFormat {
 pub struct RunArgs {
     /// Where objects come from: demo (a synthetic fleet, no cluster needed), ingest (POST
     /// /v1/events), kube (Stork CRs). Repeat the flag or separate with commas.
-    #[arg(long = "source", env = "PXBACKUP_SOURCES", value_delimiter = ',', default_value = "demo")]
+    #[arg(
+        long = "source",
+        env = "PXBACKUP_SOURCES",
+        value_delimiter = ',',
+        default_value = "demo"
+    )]
     pub sources: Vec<String>,
 
     /// Address for /metrics, /healthz and /readyz.
@@ -108,7 +113,11 @@ pub struct RunArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// Watch the telemetry ConfigMap through the Kubernetes API (NAMESPACE/NAME).
-    #[arg(long, env = "PXBACKUP_TELEMETRY_CONFIGMAP", conflicts_with = "telemetry_config_file")]
+    #[arg(
+        long,
+        env = "PXBACKUP_TELEMETRY_CONFIGMAP",
+        conflicts_with = "telemetry_config_file"
+    )]
     pub telemetry_configmap: Option<String>,
 
     /// Watch the telemetry configuration in a mounted ConfigMap (directory) or a file.
@@ -116,7 +125,11 @@ pub struct RunArgs {
     pub telemetry_config_file: Option<PathBuf>,
 
     /// Log files or directories whose new lines are uploaded (redacted) with telemetry.
-    #[arg(long = "telemetry-log-path", env = "PXBACKUP_TELEMETRY_LOG_PATHS", value_delimiter = ',')]
+    #[arg(
+        long = "telemetry-log-path",
+        env = "PXBACKUP_TELEMETRY_LOG_PATHS",
+        value_delimiter = ','
+    )]
     pub telemetry_log_paths: Vec<PathBuf>,
 
     /// Override the Pure1 endpoint (https://... or dir:///path for air-gapped sites).
@@ -126,6 +139,15 @@ pub struct RunArgs {
     /// Extra CA bundle (PEM) trusted for Pure1 (a proxy's or a test peer's).
     #[arg(long, env = "PXBACKUP_TELEMETRY_CA_FILE")]
     pub telemetry_ca_file: Option<PathBuf>,
+
+    /// Secret (in the ConfigMap's namespace) that keeps the Pure1 client certificate and key
+    /// when the configuration comes from the Kubernetes API.
+    #[arg(
+        long,
+        env = "PXBACKUP_TELEMETRY_SECRET",
+        default_value = "pure-telemetry-certs"
+    )]
+    pub telemetry_secret: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -159,7 +181,10 @@ pub enum ConfigError {
 pub enum TelemetryConfigSource {
     /// No source: telemetry stays disabled.
     None,
-    ConfigMap { namespace: String, name: String },
+    ConfigMap {
+        namespace: String,
+        name: String,
+    },
     File(PathBuf),
 }
 
@@ -183,6 +208,7 @@ pub struct Settings {
     pub telemetry_log_paths: Vec<PathBuf>,
     pub telemetry_endpoint: Option<String>,
     pub telemetry_ca_file: Option<PathBuf>,
+    pub telemetry_secret: String,
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -194,18 +220,22 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 fn address(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|e: std::net::AddrParseError| ConfigError::Address {
-        flag,
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
+    value
+        .parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Address {
+            flag,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 impl Settings {
     pub fn from_args(a: RunArgs) -> Result<Settings, ConfigError> {
         let mut sources = Vec::new();
         for s in a.sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let id: SourceId = s.parse().map_err(|e| ConfigError::Source(s.to_owned(), e))?;
+            let id: SourceId = s
+                .parse()
+                .map_err(|e| ConfigError::Source(s.to_owned(), e))?;
             if !sources.contains(&id) {
                 sources.push(id);
             }
@@ -288,6 +318,7 @@ impl Settings {
             telemetry_log_paths: a.telemetry_log_paths,
             telemetry_endpoint: a.telemetry_endpoint,
             telemetry_ca_file: a.telemetry_ca_file,
+            telemetry_secret: a.telemetry_secret,
         })
     }
 }
@@ -307,7 +338,10 @@ mod tests {
 
     #[test]
     fn backfill_defaults_follow_the_mode() {
-        assert_eq!(settings(&[]).unwrap().backfill, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            settings(&[]).unwrap().backfill,
+            Duration::from_secs(24 * 3600)
+        );
         assert_eq!(
             settings(&["--federated"]).unwrap().backfill,
             Duration::from_secs(3600)
@@ -318,7 +352,10 @@ mod tests {
         );
         let s = settings(&["--federated", "--backfill-hours", "6"]).unwrap();
         assert_eq!(s.backfill, Duration::from_secs(6 * 3600));
-        assert_eq!(settings(&["--backfill-hours", "0"]).unwrap().backfill, Duration::ZERO);
+        assert_eq!(
+            settings(&["--backfill-hours", "0"]).unwrap().backfill,
+            Duration::ZERO
+        );
         assert_eq!(
             settings(&["--backfill-hours", ""]).unwrap().backfill,
             Duration::from_secs(24 * 3600)
