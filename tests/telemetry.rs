@@ -2,6 +2,7 @@
 //! the configuration from a polled file or from a (fake) Kubernetes API server.
 
 mod common;
+mod fake_kube;
 mod pure1_peer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -521,4 +522,104 @@ async fn a_restart_reuses_the_registration_and_the_log_cursor() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_in_the_secret() {
+    use fake_kube::{FakeKube, KUBE_SYSTEM_UID};
+    let fx = Fixture::new().await;
+    let data = BTreeMap::from([("enabled".to_owned(), "false".to_owned())]);
+    let kube = FakeKube::start("pxb", "px-backup-telemetry-config", Some(data)).await;
+    let kc = fx.path("kubeconfig");
+    kube.kubeconfig(&kc);
+    let (state, ca) = (fx.path("state"), fx.path("ca.pem"));
+    let args = [
+        "--source",
+        "demo",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--telemetry-configmap",
+        "pxb/px-backup-telemetry-config",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--telemetry-endpoint",
+        &fx.peer.url,
+        "--telemetry-ca-file",
+        ca.to_str().unwrap(),
+    ];
+    let peer = &fx.peer;
+    {
+        let mut s = Sidecar::spawn(&args, fx.tmp.path());
+        s.ready().await;
+        until("the ConfigMap watch", 20, async || {
+            (kube.state.watches.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+        })
+        .await;
+        assert_eq!(
+            value(&s.scrape().await, "pxbackup_telemetry_enabled"),
+            Some(0.0)
+        );
+        assert!(peer.requests().is_empty());
+
+        kube.patch_configmap(&[
+            ("enabled", "true"),
+            ("health-interval", "1s"),
+            ("logs-interval", "1s"),
+            ("clusters-interval", "1s"),
+        ]);
+        until("uploads of each kind", 30, async || {
+            ["health", "logs", "clusters"]
+                .iter()
+                .all(|k| !peer.accepted(k).is_empty())
+                .then_some(())
+        })
+        .await;
+        // appliance-id defaults to the kube-system namespace UID.
+        assert!(peer
+            .requests()
+            .iter()
+            .all(|r| r.header("appliance-id") == KUBE_SYSTEM_UID));
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(kube.secret("pure-telemetry-certs").expect("the Secret"))
+                .unwrap();
+        let data = secret.data.unwrap();
+        let cert = String::from_utf8(data["cert"].0.clone()).unwrap();
+        let key = String::from_utf8(data["private_key"].0.clone()).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+        assert!(key.contains("PRIVATE KEY-----"));
+        // In kube mode the key lives in the Secret only, never in the state dir or a log.
+        assert!(!state.join("telemetry/client.key").exists());
+        let key_body = key.lines().nth(1).unwrap();
+        assert!(!s.log().contains(key_body));
+        assert!(!contains(&all_bodies(&peer.requests()), key_body));
+
+        kube.patch_configmap(&[("enabled", "false")]);
+        until("enabled 0 after the patch", 10, async || {
+            (value(&s.scrape().await, "pxbackup_telemetry_enabled") == Some(0.0)).then_some(())
+        })
+        .await;
+        assert!(s.terminate().success());
+    }
+    // A new pod (same Secret, empty state dir) reuses the registration.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    kube.patch_configmap(&[("enabled", "true")]);
+    let mut s = Sidecar::spawn(&args, fx.tmp.path());
+    s.ready().await;
+    let n = peer.accepted("health").len();
+    until("uploads from the new pod", 30, async || {
+        (peer.accepted("health").len() > n).then_some(())
+    })
+    .await;
+    assert_eq!(
+        peer.count("/auth/1.0/register"),
+        1,
+        "registered again although the Secret holds a certificate"
+    );
+    let reqs = kube.state.requests.lock().unwrap().clone();
+    let applies = reqs
+        .iter()
+        .filter(|r| r.starts_with("PATCH /api/v1/namespaces/pxb/secrets/pure-telemetry-certs"))
+        .count();
+    assert_eq!(applies, 1, "{reqs:?}");
 }
