@@ -350,11 +350,10 @@ async fn an_outage_is_ridden_out_and_every_bundle_arrives_once() {
     // Backoff: far fewer attempts than a tight retry loop would make.
     let failed = peer.requests().iter().filter(|r| r.status == 503).count();
     assert!(failed < 40, "{failed} attempts during the outage");
-    peer.fail_uploads(None);
-    fx.configure(&[("enabled", "false"), ("appliance-id", APPLIANCE)]);
-    // Turned off, so the set of bundles is final; but first let the spool drain... it cannot
-    // while disabled, so re-enable with long intervals: only the spool and one new round go.
+    // Long intervals from now on, so that the set of bundles is finite: the spooled ones
+    // plus the round the restarted upload loop makes at once.
     fx.configure(&enabled("1h"));
+    peer.fail_uploads(None);
     until("the spool drained", 60, async || {
         (value(&s.scrape().await, "pxbackup_telemetry_spool_bytes") == Some(0.0)).then_some(())
     })

@@ -17,7 +17,7 @@ use crate::telemetry::config::{
 };
 use crate::telemetry::logs::LogCollector;
 use crate::telemetry::pure1::{
-    Credentials, Identity, Registrar, RestClient, Transport, RENEW_BEFORE,
+    cert_info, renew_delay, Credentials, Identity, Registrar, RestClient, Transport,
 };
 use crate::telemetry::redact::Redactor;
 use crate::telemetry::spool::Spool;
@@ -224,7 +224,7 @@ impl Controller {
             Endpoint::Pure1 { .. } => self
                 .credentials
                 .as_ref()
-                .is_some_and(|c| c.fresh_for(&cfg.appliance_id, now_unix())),
+                .is_some_and(|c| c.usable_for(&cfg.appliance_id, now_unix())),
         }
     }
 
@@ -400,11 +400,10 @@ impl Controller {
                 };
                 match RestClient::new(rest, &self.identity(&cfg), &self.transport(&cfg), &creds) {
                     Ok(c) => {
-                        if let Ok(info) = crate::telemetry::pure1::cert_info(&creds.cert_pem) {
-                            let renew_in =
-                                info.not_after_unix - RENEW_BEFORE.as_secs() as i64 - now_unix();
-                            self.renew_at =
-                                Some(Instant::now() + Duration::from_secs(renew_in.max(0) as u64));
+                        if let Ok(info) = cert_info(&creds.cert_pem) {
+                            let delay = renew_delay(info.not_after_unix, now_unix());
+                            // None past the end of tokio's clock: no renewal timer needed then.
+                            self.renew_at = Instant::now().checked_add(delay);
                         }
                         Sink::Pure1(c)
                     }

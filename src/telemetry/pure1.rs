@@ -114,17 +114,35 @@ pub fn cert_info(cert_pem: &str) -> Result<CertInfo, String> {
     })
 }
 
+/// A certificate this close to its end is not used any more: register again first.
+pub const MIN_REMAINING: Duration = Duration::from_secs(3600);
+
 impl Credentials {
-    /// Usable for `appliance_id` now: issued for it and not yet in the renewal window.
-    pub fn fresh_for(&self, appliance_id: &str, now_unix: i64) -> bool {
+    /// Usable for `appliance_id` now: issued for it and not about to expire. Renewal (30
+    /// days ahead) is the renewal timer's business, not a reason to register at start-up.
+    pub fn usable_for(&self, appliance_id: &str, now_unix: i64) -> bool {
         match cert_info(&self.cert_pem) {
             Ok(info) => {
                 info.common_name == appliance_id
-                    && info.not_after_unix - now_unix > RENEW_BEFORE.as_secs() as i64
+                    && info.not_after_unix - now_unix > MIN_REMAINING.as_secs() as i64
             }
             Err(_) => false,
         }
     }
+}
+
+/// How long until the certificate should be renewed: 30 days before its end; a certificate
+/// issued for less than that is renewed halfway through what is left (at least an hour
+/// later), so a short-lived certificate never turns renewal into a loop.
+pub fn renew_delay(not_after_unix: i64, now_unix: i64) -> Duration {
+    let left = (not_after_unix - now_unix).max(0) as u64;
+    let before = RENEW_BEFORE.as_secs();
+    let secs = if left > before {
+        left - before
+    } else {
+        (left / 2).max(MIN_REMAINING.as_secs())
+    };
+    Duration::from_secs(secs)
 }
 
 /// A new ECDSA P-256 key and a CSR whose CN is the appliance id.
@@ -332,8 +350,18 @@ mod tests {
         let info = cert_info(&c.cert_pem).unwrap();
         assert_eq!(info.common_name, "org-1");
         assert_eq!(info.not_after_unix, 1_893_456_000);
-        assert!(c.fresh_for("org-1", 1_893_456_000 - 31 * 86400));
-        assert!(!c.fresh_for("org-1", 1_893_456_000 - 29 * 86400));
-        assert!(!c.fresh_for("org-2", 0));
+        let end = 1_893_456_000;
+        assert!(c.usable_for("org-1", end - 29 * 86400));
+        assert!(!c.usable_for("org-1", end - 600));
+        assert!(!c.usable_for("org-2", 0));
+        assert_eq!(
+            renew_delay(end, end - 31 * 86400),
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            renew_delay(end, end - 10 * 86400),
+            Duration::from_secs(5 * 86400)
+        );
+        assert_eq!(renew_delay(end, end - 60), MIN_REMAINING);
     }
 }
