@@ -274,18 +274,21 @@ async fn enable_registers_uploads_all_kinds_then_disable_stops() {
 
 /// Pretty JSON of one bundle of each kind, for docs/telemetry.md.
 fn write_examples(peer: &Peer) {
+    for kind in ["health", "logs", "clusters"] {
+        write_example(kind, &peer.accepted(kind).last().cloned().unwrap());
+    }
+}
+
+fn write_example(name: &str, r: &Recorded) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("telemetry-examples");
     std::fs::create_dir_all(&dir).unwrap();
-    for kind in ["health", "logs", "clusters"] {
-        let r = peer.accepted(kind).last().cloned().unwrap();
-        let mut text = format!("POST {}\n", r.path);
-        for (k, v) in &r.headers {
-            text.push_str(&format!("{k}: {v}\n"));
-        }
-        text.push('\n');
-        text.push_str(&serde_json::to_string_pretty(&r.json()).unwrap());
-        std::fs::write(dir.join(format!("{kind}.txt")), text).unwrap();
+    let mut text = format!("POST {}\n", r.path);
+    for (k, v) in &r.headers {
+        text.push_str(&format!("{k}: {v}\n"));
     }
+    text.push('\n');
+    text.push_str(&serde_json::to_string_pretty(&r.json()).unwrap());
+    std::fs::write(dir.join(format!("{name}.txt")), text).unwrap();
 }
 
 #[tokio::test]
@@ -468,6 +471,12 @@ async fn secrets_in_log_lines_never_reach_the_peer() {
             .any(|l| l.contains("restore shop-restore-9 done")),
         "{lines:?}"
     );
+    let planted = peer
+        .accepted("logs")
+        .into_iter()
+        .find(|r| contains(&r.body, "px-backup.log"))
+        .unwrap();
+    write_example("logs-redacted", &planted);
     drop(s);
 }
 
