@@ -624,10 +624,60 @@ async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_i
         1,
         "registered again although the Secret holds a certificate"
     );
+    // Deleting the ConfigMap turns telemetry off.
+    kube.delete_configmap();
+    until("enabled 0 after the delete", 10, async || {
+        (value(&s.scrape().await, "pxbackup_telemetry_enabled") == Some(0.0)).then_some(())
+    })
+    .await;
     let reqs = kube.state.requests.lock().unwrap().clone();
     let applies = reqs
         .iter()
         .filter(|r| r.starts_with("PATCH /api/v1/namespaces/pxb/secrets/pure-telemetry-certs"))
         .count();
     assert_eq!(applies, 1, "{reqs:?}");
+}
+
+#[tokio::test]
+async fn a_dir_endpoint_writes_bundles_without_registration() {
+    let fx = Fixture::new().await;
+    let out = fx.path("air-gap");
+    let endpoint = format!("dir://{}", out.display());
+    let mut cfg = enabled("1s");
+    cfg.push(("endpoint", &endpoint));
+    fx.configure(&cfg);
+    let mut s = fx.spawn(&[]);
+    s.ready().await;
+    let kinds = until("a file of each kind", 30, async || {
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json.gz"))
+            .collect();
+        let kinds: BTreeSet<String> = names
+            .iter()
+            .filter_map(|n| n.split('-').nth(1).map(str::to_owned))
+            .collect();
+        (kinds.len() == 3).then_some(names)
+    })
+    .await;
+    for name in kinds {
+        let gz = std::fs::read(out.join(&name)).unwrap();
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            format!("{}.json.gz", v["bundle_id"].as_str().unwrap()),
+            name
+        );
+        assert_eq!(v["appliance_id"], APPLIANCE);
+    }
+    assert!(fx.peer.requests().is_empty(), "{:?}", fx.peer.paths());
+    let text = until("the upload counted", 10, async || {
+        let t = s.scrape().await;
+        (uploads(&t, "clusters", "success") >= 1.0).then_some(t)
+    })
+    .await;
+    assert_eq!(value(&text, "pxbackup_telemetry_registered"), Some(0.0));
 }

@@ -24,6 +24,11 @@ const PRIVATE_KEY_KEY: &str = "private_key";
 pub enum StoreError {
     #[error("credential file {path}: {source}")]
     File { path: String, source: io::Error },
+    #[error("Secret {name}: cannot encode it: {source}")]
+    Encode {
+        name: String,
+        source: serde_json::Error,
+    },
     #[error("Secret {name}: {source}")]
     Kube { name: String, source: kube::Error },
 }
@@ -106,7 +111,11 @@ impl CredentialStore {
                     ])),
                     ..Default::default()
                 };
-                let mut value = serde_json::to_value(&secret).unwrap_or_default();
+                let mut value =
+                    serde_json::to_value(&secret).map_err(|source| StoreError::Encode {
+                        name: name.clone(),
+                        source,
+                    })?;
                 // Server-side apply needs the type meta that the struct does not serialize.
                 value["apiVersion"] = "v1".into();
                 value["kind"] = "Secret".into();

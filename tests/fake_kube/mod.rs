@@ -99,6 +99,17 @@ impl FakeKube {
         let _ = s.events.send(format!("{ev}\n"));
     }
 
+    /// `kubectl delete configmap ...`
+    pub fn delete_configmap(&self) {
+        let s = &self.state;
+        let Some(d) = s.cm_data.lock().unwrap().take() else {
+            return;
+        };
+        let rv = s.rv.fetch_add(1, SeqCst) + 1;
+        let ev = json!({"type": "DELETED", "object": s.configmap(&d, rv)});
+        let _ = s.events.send(format!("{ev}\n"));
+    }
+
     /// A kubeconfig pointing at this server, without credentials.
     pub fn kubeconfig(&self, path: &std::path::Path) {
         let text = format!(
