@@ -7,8 +7,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 
-use crate::exposition::server::scrape;
-use crate::exposition::Format;
+use crate::exposition::{self_metrics, Collector, FamilyWriter, Format};
 use crate::model::SourceId;
 use crate::state::Shared;
 use crate::telemetry::logs::FileLines;
@@ -41,7 +40,7 @@ pub fn health(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) 
                    "invalid_objects": shared.sources.invalid_objects(id)})
         })
         .collect();
-    let text = scrape(shared, Format::Text);
+    let text = self_metrics_text(shared);
     let metrics: Vec<&str> = std::str::from_utf8(&text)
         .unwrap_or_default()
         .lines()
@@ -57,6 +56,17 @@ pub fn health(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) 
     v["sources"] = Value::Array(sources);
     v["metrics"] = json!(metrics);
     v
+}
+
+/// Only the sidecar's own families: a full scrape would encode every object series (costly on
+/// a large fleet) and would overwrite the scrape-duration gauge that Prometheus reads.
+fn self_metrics_text(shared: &Shared) -> Vec<u8> {
+    let snapshot = shared.inventory.snapshot();
+    let mut out = Vec::new();
+    let mut w = FamilyWriter::new(&mut out, Format::Text);
+    self_metrics::write(&mut w, shared, &snapshot);
+    shared.telemetry.collect(&mut w);
+    out
 }
 
 pub fn clusters(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) -> Value {
