@@ -51,8 +51,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
+        Fixture::with_peer(Peer::start().await)
+    }
+    fn with_peer(peer: Peer) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
-        let peer = Peer::start().await;
         std::fs::write(tmp.path().join("ca.pem"), &peer.ca_pem).unwrap();
         std::fs::create_dir_all(tmp.path().join("state")).unwrap();
         Fixture { tmp, peer }
@@ -680,4 +682,51 @@ async fn a_dir_endpoint_writes_bundles_without_registration() {
     })
     .await;
     assert_eq!(value(&text, "pxbackup_telemetry_registered"), Some(0.0));
+}
+
+#[tokio::test]
+async fn the_certificate_is_renewed_30_days_before_it_expires() {
+    // Valid for 30 days and 3 seconds: each certificate is due for renewal 3 s after issue.
+    let lifetime = Duration::from_secs(30 * 24 * 3600 + 3);
+    let fx = Fixture::with_peer(Peer::start_with(Some(lifetime)).await);
+    fx.configure(&enabled("1s"));
+    let mut s = fx.spawn(&[]);
+    s.ready().await;
+    let peer = &fx.peer;
+    let crt = fx.path("state/telemetry/client.crt");
+    let first = until("the first certificate stored", 20, async || {
+        std::fs::read_to_string(&crt).ok()
+    })
+    .await;
+    let started = Instant::now();
+    until("a renewed certificate stored", 30, async || {
+        std::fs::read_to_string(&crt)
+            .ok()
+            .filter(|c| *c != first)
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "renewed before it was due"
+    );
+    let renewed_at = peer.requests().len();
+    until("uploads after the renewal", 20, async || {
+        peer.requests()[renewed_at..]
+            .iter()
+            .any(|r| r.path == "/telemetry/1.0/health" && r.status == 200)
+            .then_some(())
+    })
+    .await;
+    // Paced by the certificate's life, not a tight loop; and uploads never failed meanwhile.
+    let secs = started.elapsed().as_secs() + 3;
+    assert!(
+        peer.count("/auth/1.0/register") as u64 <= secs / 3 + 2,
+        "{:?}",
+        peer.paths()
+    );
+    assert!(
+        peer.requests().iter().all(|r| r.status == 200),
+        "a request failed around the renewal"
+    );
 }

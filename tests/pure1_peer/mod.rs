@@ -50,6 +50,8 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     /// 0 = answer uploads normally; otherwise this status.
     upload_status: AtomicU16,
+    /// How long issued client certificates are valid; None = until 2030.
+    cert_lifetime: Option<std::time::Duration>,
 }
 
 pub struct Peer {
@@ -80,6 +82,11 @@ fn ca() -> CertifiedIssuer<'static, KeyPair> {
 
 impl Peer {
     pub async fn start() -> Peer {
+        Peer::start_with(None).await
+    }
+
+    /// A peer whose client certificates are valid for `cert_lifetime` only.
+    pub async fn start_with(cert_lifetime: Option<std::time::Duration>) -> Peer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let issuer = ca();
         let server_key = KeyPair::generate().unwrap();
@@ -109,6 +116,7 @@ impl Peer {
             issuer,
             requests: Mutex::new(Vec::new()),
             upload_status: AtomicU16::new(0),
+            cert_lifetime,
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -268,7 +276,10 @@ fn register(st: &State, body: &[u8]) -> Response<Full<Bytes>> {
     };
     csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     csr.params.is_ca = IsCa::NoCa;
-    csr.params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    csr.params.not_after = match st.cert_lifetime {
+        Some(d) => time::OffsetDateTime::now_utc() + d,
+        None => rcgen::date_time_ymd(2030, 1, 1),
+    };
     let cert = csr.signed_by(&st.issuer).unwrap();
     reply(
         200,
