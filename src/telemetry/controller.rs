@@ -125,6 +125,9 @@ fn now_unix() -> i64 {
         .unwrap_or_default()
 }
 
+/// How long a stop or restart waits for a bundle already on the wire.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+
 type RegistrationTask = JoinHandle<Result<Credentials, String>>;
 
 pub struct Controller {
@@ -212,9 +215,24 @@ impl Controller {
         if let Some(t) = self.registration.take() {
             t.abort();
         }
-        if let Some((token, handle)) = self.uploads.take() {
-            token.cancel();
-            let _ = handle.await;
+        self.take_back_uploads().await;
+    }
+
+    /// Stops the upload loop and takes the spool and log cursors back. A bundle in flight gets
+    /// `IN_FLIGHT_GRACE` to finish; past that it is abandoned, which loses nothing: it is
+    /// still in the spool and goes again, under the same idempotency key.
+    async fn take_back_uploads(&mut self) {
+        let Some((token, mut handle)) = self.uploads.take() else {
+            return;
+        };
+        token.cancel();
+        match tokio::time::timeout(IN_FLIGHT_GRACE, &mut handle).await {
+            Ok(Ok(u)) => self.parked = Some((u.spool, u.logs)),
+            Ok(Err(e)) => tracing::error!(error = %e, "telemetry upload loop ended abnormally"),
+            Err(_) => {
+                handle.abort();
+                tracing::warn!("a telemetry upload did not finish in time; it stays spooled");
+            }
         }
     }
 
@@ -380,13 +398,7 @@ impl Controller {
     }
 
     async fn start_uploads(&mut self) {
-        if let Some((token, handle)) = self.uploads.take() {
-            token.cancel();
-            match handle.await {
-                Ok(u) => self.parked = Some((u.spool, u.logs)),
-                Err(e) => tracing::error!(error = %e, "telemetry upload loop ended abnormally"),
-            }
-        }
+        self.take_back_uploads().await;
         let Some(cfg) = self.active.clone() else {
             return;
         };
