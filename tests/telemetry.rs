@@ -730,3 +730,28 @@ async fn the_certificate_is_renewed_30_days_before_it_expires() {
         "a request failed around the renewal"
     );
 }
+
+#[tokio::test]
+async fn a_refused_certificate_leads_to_a_new_registration() {
+    let fx = Fixture::new().await;
+    let peer = &fx.peer;
+    peer.fail_uploads(Some(401)); // as if Pure1 had revoked every certificate it issued
+    fx.configure(&enabled("1s"));
+    let mut s = fx.spawn(&[]);
+    s.ready().await;
+    until("a second registration", 40, async || {
+        (peer.count("/auth/1.0/register") >= 2).then_some(())
+    })
+    .await;
+    let refused = peer.requests().iter().filter(|r| r.status == 401).count();
+    assert!(refused >= 3, "registered again after {refused} refusals");
+    peer.fail_uploads(None);
+    until("uploads accepted again", 40, async || {
+        (!peer.accepted("clusters").is_empty()).then_some(())
+    })
+    .await;
+    until("registered 1", 10, async || {
+        (value(&s.scrape().await, "pxbackup_telemetry_registered") == Some(1.0)).then_some(())
+    })
+    .await;
+}

@@ -50,6 +50,8 @@ pub enum Input {
     RegistrationFailed,
     /// The certificate enters its renewal window.
     RenewDue,
+    /// The endpoint keeps refusing the certificate (revoked): uploads have stopped.
+    CredentialsRejected,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +92,7 @@ pub fn step(phase: Phase, input: Input) -> (Phase, Action) {
         }
         (P::Registering, I::Registered) => (P::Enabled, A::StartUploads),
         (P::Registering, I::RegistrationFailed) => (P::Registering, A::RetryRegistrationLater),
-        (P::Registering, I::RenewDue) => (P::Registering, A::Nothing),
+        (P::Registering, I::RenewDue | I::CredentialsRejected) => (P::Registering, A::Nothing),
 
         (P::Enabled, I::Disable) => (P::Disabled, A::StopUploads),
         (P::Enabled, I::Enable { registered: true } | I::Changed { registered: true }) => {
@@ -102,6 +104,7 @@ pub fn step(phase: Phase, input: Input) -> (Phase, Action) {
         (P::Enabled, I::RenewDue) => (P::Enabled, A::Renew),
         (P::Enabled, I::Registered) => (P::Enabled, A::RestartUploads),
         (P::Enabled, I::RegistrationFailed) => (P::Enabled, A::RetryRenewalLater),
+        (P::Enabled, I::CredentialsRejected) => (P::Registering, A::Register),
     }
 }
 
@@ -140,7 +143,7 @@ pub struct Controller {
     registration_backoff: Backoff,
     retry_at: Option<Instant>,
     renew_at: Option<Instant>,
-    uploads: Option<(CancellationToken, JoinHandle<Uploads>)>,
+    uploads: Option<UploadTask>,
     /// Spool and log cursors while no upload loop owns them.
     parked: Option<(Spool, LogCollector)>,
 }
@@ -151,6 +154,20 @@ async fn join_opt(task: &mut Option<RegistrationTask>) -> Result<Credentials, St
             let r = t
                 .await
                 .unwrap_or_else(|e| Err(format!("registration task: {e}")));
+            *task = None;
+            r
+        }
+        None => std::future::pending().await,
+    }
+}
+
+type UploadTask = (CancellationToken, JoinHandle<Uploads>);
+
+/// Resolves when the upload loop ends by itself (refused certificate) or after a stop.
+async fn join_uploads(task: &mut Option<UploadTask>) -> Result<Uploads, tokio::task::JoinError> {
+    match task {
+        Some((_, handle)) => {
+            let r = handle.await;
             *task = None;
             r
         }
@@ -202,6 +219,7 @@ impl Controller {
                     self.on_config(raw).await;
                 }
                 result = join_opt(&mut self.registration) => self.on_registration(result).await,
+                ended = join_uploads(&mut self.uploads) => self.on_uploads_ended(ended).await,
                 _ = sleep_opt(self.retry_at) => {
                     self.retry_at = None;
                     self.start_registration();
@@ -293,6 +311,21 @@ impl Controller {
         self.active = desired;
         metrics.set_enabled(self.active.is_some());
         self.transition(input).await;
+    }
+
+    async fn on_uploads_ended(&mut self, ended: Result<Uploads, tokio::task::JoinError>) {
+        match ended {
+            Ok(u) => {
+                let rejected = u.credentials_rejected();
+                self.parked = Some((u.spool, u.logs));
+                if rejected {
+                    self.credentials = None;
+                    self.ctx.shared.telemetry.set_registered(false);
+                    self.transition(Input::CredentialsRejected).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "telemetry upload loop ended abnormally"),
+        }
     }
 
     async fn on_registration(&mut self, result: Result<Credentials, String>) {
@@ -457,6 +490,7 @@ impl Controller {
             spool,
             logs,
             redactor: self.ctx.redactor.clone(),
+            rejections: 0,
         };
         let token = CancellationToken::new();
         let handle = tokio::spawn(uploads.run(token.clone()));

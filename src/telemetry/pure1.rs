@@ -31,6 +31,17 @@ pub enum Pure1Error {
 }
 
 impl Pure1Error {
+    /// The endpoint refuses the client certificate (revoked, or unknown to it).
+    pub fn is_auth_rejection(&self) -> bool {
+        matches!(
+            self,
+            Pure1Error::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
     /// A rejection that a retry of the same bundle cannot fix (4xx other than 401/403/408/429:
     /// an expired or not yet known certificate and throttling are worth retrying).
     pub fn is_permanent(&self) -> bool {

@@ -21,6 +21,10 @@ use crate::telemetry::spool::{new_key, Bundle, Spool};
 
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Consecutive 401/403 answers after which the certificate is taken to be revoked: the loop
+/// ends and the controller registers again. More than one, so that a single misrouted
+/// answer does not throw away a good certificate.
+pub const REJECTIONS_BEFORE_REREGISTERING: u32 = 3;
 
 /// Exponential backoff with "equal jitter": half the step is fixed, half random, so that
 /// many sidecars that lost Pure1 together do not come back in lockstep.
@@ -137,6 +141,8 @@ pub struct Uploads {
     pub spool: Spool,
     pub logs: LogCollector,
     pub redactor: Arc<Redactor>,
+    /// Consecutive uploads refused for the certificate (401/403).
+    pub rejections: u32,
 }
 
 pub fn unix_millis() -> u64 {
@@ -147,6 +153,11 @@ pub fn unix_millis() -> u64 {
 }
 
 impl Uploads {
+    /// The loop ended because the endpoint keeps refusing the client certificate.
+    pub fn credentials_rejected(&self) -> bool {
+        self.rejections >= REJECTIONS_BEFORE_REREGISTERING
+    }
+
     fn make_bundle(&mut self, kind: UploadKind) -> Option<Bundle> {
         let now = unix_millis();
         let key = new_key(kind, now);
@@ -226,6 +237,7 @@ impl Uploads {
             let metrics = &self.shared.telemetry;
             match self.sink.send(bundle).await {
                 Ok(()) => {
+                    self.rejections = 0;
                     metrics.count_upload(kind, UploadResult::Success);
                     metrics.set_last_success(kind, unix_millis() as f64 / 1000.0);
                     if let Err(e) = self.spool.remove(&key) {
@@ -240,6 +252,9 @@ impl Uploads {
                     let _ = self.spool.remove(&key);
                 }
                 Err(e) => {
+                    if matches!(&e, SendError::Pure1(p) if p.is_auth_rejection()) {
+                        self.rejections += 1;
+                    }
                     metrics.count_upload(kind, UploadResult::Failure);
                     tracing::warn!(key = %key, kind = kind.as_str(), error = %e,
                         spooled = self.spool.len(), "telemetry upload failed; will retry");
@@ -272,6 +287,13 @@ impl Uploads {
                         retry_at = None;
                     }
                     Err(()) => retry_at = Some(Instant::now() + backoff.next_delay()),
+                }
+                if self.credentials_rejected() {
+                    tracing::warn!(
+                        rejections = self.rejections,
+                        "the endpoint keeps refusing the client certificate; registering again"
+                    );
+                    break;
                 }
             }
             let wake = retry_at.map_or(schedule.next_deadline(), |r| {
