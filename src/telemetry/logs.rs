@@ -91,7 +91,19 @@ impl LogCollector {
                         .filter(|f| f.is_file())
                         .collect();
                     in_dir.sort();
-                    out.extend(in_dir);
+                    // `x.log.1` next to `x.log` is read through the rotation of `x.log`;
+                    // reading it on its own as well would send its lines twice.
+                    let rotated_twin = |f: &PathBuf| {
+                        let name = f.to_string_lossy();
+                        name.strip_suffix(".1")
+                            .is_some_and(|base| in_dir.iter().any(|o| o.to_string_lossy() == base))
+                    };
+                    let keep: Vec<PathBuf> = in_dir
+                        .iter()
+                        .filter(|f| !rotated_twin(f))
+                        .cloned()
+                        .collect();
+                    out.extend(keep);
                 }
                 Ok(_) => out.push(p.clone()),
                 Err(_) => {} // not there yet: it may appear later
@@ -245,7 +257,8 @@ mod tests {
     fn size_cap_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("b.log");
-        let cur = dir.path().join("cursors.json");
+        let state = tempfile::tempdir().unwrap();
+        let cur = state.path().join("cursors.json");
         append(&log, "aaaa\nbbbb\ncccc\n");
         let mut c = LogCollector::open(vec![dir.path().to_owned()], cur);
         let got = c.collect(10);
@@ -254,13 +267,9 @@ mod tests {
         fs::rename(&log, dir.path().join("b.log.1")).unwrap();
         append(&log, "dddd\n");
         let got = c.collect(1 << 20);
-        // the rotated file is also in the directory: its cursor starts from zero there, but
-        // the successor first finishes the rotated remainder.
-        let b = got
-            .files
-            .iter()
-            .find(|f| f.path.ends_with("b.log"))
-            .unwrap();
-        assert_eq!(b.lines, vec!["cccc", "dddd"]);
+        // The successor first finishes the rotated remainder; b.log.1 is not read on its own,
+        // and the cursor file in another directory is not a log.
+        assert_eq!(got.files.len(), 1, "{:?}", got.files);
+        assert_eq!(got.files[0].lines, vec!["cccc", "dddd"]);
     }
 }
