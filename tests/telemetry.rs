@@ -755,3 +755,26 @@ async fn a_refused_certificate_leads_to_a_new_registration() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_http_proxy_key_routes_every_request_through_the_proxy() {
+    let fx = Fixture::new().await;
+    let proxy = pure1_peer::ConnectProxy::start().await;
+    let mut cfg = enabled("1s");
+    cfg.push(("http-proxy", &proxy.url));
+    fx.configure(&cfg);
+    let mut s = fx.spawn(&[]);
+    s.ready().await;
+    let peer = &fx.peer;
+    until("uploads through the proxy", 30, async || {
+        (!peer.accepted("clusters").is_empty()).then_some(())
+    })
+    .await;
+    let peer_addr = peer.url.trim_start_matches("https://").to_owned();
+    let targets = proxy.targets.lock().unwrap().clone();
+    assert!(
+        !targets.is_empty() && targets.iter().all(|t| *t == peer_addr),
+        "{targets:?}"
+    );
+    drop(s);
+}

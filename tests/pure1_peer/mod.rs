@@ -286,3 +286,75 @@ fn register(st: &State, body: &[u8]) -> Response<Full<Bytes>> {
         serde_json::json!({"certificate": cert.pem()}).to_string(),
     )
 }
+
+/// A minimal HTTP CONNECT proxy that records the targets it tunnelled to.
+pub struct ConnectProxy {
+    pub url: String,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ConnectProxy {
+    pub async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut client = BufReader::new(client);
+                    let mut request_line = String::new();
+                    if client.read_line(&mut request_line).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        match client.read_line(&mut header).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if header == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let mut parts = request_line.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+                        let _ = client
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.to_owned());
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    if client
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        ConnectProxy { url, targets, task }
+    }
+}
