@@ -132,9 +132,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     let router = server::metrics_router(shared.clone());
     {
         let stop = stop.clone();
-        tasks.spawn(async move {
-            server::serve(metrics_listener, router, stop.cancelled_owned()).await
-        });
+        tasks.spawn(async move { server::serve(metrics_listener, router, stop.cancelled_owned()).await });
     }
 
     terminated.await;

@@ -49,12 +49,7 @@ pub enum LogFormat {
 pub struct RunArgs {
     /// Where objects come from: demo (a synthetic fleet, no cluster needed), ingest (POST
     /// /v1/events), kube (Stork CRs). Repeat the flag or separate with commas.
-    #[arg(
-        long = "source",
-        env = "PXBACKUP_SOURCES",
-        value_delimiter = ',',
-        default_value = "demo"
-    )]
+    #[arg(long = "source", env = "PXBACKUP_SOURCES", value_delimiter = ',', default_value = "demo")]
     pub sources: Vec<String>,
 
     /// Address for /metrics, /healthz and /readyz.
@@ -113,11 +108,7 @@ pub struct RunArgs {
     pub kubeconfig: Option<PathBuf>,
 
     /// Watch the telemetry ConfigMap through the Kubernetes API (NAMESPACE/NAME).
-    #[arg(
-        long,
-        env = "PXBACKUP_TELEMETRY_CONFIGMAP",
-        conflicts_with = "telemetry_config_file"
-    )]
+    #[arg(long, env = "PXBACKUP_TELEMETRY_CONFIGMAP", conflicts_with = "telemetry_config_file")]
     pub telemetry_configmap: Option<String>,
 
     /// Watch the telemetry configuration in a mounted ConfigMap (directory) or a file.
@@ -125,11 +116,7 @@ pub struct RunArgs {
     pub telemetry_config_file: Option<PathBuf>,
 
     /// Log files or directories whose new lines are uploaded (redacted) with telemetry.
-    #[arg(
-        long = "telemetry-log-path",
-        env = "PXBACKUP_TELEMETRY_LOG_PATHS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "telemetry-log-path", env = "PXBACKUP_TELEMETRY_LOG_PATHS", value_delimiter = ',')]
     pub telemetry_log_paths: Vec<PathBuf>,
 
     /// Override the Pure1 endpoint (https://... or dir:///path for air-gapped sites).
@@ -181,10 +168,7 @@ pub enum ConfigError {
 pub enum TelemetryConfigSource {
     /// No source: telemetry stays disabled.
     None,
-    ConfigMap {
-        namespace: String,
-        name: String,
-    },
+    ConfigMap { namespace: String, name: String },
     File(PathBuf),
 }
 
@@ -220,22 +204,18 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 fn address(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|e: std::net::AddrParseError| ConfigError::Address {
-            flag,
-            value: value.to_owned(),
-            reason: e.to_string(),
-        })
+    value.parse().map_err(|e: std::net::AddrParseError| ConfigError::Address {
+        flag,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 impl Settings {
     pub fn from_args(a: RunArgs) -> Result<Settings, ConfigError> {
         let mut sources = Vec::new();
         for s in a.sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let id: SourceId = s
-                .parse()
-                .map_err(|e| ConfigError::Source(s.to_owned(), e))?;
+            let id: SourceId = s.parse().map_err(|e| ConfigError::Source(s.to_owned(), e))?;
             if !sources.contains(&id) {
                 sources.push(id);
             }
@@ -338,10 +318,7 @@ mod tests {
 
     #[test]
     fn backfill_defaults_follow_the_mode() {
-        assert_eq!(
-            settings(&[]).unwrap().backfill,
-            Duration::from_secs(24 * 3600)
-        );
+        assert_eq!(settings(&[]).unwrap().backfill, Duration::from_secs(24 * 3600));
         assert_eq!(
             settings(&["--federated"]).unwrap().backfill,
             Duration::from_secs(3600)
@@ -352,10 +329,7 @@ mod tests {
         );
         let s = settings(&["--federated", "--backfill-hours", "6"]).unwrap();
         assert_eq!(s.backfill, Duration::from_secs(6 * 3600));
-        assert_eq!(
-            settings(&["--backfill-hours", "0"]).unwrap().backfill,
-            Duration::ZERO
-        );
+        assert_eq!(settings(&["--backfill-hours", "0"]).unwrap().backfill, Duration::ZERO);
         assert_eq!(
             settings(&["--backfill-hours", ""]).unwrap().backfill,
             Duration::from_secs(24 * 3600)

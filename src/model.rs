@@ -23,10 +23,7 @@ impl Timestamp {
         self.0 as f64 / 1000.0
     }
     pub fn saturating_add(self, d: std::time::Duration) -> Self {
-        Timestamp(
-            self.0
-                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
     /// Parses RFC 3339 (`2026-11-23T01:00:00Z`), the format of both the ingest API and
     /// Kubernetes timestamps.

@@ -79,21 +79,9 @@ fn fleet() -> Inventory {
             owner: owner(),
             status: ScheduleStatus::Active,
         })),
-        Event::Upsert(Object::Backup(backup(
-            "b-ok",
-            "nightly-1",
-            BackupStatus::Success,
-        ))),
-        Event::Upsert(Object::Backup(backup(
-            "b-hostile",
-            hostile,
-            BackupStatus::PartialSuccess,
-        ))),
-        Event::Upsert(Object::Backup(backup(
-            "b-gone",
-            "nightly-0",
-            BackupStatus::Failed,
-        ))),
+        Event::Upsert(Object::Backup(backup("b-ok", "nightly-1", BackupStatus::Success))),
+        Event::Upsert(Object::Backup(backup("b-hostile", hostile, BackupStatus::PartialSuccess))),
+        Event::Upsert(Object::Backup(backup("b-gone", "nightly-0", BackupStatus::Failed))),
         Event::Delete {
             kind: Kind::Backup,
             uid: "b-gone".into(),
@@ -124,18 +112,12 @@ fn render(format: Format) -> String {
 
 /// Compares with `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites it.
 fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create)",
-            path.display()
-        )
-    });
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create)", path.display()));
     if expected != actual {
         let first = expected
             .lines()
@@ -161,9 +143,7 @@ async fn golden_openmetrics_format() {
     let om = render(Format::OpenMetrics);
     assert!(om.ends_with("# EOF\n"));
     assert!(om.contains("# TYPE pxbackup_telemetry_uploads counter\n"));
-    assert!(
-        om.contains("\npxbackup_telemetry_uploads_total{kind=\"health\",result=\"success\"} 0\n")
-    );
+    assert!(om.contains("\npxbackup_telemetry_uploads_total{kind=\"health\",result=\"success\"} 0\n"));
     golden("scrape.om.txt", &om);
 }
 
@@ -179,11 +159,7 @@ async fn headers_once_per_family() {
 /// values), must appear byte for byte in our output.
 #[tokio::test(start_paused = true)]
 async fn escaping_matches_prometheus_client() {
-    let b = backup(
-        "b-hostile",
-        "we\"ird\\name\nline ☃",
-        BackupStatus::PartialSuccess,
-    );
+    let b = backup("b-hostile", "we\"ird\\name\nline ☃", BackupStatus::PartialSuccess);
     let identity = vec![
         ("org_id".to_owned(), b.owner.org_id.clone()),
         ("name".to_owned(), b.name.clone()),
@@ -214,10 +190,7 @@ async fn escaping_matches_prometheus_client() {
     let their_samples: Vec<&str> = theirs.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(their_samples.len(), 2, "{theirs}");
     for line in their_samples {
-        assert!(
-            ours.lines().any(|l| l == line),
-            "prometheus-client wrote\n{line}\nwhich we do not"
-        );
+        assert!(ours.lines().any(|l| l == line), "prometheus-client wrote\n{line}\nwhich we do not");
     }
 }
 
@@ -231,12 +204,7 @@ async fn promtool_check_metrics_is_clean() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool on PATH (apt-get install prometheus; .ci/run does it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let report = format!(
         "{}{}",

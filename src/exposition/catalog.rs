@@ -30,8 +30,7 @@ pub const BACKUP_IDENTITY: &[&str] = &[
     "cluster_uid",
     "schedule_name",
 ];
-pub const RESTORE_IDENTITY: &[&str] =
-    &["org_id", "name", "uid", "cluster", "cluster_uid", "backup"];
+pub const RESTORE_IDENTITY: &[&str] = &["org_id", "name", "uid", "cluster", "cluster_uid", "backup"];
 pub const SCHEDULE_IDENTITY: &[&str] = &["org_id", "name", "uid", "cluster", "cluster_uid"];
 pub const CLUSTER_IDENTITY: &[&str] = &["org_id", "name", "uid"];
 
@@ -59,11 +58,7 @@ const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'stati
     }
 }
 
-const fn counter(
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-) -> Family {
+const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Family {
     Family {
         name,
         help,
@@ -81,16 +76,7 @@ pub static BACKUP_OBJECT_INFO: Family = gauge(
 pub static BACKUP_VOLUME_INFO: Family = gauge(
     "pxbackup_backup_volume_info",
     "Information about a volume of a backup; status Deleted once the backup is deleted",
-    labels!(
-        BACKUP_IDENTITY,
-        "volume",
-        "pvc",
-        "pvc_namespace",
-        "storage_class",
-        "driver",
-        "status",
-        "previous_status"
-    ),
+    labels!(BACKUP_IDENTITY, "volume", "pvc", "pvc_namespace", "storage_class", "driver", "status", "previous_status"),
 );
 pub static BACKUP_STATUS: Family = gauge(
     "pxbackup_backup_status",
@@ -377,15 +363,7 @@ mod tests {
     fn label_lists_join_identity_and_extras() {
         assert_eq!(
             BACKUP_DELETED_TIMESTAMP.labels,
-            &[
-                "org_id",
-                "name",
-                "uid",
-                "cluster",
-                "cluster_uid",
-                "schedule_name",
-                "previous_status"
-            ]
+            &["org_id", "name", "uid", "cluster", "cluster_uid", "schedule_name", "previous_status"]
         );
         assert_eq!(BACKUP_LOCATION_STATUS.labels.last(), Some(&"type"));
     }

@@ -74,11 +74,7 @@ fn write_objects(out: &mut Vec<u8>, snapshot: &Snapshot, format: Format) {
         out.extend_from_slice(r.section(0));
     }
     sections(out, Kind::Cluster, &[&catalog::CLUSTER_STATUS]);
-    sections(
-        out,
-        Kind::BackupLocation,
-        &[&catalog::BACKUP_LOCATION_STATUS],
-    );
+    sections(out, Kind::BackupLocation, &[&catalog::BACKUP_LOCATION_STATUS]);
 }
 
 /// Whether an `Accept-Encoding` header allows gzip (and does not give it q=0).

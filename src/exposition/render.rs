@@ -146,18 +146,8 @@ pub fn backup(b: &Backup, last_terminal: Option<BackupStatus>) -> Rendered {
     };
     let mut s = Sections::new();
     info_sections(&mut s, &id, b, b.status.as_str(), previous);
-    optional(
-        &mut s,
-        &catalog::BACKUP_STATUS,
-        &id,
-        Some(Value::Int(b.status.value())),
-    );
-    optional(
-        &mut s,
-        &catalog::BACKUP_SIZE_BYTES,
-        &id,
-        b.size_bytes.map(Value::Uint),
-    );
+    optional(&mut s, &catalog::BACKUP_STATUS, &id, Some(Value::Int(b.status.value())));
+    optional(&mut s, &catalog::BACKUP_SIZE_BYTES, &id, b.size_bytes.map(Value::Uint));
     optional(
         &mut s,
         &catalog::BACKUP_DURATION_SECONDS,
@@ -170,12 +160,7 @@ pub fn backup(b: &Backup, last_terminal: Option<BackupStatus>) -> Rendered {
         &id,
         Some(Value::Uint(b.volumes.len() as u64)),
     );
-    optional(
-        &mut s,
-        &catalog::BACKUP_RESOURCE_COUNT,
-        &id,
-        b.resource_count.map(Value::Uint),
-    );
+    optional(&mut s, &catalog::BACKUP_RESOURCE_COUNT, &id, b.resource_count.map(Value::Uint));
     optional(
         &mut s,
         &catalog::BACKUP_CREATED_TIMESTAMP,
@@ -221,36 +206,16 @@ pub fn restore(r: &Restore) -> Rendered {
         ("backup", &r.backup),
     ]);
     let mut s = Sections::new();
-    optional(
-        &mut s,
-        &catalog::RESTORE_STATUS,
-        &id,
-        Some(Value::Int(r.status.value())),
-    );
-    optional(
-        &mut s,
-        &catalog::RESTORE_SIZE_BYTES,
-        &id,
-        r.size_bytes.map(Value::Uint),
-    );
+    optional(&mut s, &catalog::RESTORE_STATUS, &id, Some(Value::Int(r.status.value())));
+    optional(&mut s, &catalog::RESTORE_SIZE_BYTES, &id, r.size_bytes.map(Value::Uint));
     optional(
         &mut s,
         &catalog::RESTORE_DURATION_SECONDS,
         &id,
         elapsed_secs(r.created_at, r.completed_at).map(Value::Float),
     );
-    optional(
-        &mut s,
-        &catalog::RESTORE_VOLUME_COUNT,
-        &id,
-        r.volume_count.map(Value::Uint),
-    );
-    optional(
-        &mut s,
-        &catalog::RESTORE_RESOURCE_COUNT,
-        &id,
-        r.resource_count.map(Value::Uint),
-    );
+    optional(&mut s, &catalog::RESTORE_VOLUME_COUNT, &id, r.volume_count.map(Value::Uint));
+    optional(&mut s, &catalog::RESTORE_RESOURCE_COUNT, &id, r.resource_count.map(Value::Uint));
     s.finish()
 }
 

@@ -19,10 +19,8 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared, snapshot: &Snapshot) {
         configured.iter().map(|s| (*s, f(*s))).collect()
     };
     let source_family = |w: &mut FamilyWriter<'_>, family, values: Vec<(SourceId, Value)>| {
-        let labels: Vec<[(&str, &str); 1]> = values
-            .iter()
-            .map(|(s, _)| [("source", s.as_str())])
-            .collect();
+        let labels: Vec<[(&str, &str); 1]> =
+            values.iter().map(|(s, _)| [("source", s.as_str())]).collect();
         let samples: Vec<(&[(&str, &str)], Value)> = labels
             .iter()
             .zip(&values)
@@ -53,26 +51,15 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared, snapshot: &Snapshot) {
     let ignored: Vec<(&[(&str, &str)], Value)> = IgnoreReason::ALL
         .iter()
         .zip(&reasons)
-        .map(|(r, l)| {
-            (
-                &l[..],
-                Value::Uint(stats.ignored[*r as usize].load(Relaxed)),
-            )
-        })
+        .map(|(r, l)| (&l[..], Value::Uint(stats.ignored[*r as usize].load(Relaxed))))
         .collect();
     w.family(&catalog::EVENTS_IGNORED, &ignored);
     let ingest = &shared.ingest;
     w.family(
         &catalog::INGEST_BATCHES,
         &[
-            (
-                &[("result", "applied")],
-                Value::Uint(ingest.applied.load(Relaxed)),
-            ),
-            (
-                &[("result", "rejected")],
-                Value::Uint(ingest.rejected.load(Relaxed)),
-            ),
+            (&[("result", "applied")], Value::Uint(ingest.applied.load(Relaxed))),
+            (&[("result", "rejected")], Value::Uint(ingest.rejected.load(Relaxed))),
             (
                 &[("result", "unauthorized")],
                 Value::Uint(ingest.unauthorized.load(Relaxed)),

@@ -67,11 +67,7 @@ pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let header = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
     // Assembling a large body is CPU work: keep it off the async workers.
@@ -88,10 +84,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         Ok(Ok(body)) => {
             let mut resp = body.into_response();
             let h = resp.headers_mut();
-            h.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            );
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
             h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
             if gzip {
                 h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -53,16 +53,12 @@ pub enum Record {
         deleted_at: Timestamp,
     },
     /// The tombstone of this uid was replaced by a re-created backup.
-    Forget {
-        uid: String,
-    },
+    Forget { uid: String },
     LastSuccess {
         key: ScheduleKey,
         completed_at: Timestamp,
     },
-    ForgetLastSuccess {
-        key: ScheduleKey,
-    },
+    ForgetLastSuccess { key: ScheduleKey },
 }
 
 /// The borrowed twin of `Record`, encoded identically, so writing needs no clones.
@@ -393,12 +389,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let len = std::fs::metadata(&path).unwrap().len();
         // Cut the second record in half, as a crash mid-write would.
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 20)
-            .unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 20).unwrap();
         let (_, replay) = Journal::open(dir.path()).unwrap();
         assert_eq!(replay.records.len(), 1);
         assert_eq!(replay.skipped_records, 1);

@@ -210,21 +210,14 @@ impl Inventory {
                         previous,
                         deleted_at,
                     } => {
-                        tombstones
-                            .insert(backup.uid.clone(), (source, backup, previous, deleted_at));
+                        tombstones.insert(backup.uid.clone(), (source, backup, previous, deleted_at));
                     }
                     Record::Forget { uid } => {
                         tombstones.swap_remove(&uid);
                     }
                     Record::LastSuccess { key, completed_at } => {
                         let rendered = render_last_success(&key, completed_at);
-                        st.last_success.insert(
-                            key,
-                            LastSuccess {
-                                completed_at,
-                                rendered,
-                            },
-                        );
+                        st.last_success.insert(key, LastSuccess { completed_at, rendered });
                     }
                     Record::ForgetLastSuccess { key } => {
                         st.last_success.remove(&key);
@@ -237,14 +230,7 @@ impl Inventory {
                     report.expired += 1;
                     continue;
                 }
-                st.insert_tombstone(
-                    uid.into_boxed_str(),
-                    source,
-                    Box::new(backup),
-                    previous,
-                    deleted_at,
-                    expires_at,
-                );
+                st.insert_tombstone(uid.into_boxed_str(), source, Box::new(backup), previous, deleted_at, expires_at);
                 report.tombstones += 1;
             }
             st.journal = Some(journal);
@@ -447,23 +433,22 @@ impl Inventory {
         let Some(journal) = journal.as_mut() else {
             return Ok(());
         };
-        let tombstones =
-            tables[Kind::Backup.index()]
-                .values()
-                .filter_map(|slot| match &slot.entry {
-                    Entry::Tombstone {
-                        backup,
-                        previous,
-                        deleted_at,
-                        ..
-                    } => Some(RecordRef::Tombstone {
-                        source: slot.source,
-                        backup,
-                        previous: *previous,
-                        deleted_at: *deleted_at,
-                    }),
-                    _ => None,
-                });
+        let tombstones = tables[Kind::Backup.index()]
+            .values()
+            .filter_map(|slot| match &slot.entry {
+                Entry::Tombstone {
+                    backup,
+                    previous,
+                    deleted_at,
+                    ..
+                } => Some(RecordRef::Tombstone {
+                    source: slot.source,
+                    backup,
+                    previous: *previous,
+                    deleted_at: *deleted_at,
+                }),
+                _ => None,
+            });
         let successes = last_success.iter().map(|(key, ls)| RecordRef::LastSuccess {
             key,
             completed_at: ls.completed_at,
@@ -575,24 +560,16 @@ impl Inventory {
         let mut s = Summary::default();
         for kind in Kind::ALL {
             let table = &st.tables[kind.index()];
-            let tombs = if kind == Kind::Backup {
-                st.expiry.len()
-            } else {
-                0
-            };
+            let tombs = if kind == Kind::Backup { st.expiry.len() } else { 0 };
             s.objects.insert(kind.as_str(), table.len() - tombs);
             for slot in table.values() {
                 match &slot.entry {
                     Entry::Backup { backup, .. } => {
-                        *s.backups_by_status
-                            .entry(backup.status.as_str())
-                            .or_default() += 1;
+                        *s.backups_by_status.entry(backup.status.as_str()).or_default() += 1;
                         s.cluster_uids.insert(backup.owner.cluster_uid.clone());
                     }
                     Entry::Tombstone { previous, .. } => {
-                        *s.tombstones_by_previous_status
-                            .entry(previous.as_str())
-                            .or_default() += 1;
+                        *s.tombstones_by_previous_status.entry(previous.as_str()).or_default() += 1;
                     }
                     Entry::Other(obj) => match &**obj {
                         Object::Cluster(c) => {

@@ -70,10 +70,7 @@ fn inventory(backfill: Duration) -> Inventory {
 #[tokio::test(start_paused = true)]
 async fn deleted_backup_keeps_info_series_with_previous_status() {
     let inv = inventory(24 * HOUR);
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Failed))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Failed))]);
     let live = scrape(&inv);
     assert_eq!(lines(&live, "pxbackup_backup_status").len(), 1);
     assert!(lines(&live, "pxbackup_backup_deleted_timestamp_seconds").is_empty());
@@ -83,32 +80,16 @@ async fn deleted_backup_keeps_info_series_with_previous_status() {
     let text = scrape(&inv);
     let info = lines(&text, "pxbackup_backup_object_info");
     assert_eq!(info.len(), 1);
-    assert!(
-        info[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#),
-        "{}",
-        info[0]
-    );
+    assert!(info[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#), "{}", info[0]);
     let vol = lines(&text, "pxbackup_backup_volume_info");
-    assert!(
-        vol[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#),
-        "{}",
-        vol[0]
-    );
+    assert!(vol[0].contains(r#"status="Deleted",previous_status="Failed"} 1"#), "{}", vol[0]);
     // Numeric gauges end at deletion.
-    for gone in [
-        "pxbackup_backup_status",
-        "pxbackup_backup_size_bytes",
-        "pxbackup_backup_volumes",
-    ] {
+    for gone in ["pxbackup_backup_status", "pxbackup_backup_size_bytes", "pxbackup_backup_volumes"] {
         assert!(lines(&text, gone).is_empty(), "{gone} still exported");
     }
     let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
     assert_eq!(deleted.len(), 1);
-    assert!(
-        deleted[0].ends_with(",previous_status=\"Failed\"} 1795395610"),
-        "{}",
-        deleted[0]
-    );
+    assert!(deleted[0].ends_with(",previous_status=\"Failed\"} 1795395610"), "{}", deleted[0]);
     assert_eq!(inv.tombstone_count(), 1);
 }
 
@@ -116,40 +97,21 @@ async fn deleted_backup_keeps_info_series_with_previous_status() {
 async fn previous_status_is_the_last_terminal_one() {
     let inv = inventory(24 * HOUR);
     // Success, then Deleting (PXB deletes the cloud data first): previous stays Success.
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("a", BackupStatus::Success))],
-    );
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("a", BackupStatus::Deleting))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("a", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![upsert(backup("a", BackupStatus::Deleting))]);
     let text = scrape(&inv);
-    assert!(
-        text.contains(r#"status="Deleting",previous_status="Success"} 1"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"status="Deleting",previous_status="Success"} 1"#), "{text}");
     // Never finished: the last status seen.
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("b", BackupStatus::InProgress))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("b", BackupStatus::InProgress))]);
     inv.apply(SourceId::Ingest, vec![delete("a", None), delete("b", None)]);
     let info = lines(&scrape(&inv), "pxbackup_backup_object_info");
-    assert!(info
-        .iter()
-        .any(|l| l.contains(r#"uid="a""#) && l.contains(r#"previous_status="Success""#)));
-    assert!(info
-        .iter()
-        .any(|l| l.contains(r#"uid="b""#) && l.contains(r#"previous_status="InProgress""#)));
+    assert!(info.iter().any(|l| l.contains(r#"uid="a""#) && l.contains(r#"previous_status="Success""#)));
+    assert!(info.iter().any(|l| l.contains(r#"uid="b""#) && l.contains(r#"previous_status="InProgress""#)));
 }
 
 async fn expires_exactly_after(backfill: Duration) {
     let inv = inventory(backfill);
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
     inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
     assert_eq!(lines(&scrape(&inv), "pxbackup_backup_object_info").len(), 1);
     tokio::time::advance(backfill - Duration::from_secs(1)).await;
@@ -159,36 +121,24 @@ async fn expires_exactly_after(backfill: Duration) {
         "expired a second early"
     );
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(
-        lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty(),
-        "not expired on time"
-    );
+    assert!(lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty(), "not expired on time");
     assert_eq!(inv.stats().tombstones_expired.load(Relaxed), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn classic_window_expires_on_the_second() {
-    expires_exactly_after(Duration::from_secs(
-        crate::config::CLASSIC_BACKFILL_HOURS * 3600,
-    ))
-    .await;
+    expires_exactly_after(Duration::from_secs(crate::config::CLASSIC_BACKFILL_HOURS * 3600)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn federated_window_expires_on_the_second() {
-    expires_exactly_after(Duration::from_secs(
-        crate::config::FEDERATED_BACKFILL_HOURS * 3600,
-    ))
-    .await;
+    expires_exactly_after(Duration::from_secs(crate::config::FEDERATED_BACKFILL_HOURS * 3600)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn zero_window_drops_at_once() {
     let inv = inventory(Duration::ZERO);
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
     let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
     assert_eq!(out.applied, 1);
     assert!(lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty());
@@ -203,10 +153,7 @@ async fn expiry_task_wakes_for_the_next_tombstone() {
         let (inv, stop) = (inv.clone(), stop.clone());
         async move { inv.run_expiry(stop.cancelled_owned()).await }
     });
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
     inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
     tokio::time::sleep(HOUR + Duration::from_millis(1)).await;
     // Expired by the task itself: nothing scraped in between.
@@ -222,40 +169,22 @@ async fn awkward_events_have_defined_outcomes() {
     // Unknown uid.
     let out = inv.apply(SourceId::Ingest, vec![delete("nope", None)]);
     assert_eq!((out.applied, out.ignored), (0, 1));
-    assert_eq!(
-        inv.stats().ignored[IgnoreReason::UnknownUid as usize].load(Relaxed),
-        1
-    );
+    assert_eq!(inv.stats().ignored[IgnoreReason::UnknownUid as usize].load(Relaxed), 1);
 
     // Twice: the first deletion time stands.
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
     tokio::time::advance(Duration::from_secs(10)).await;
     inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 5_000))]);
     let out = inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 9_000))]);
     assert_eq!(out.ignored, 1);
-    assert_eq!(
-        inv.stats().ignored[IgnoreReason::AlreadyDeleted as usize].load(Relaxed),
-        1
-    );
+    assert_eq!(inv.stats().ignored[IgnoreReason::AlreadyDeleted as usize].load(Relaxed), 1);
     let text = scrape(&inv);
-    assert!(
-        lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395605"),
-        "{text}"
-    );
+    assert!(lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395605"), "{text}");
 
     // A stale upsert (created before the deletion) does not resurrect the backup.
-    let out = inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    let out = inv.apply(SourceId::Ingest, vec![upsert(backup("u1", BackupStatus::Success))]);
     assert_eq!(out.ignored, 1);
-    assert_eq!(
-        inv.stats().ignored[IgnoreReason::StaleUpsert as usize].load(Relaxed),
-        1
-    );
+    assert_eq!(inv.stats().ignored[IgnoreReason::StaleUpsert as usize].load(Relaxed), 1);
     assert_eq!(inv.tombstone_count(), 1);
 
     // A re-creation with the same uid replaces the tombstone.
@@ -271,20 +200,11 @@ async fn awkward_events_have_defined_outcomes() {
     // A deletion time ahead of ours is clock skew: taken as now.
     inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 3_600_000))]);
     let text = scrape(&inv);
-    assert!(
-        lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395610"),
-        "{text}"
-    );
+    assert!(lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395610"), "{text}");
 
     // A deletion older than the window leaves nothing behind.
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("old", BackupStatus::Success))],
-    );
-    inv.apply(
-        SourceId::Ingest,
-        vec![delete("old", Some(T0 - 25 * 3_600_000))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("old", BackupStatus::Success))]);
+    inv.apply(SourceId::Ingest, vec![delete("old", Some(T0 - 25 * 3_600_000))]);
     assert!(!scrape(&inv).contains(r#"uid="old""#));
 }
 
@@ -303,10 +223,7 @@ async fn tombstones_and_last_success_survive_a_restart() {
                 upsert(backup("u3", BackupStatus::Success)),
             ],
         );
-        inv.apply(
-            SourceId::Ingest,
-            vec![delete("u1", Some(T0 - 3_600_000)), delete("u2", None)],
-        );
+        inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 - 3_600_000)), delete("u2", None)]);
         // Dropped without any shutdown: what is on disk is what a kill -9 leaves.
     }
     tokio::time::advance(Duration::from_secs(1800)).await;
@@ -314,18 +231,8 @@ async fn tombstones_and_last_success_survive_a_restart() {
     assert_eq!(report.tombstones, 2);
     let text = scrape(&inv);
     let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
-    assert!(
-        deleted
-            .iter()
-            .any(|l| l.contains(r#"uid="u1""#) && l.ends_with(" 1795392000")),
-        "{deleted:?}"
-    );
-    assert!(
-        deleted
-            .iter()
-            .any(|l| l.contains(r#"uid="u2""#) && l.ends_with(" 1795395600")),
-        "{deleted:?}"
-    );
+    assert!(deleted.iter().any(|l| l.contains(r#"uid="u1""#) && l.ends_with(" 1795392000")), "{deleted:?}");
+    assert!(deleted.iter().any(|l| l.contains(r#"uid="u2""#) && l.ends_with(" 1795395600")), "{deleted:?}");
     // Live objects are not journaled: the sources bring them back.
     assert!(!text.contains(r#"uid="u3""#));
     // The newest success of the schedule is remembered.
@@ -354,24 +261,15 @@ async fn a_full_disk_loses_nothing_once_space_is_back() {
     let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
     inv.apply(
         SourceId::Ingest,
-        vec![
-            upsert(backup("u1", BackupStatus::Success)),
-            upsert(backup("u2", BackupStatus::Success)),
-        ],
+        vec![upsert(backup("u1", BackupStatus::Success)), upsert(backup("u2", BackupStatus::Success))],
     );
     {
         let mut st = inv.lock();
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .unwrap();
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
         st.journal.as_mut().unwrap().redirect_writes_for_test(full);
     }
     let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
-    assert_eq!(
-        out.applied, 1,
-        "the deletion is applied even though the disk is full"
-    );
+    assert_eq!(out.applied, 1, "the deletion is applied even though the disk is full");
     assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
     assert!(scrape(&inv).contains(r#"status="Deleted""#));
     // The next change rewrites the whole journal (compaction makes a new file).
@@ -388,23 +286,14 @@ async fn expiry_gives_memory_back() {
     let n = 5_000;
     inv.apply(
         SourceId::Ingest,
-        (0..n)
-            .map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success)))
-            .collect(),
+        (0..n).map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success))).collect(),
     );
-    inv.apply(
-        SourceId::Ingest,
-        (0..n).map(|i| delete(&format!("u{i}"), None)).collect(),
-    );
+    inv.apply(SourceId::Ingest, (0..n).map(|i| delete(&format!("u{i}"), None)).collect());
     assert_eq!(inv.tombstone_count(), n);
     tokio::time::advance(HOUR).await;
     assert_eq!(inv.expire_due(inv.clock().now()), n);
     let st = inv.lock();
-    assert!(
-        st.tables[Kind::Backup.index()].capacity() < 64,
-        "{}",
-        st.tables[0].capacity()
-    );
+    assert!(st.tables[Kind::Backup.index()].capacity() < 64, "{}", st.tables[0].capacity());
     assert!(st.expiry.is_empty());
 }
 
@@ -413,27 +302,16 @@ async fn resync_tombstones_what_the_source_no_longer_lists() {
     let inv = inventory(HOUR);
     inv.apply(
         SourceId::Kube,
-        vec![
-            upsert(backup("k1", BackupStatus::Success)),
-            upsert(backup("k2", BackupStatus::Failed)),
-        ],
+        vec![upsert(backup("k1", BackupStatus::Success)), upsert(backup("k2", BackupStatus::Failed))],
     );
-    inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("i1", BackupStatus::Success))],
-    );
+    inv.apply(SourceId::Ingest, vec![upsert(backup("i1", BackupStatus::Success))]);
     let listed: HashSet<String> = ["k1".to_owned()].into();
     assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 1);
     let text = scrape(&inv);
     let info = lines(&text, "pxbackup_backup_object_info");
-    assert!(info
-        .iter()
-        .any(|l| l.contains(r#"uid="k2""#)
-            && l.contains(r#"status="Deleted",previous_status="Failed""#)));
+    assert!(info.iter().any(|l| l.contains(r#"uid="k2""#) && l.contains(r#"status="Deleted",previous_status="Failed""#)));
     // Another source's objects are not touched.
-    assert!(info
-        .iter()
-        .any(|l| l.contains(r#"uid="i1""#) && l.contains(r#"status="Success""#)));
+    assert!(info.iter().any(|l| l.contains(r#"uid="i1""#) && l.contains(r#"status="Success""#)));
     // A second resync does not delete the tombstone again.
     assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 0);
 }
@@ -454,25 +332,10 @@ async fn schedule_deletion_forgets_its_last_success() {
             upsert(backup("x", BackupStatus::Success)),
         ],
     );
-    assert_eq!(
-        lines(
-            &scrape(&inv),
-            "pxbackup_schedule_last_success_timestamp_seconds"
-        )
-        .len(),
-        1
-    );
+    assert_eq!(lines(&scrape(&inv), "pxbackup_schedule_last_success_timestamp_seconds").len(), 1);
     inv.apply(
         SourceId::Ingest,
-        vec![Event::Delete {
-            kind: Kind::Schedule,
-            uid: "s1".into(),
-            deleted_at: None,
-        }],
+        vec![Event::Delete { kind: Kind::Schedule, uid: "s1".into(), deleted_at: None }],
     );
-    assert!(lines(
-        &scrape(&inv),
-        "pxbackup_schedule_last_success_timestamp_seconds"
-    )
-    .is_empty());
+    assert!(lines(&scrape(&inv), "pxbackup_schedule_last_success_timestamp_seconds").is_empty());
 }

@@ -130,24 +130,9 @@ impl DemoFleet {
     fn locations(&self) -> Vec<BackupLocation> {
         [
             ("default", "s3-east", "s3", BackupLocationStatus::Valid),
-            (
-                "default",
-                "gcs-archive",
-                "google",
-                BackupLocationStatus::LimitedAvailability,
-            ),
-            (
-                "finance",
-                "azure-finance",
-                "azure",
-                BackupLocationStatus::Valid,
-            ),
-            (
-                "retail",
-                "nfs-retail",
-                "nfs",
-                BackupLocationStatus::ValidationFailed,
-            ),
+            ("default", "gcs-archive", "google", BackupLocationStatus::LimitedAvailability),
+            ("finance", "azure-finance", "azure", BackupLocationStatus::Valid),
+            ("retail", "nfs-retail", "nfs", BackupLocationStatus::ValidationFailed),
         ]
         .into_iter()
         .enumerate()
@@ -233,17 +218,8 @@ impl DemoFleet {
     /// The fleet as it stands at start: everything up to `now`.
     pub fn initial(&mut self, now: Timestamp) -> Vec<Event> {
         let mut out: Vec<Event> = Vec::new();
-        out.extend(
-            self.clusters
-                .iter()
-                .cloned()
-                .map(|c| Event::Upsert(Object::Cluster(c))),
-        );
-        out.extend(
-            self.locations()
-                .into_iter()
-                .map(|l| Event::Upsert(Object::BackupLocation(l))),
-        );
+        out.extend(self.clusters.iter().cloned().map(|c| Event::Upsert(Object::Cluster(c))));
+        out.extend(self.locations().into_iter().map(|l| Event::Upsert(Object::BackupLocation(l))));
         for si in 0..self.schedules.len() {
             let s = &self.schedules[si];
             out.push(Event::Upsert(Object::Schedule(s.schedule.clone())));
@@ -272,13 +248,9 @@ impl DemoFleet {
                 ticks_left: 3,
             });
         }
-        for (i, status) in [
-            RestoreStatus::Success,
-            RestoreStatus::Failed,
-            RestoreStatus::InProgress,
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, status) in [RestoreStatus::Success, RestoreStatus::Failed, RestoreStatus::InProgress]
+            .into_iter()
+            .enumerate()
         {
             let r = self.new_restore(i, status, now);
             out.push(Event::Upsert(Object::Restore(r.clone())));
@@ -345,10 +317,7 @@ impl DemoFleet {
                 let b = self.new_backup(si, now);
                 out.push(Event::Upsert(Object::Backup(b.clone())));
                 let ticks_left = self.rng.u32(2..6);
-                self.running.push(Running {
-                    backup: b,
-                    ticks_left,
-                });
+                self.running.push(Running { backup: b, ticks_left });
             }
         }
         for (r, ticks) in &mut self.restores {
@@ -400,14 +369,8 @@ mod tests {
     #[test]
     fn same_seed_same_fleet() {
         let now = Timestamp::from_secs(1_795_395_600);
-        assert_eq!(
-            DemoFleet::new(7).initial(now),
-            DemoFleet::new(7).initial(now)
-        );
-        assert_ne!(
-            DemoFleet::new(7).initial(now),
-            DemoFleet::new(8).initial(now)
-        );
+        assert_eq!(DemoFleet::new(7).initial(now), DemoFleet::new(7).initial(now));
+        assert_ne!(DemoFleet::new(7).initial(now), DemoFleet::new(8).initial(now));
     }
 
     #[test]
@@ -416,9 +379,7 @@ mod tests {
         let events = DemoFleet::new(42).initial(now);
         for kind in Kind::ALL {
             assert!(
-                events
-                    .iter()
-                    .any(|e| matches!(e, Event::Upsert(o) if o.kind() == kind)),
+                events.iter().any(|e| matches!(e, Event::Upsert(o) if o.kind() == kind)),
                 "{kind}"
             );
         }

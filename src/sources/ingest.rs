@@ -113,24 +113,9 @@ impl WireEvent {
             };
         }
         check!(
-            org_id,
-            name,
-            cluster,
-            cluster_uid,
-            schedule_name,
-            namespaces,
-            backup_location,
-            backup_object_type,
-            backup,
-            location_type,
-            status,
-            size_bytes,
-            resource_count,
-            volume_count,
-            volumes,
-            created_at,
-            completed_at,
-            deleted_at
+            org_id, name, cluster, cluster_uid, schedule_name, namespaces, backup_location,
+            backup_object_type, backup, location_type, status, size_bytes, resource_count,
+            volume_count, volumes, created_at, completed_at, deleted_at
         );
         out
     }
@@ -140,25 +125,12 @@ impl WireEvent {
         match (self.op, self.kind) {
             (Op::Delete, _) => vec!["deleted_at"],
             (Op::Upsert, WireKind::Backup) => own(&[
-                "schedule_name",
-                "namespaces",
-                "backup_location",
-                "backup_object_type",
-                "status",
-                "size_bytes",
-                "resource_count",
-                "volumes",
-                "created_at",
-                "completed_at",
+                "schedule_name", "namespaces", "backup_location", "backup_object_type",
+                "status", "size_bytes", "resource_count", "volumes", "created_at", "completed_at",
             ]),
             (Op::Upsert, WireKind::Restore) => own(&[
-                "backup",
-                "status",
-                "size_bytes",
-                "resource_count",
-                "volume_count",
-                "created_at",
-                "completed_at",
+                "backup", "status", "size_bytes", "resource_count", "volume_count",
+                "created_at", "completed_at",
             ]),
             (Op::Upsert, WireKind::Schedule) => own(&["status"]),
             (Op::Upsert, WireKind::Cluster) => vec!["org_id", "name", "status"],
@@ -294,11 +266,7 @@ fn time(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
 /// Parses a whole NDJSON batch. Blank lines are skipped; the first bad line fails the batch.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
     let text = std::str::from_utf8(body).map_err(|e| {
-        let line = body[..e.valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1;
+        let line = body[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
         LineError {
             line,
             reason: "not valid UTF-8".into(),
@@ -309,10 +277,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
         if raw.trim().is_empty() {
             continue;
         }
-        let line_error = |reason: String| LineError {
-            line: i + 1,
-            reason,
-        };
+        let line_error = |reason: String| LineError { line: i + 1, reason };
         let wire: WireEvent = serde_json::from_str(raw).map_err(|e| line_error(e.to_string()))?;
         events.push(wire.into_event().map_err(line_error)?);
     }
@@ -353,11 +318,7 @@ fn authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
             == 0
 }
 
-async fn post_events(
-    State(ctx): State<IngestContext>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body: Bytes) -> Response {
     let stats = &ctx.shared.ingest;
     if !authorized(ctx.token.as_deref(), &headers) {
         stats.unauthorized.fetch_add(1, Relaxed);
@@ -431,14 +392,8 @@ mod tests {
         assert_eq!(e.line, 1);
         assert!(e.reason.contains("\"Sucess\""), "{e}");
 
-        let e = error_of(
-            r#"{"type":"restore","op":"upsert","uid":"r","status":"Success","volumes":[]}"#,
-        );
-        assert!(
-            e.reason
-                .contains("`volumes` does not belong to a restore upsert"),
-            "{e}"
-        );
+        let e = error_of(r#"{"type":"restore","op":"upsert","uid":"r","status":"Success","volumes":[]}"#);
+        assert!(e.reason.contains("`volumes` does not belong to a restore upsert"), "{e}");
 
         let e = error_of(r#"{"type":"backup","op":"delete","uid":"x","deleted_at":"yesterday"}"#);
         assert!(e.reason.contains("\"yesterday\""), "{e}");

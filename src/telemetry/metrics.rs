@@ -121,28 +121,16 @@ impl Collector for TelemetryMetrics {
         let uploads: Vec<(&[(&str, &str)], Value)> = labels
             .iter()
             .enumerate()
-            .map(|(i, l)| {
-                (
-                    &l[..],
-                    Value::Uint(self.uploads[i / 3][i % 3].load(Relaxed)),
-                )
-            })
+            .map(|(i, l)| (&l[..], Value::Uint(self.uploads[i / 3][i % 3].load(Relaxed))))
             .collect();
         w.family(&catalog::TELEMETRY_UPLOADS, &uploads);
-        let kinds: Vec<[(&str, &str); 1]> = UploadKind::ALL
-            .iter()
-            .map(|k| [("kind", k.as_str())])
-            .collect();
+        let kinds: Vec<[(&str, &str); 1]> =
+            UploadKind::ALL.iter().map(|k| [("kind", k.as_str())]).collect();
         let last: Vec<(&[(&str, &str)], Value)> = kinds
             .iter()
             .enumerate()
             .filter(|(i, _)| self.last_success[*i].load(Relaxed) != 0)
-            .map(|(i, l)| {
-                (
-                    &l[..],
-                    Value::Float(f64::from_bits(self.last_success[i].load(Relaxed))),
-                )
-            })
+            .map(|(i, l)| (&l[..], Value::Float(f64::from_bits(self.last_success[i].load(Relaxed)))))
             .collect();
         w.family(&catalog::TELEMETRY_LAST_SUCCESS, &last);
         w.single(

@@ -74,20 +74,12 @@ impl Sidecar {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sidecar exited early ({status}):\n{}", self.log());
             }
-            if let Ok(r) = client()
-                .get(format!("{}/readyz", self.metrics_url))
-                .send()
-                .await
-            {
+            if let Ok(r) = client().get(format!("{}/readyz", self.metrics_url)).send().await {
                 if r.status() == 200 {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in 30 s:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "not ready in 30 s:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
