@@ -154,10 +154,12 @@ impl LogCollector {
                 budget,
                 budget == max_bytes,
             );
-            budget -= chunk.len().min(budget);
-            if next < meta.len() && budget < 4096 {
+            // Capped when what was left in the file did not fit in the budget (a partial
+            // last line that merely waits for its newline is not a cap).
+            if meta.len() - cursor.offset > budget as u64 {
                 out.truncated = true;
             }
+            budget -= chunk.len().min(budget);
             cursor.offset = next;
             text.push_str(&chunk);
             out.cursors.insert(path.clone(), cursor);
@@ -263,6 +265,7 @@ mod tests {
         let mut c = LogCollector::open(vec![dir.path().to_owned()], cur);
         let got = c.collect(10);
         assert_eq!(got.files[0].lines, vec!["aaaa", "bbbb"]);
+        assert!(got.truncated);
         c.commit(&got).unwrap();
         fs::rename(&log, dir.path().join("b.log.1")).unwrap();
         append(&log, "dddd\n");
@@ -271,5 +274,6 @@ mod tests {
         // and the cursor file in another directory is not a log.
         assert_eq!(got.files.len(), 1, "{:?}", got.files);
         assert_eq!(got.files[0].lines, vec!["cccc", "dddd"]);
+        assert!(!got.truncated);
     }
 }

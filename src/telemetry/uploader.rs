@@ -173,7 +173,7 @@ impl Uploads {
                     return None;
                 }
                 for f in &mut collected.files {
-                    // Redacted line by line after joining, so multi-line PEM blocks are seen whole.
+                    // Redacted as one text, so that a PEM block spanning lines is seen whole.
                     let joined = f.lines.join("\n");
                     f.lines = self
                         .redactor
