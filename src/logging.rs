@@ -76,7 +76,9 @@ pub fn init(format: LogFormat, filter: &str, own_log: Option<&Path>) {
             .flatten_event(true)
             .with_writer(io::stderr)
             .boxed(),
+        // Colours only for a person at a terminal: `kubectl logs` and log shippers get plain text.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
             .with_writer(io::stderr)
             .boxed(),
     };

@@ -326,10 +326,18 @@ async fn a_bad_value_keeps_the_last_good_config() {
         log.contains("health-interval") && log.contains("soon"),
         "the error names key and value:\n{log}"
     );
-    // Fixed again: valid again.
-    fx.configure(&enabled("1s"));
+    // Fixed again: valid again; an unknown key is only a warning.
+    let mut fixed = enabled("1s");
+    fixed.push(("colour", "blue"));
+    fx.configure(&fixed);
     until("config_valid 1", 10, async || {
         (value(&s.scrape().await, "pxbackup_telemetry_config_valid") == Some(1.0)).then_some(())
+    })
+    .await;
+    until("the unknown key warned about", 10, async || {
+        s.log()
+            .contains("unknown telemetry configuration key ignored key=colour")
+            .then_some(())
     })
     .await;
 }
