@@ -129,6 +129,10 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
             }
         }
     }
+    if settings.telemetry_config != crate::config::TelemetryConfigSource::None {
+        let (shared, stop, settings) = (shared.clone(), stop.clone(), settings.clone());
+        tasks.spawn(async move { crate::telemetry::run(shared, settings, stop).await });
+    }
     if let Some(listener) = ingest_listener {
         tracing::info!(addr = %settings.ingest_listen, "ingest listening");
         let router = sources::ingest::router(shared.clone(), settings.ingest_token.clone());

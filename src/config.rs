@@ -139,6 +139,15 @@ pub struct RunArgs {
     /// Extra CA bundle (PEM) trusted for Pure1 (a proxy's or a test peer's).
     #[arg(long, env = "PXBACKUP_TELEMETRY_CA_FILE")]
     pub telemetry_ca_file: Option<PathBuf>,
+
+    /// Secret (in the ConfigMap's namespace) that keeps the Pure1 client certificate and key
+    /// when the configuration comes from the Kubernetes API.
+    #[arg(
+        long,
+        env = "PXBACKUP_TELEMETRY_SECRET",
+        default_value = "pure-telemetry-certs"
+    )]
+    pub telemetry_secret: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -199,6 +208,7 @@ pub struct Settings {
     pub telemetry_log_paths: Vec<PathBuf>,
     pub telemetry_endpoint: Option<String>,
     pub telemetry_ca_file: Option<PathBuf>,
+    pub telemetry_secret: String,
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -308,6 +318,7 @@ impl Settings {
             telemetry_log_paths: a.telemetry_log_paths,
             telemetry_endpoint: a.telemetry_endpoint,
             telemetry_ca_file: a.telemetry_ca_file,
+            telemetry_secret: a.telemetry_secret,
         })
     }
 }

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pxbackup_sidecar::config::{Cli, Command, Settings};
-use pxbackup_sidecar::{app, exposition, logging};
+use pxbackup_sidecar::{app, exposition, logging, telemetry};
 
 /// EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -35,7 +35,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            logging::init(settings.log_format, &settings.log_level);
+            logging::init(
+                settings.log_format,
+                &settings.log_level,
+                telemetry::own_log_path(&settings).as_deref(),
+            );
             match run(settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(code) => ExitCode::from(code),

@@ -1,0 +1,181 @@
+//! Where the registration (client certificate and key) lives: the Secret
+//! `pure-telemetry-certs` (keys `cert`, `private_key`) when the configuration comes from the
+//! Kubernetes API, files with mode 0600 in `<state-dir>/telemetry/` otherwise. Never a
+//! ConfigMap, never a log line.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+
+use crate::telemetry::pure1::Credentials;
+
+pub const DEFAULT_SECRET_NAME: &str = "pure-telemetry-certs";
+const CERT_KEY: &str = "cert";
+const PRIVATE_KEY_KEY: &str = "private_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("credential file {path}: {source}")]
+    File { path: String, source: io::Error },
+    #[error("Secret {name}: cannot encode it: {source}")]
+    Encode {
+        name: String,
+        source: serde_json::Error,
+    },
+    #[error("Secret {name}: {source}")]
+    Kube { name: String, source: kube::Error },
+}
+
+// Built once per process: the size of the kube variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum CredentialStore {
+    Files(PathBuf),
+    Secret { api: Api<Secret>, name: String },
+}
+
+impl CredentialStore {
+    pub async fn load(&self) -> Result<Option<Credentials>, StoreError> {
+        match self {
+            CredentialStore::Files(dir) => {
+                let read = |name: &str| {
+                    let path = dir.join(name);
+                    match fs::read_to_string(&path) {
+                        Ok(s) => Ok(Some(s)),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                        Err(source) => Err(StoreError::File {
+                            path: path.display().to_string(),
+                            source,
+                        }),
+                    }
+                };
+                Ok(match (read("client.crt")?, read("client.key")?) {
+                    (Some(cert_pem), Some(key_pem)) => Some(Credentials { cert_pem, key_pem }),
+                    _ => None,
+                })
+            }
+            CredentialStore::Secret { api, name } => {
+                let secret = api.get_opt(name).await.map_err(|source| StoreError::Kube {
+                    name: name.clone(),
+                    source,
+                })?;
+                let data = secret.and_then(|s| s.data).unwrap_or_default();
+                let text = |k: &str| {
+                    data.get(k)
+                        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                };
+                Ok(match (text(CERT_KEY), text(PRIVATE_KEY_KEY)) {
+                    (Some(cert_pem), Some(key_pem))
+                        if !cert_pem.is_empty() && !key_pem.is_empty() =>
+                    {
+                        Some(Credentials { cert_pem, key_pem })
+                    }
+                    _ => None,
+                })
+            }
+        }
+    }
+
+    pub async fn save(&self, creds: &Credentials) -> Result<(), StoreError> {
+        match self {
+            CredentialStore::Files(dir) => {
+                write_private(&dir.join("client.key"), creds.key_pem.as_bytes())?;
+                write_private(&dir.join("client.crt"), creds.cert_pem.as_bytes())
+            }
+            CredentialStore::Secret { api, name } => {
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        labels: Some(BTreeMap::from([(
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "pxbackup-sidecar".to_owned(),
+                        )])),
+                        ..Default::default()
+                    },
+                    type_: Some("Opaque".into()),
+                    data: Some(BTreeMap::from([
+                        (
+                            CERT_KEY.to_owned(),
+                            ByteString(creds.cert_pem.clone().into_bytes()),
+                        ),
+                        (
+                            PRIVATE_KEY_KEY.to_owned(),
+                            ByteString(creds.key_pem.clone().into_bytes()),
+                        ),
+                    ])),
+                    ..Default::default()
+                };
+                let mut value =
+                    serde_json::to_value(&secret).map_err(|source| StoreError::Encode {
+                        name: name.clone(),
+                        source,
+                    })?;
+                // Server-side apply needs the type meta that the struct does not serialize.
+                value["apiVersion"] = "v1".into();
+                value["kind"] = "Secret".into();
+                api.patch(
+                    name,
+                    &PatchParams::apply("pxbackup-sidecar").force(),
+                    &Patch::Apply(value),
+                )
+                .await
+                .map_err(|source| StoreError::Kube {
+                    name: name.clone(),
+                    source,
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Written to a temp file created 0600 and renamed, so the key is never readable by others,
+/// not even for a moment, and never half written.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let err = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn files_are_private_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::Files(dir.path().to_owned());
+        assert!(store.load().await.unwrap().is_none());
+        let c = Credentials {
+            cert_pem: "C".into(),
+            key_pem: "K".into(),
+        };
+        store.save(&c).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), Some(c));
+        for f in ["client.crt", "client.key"] {
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+}
