@@ -343,3 +343,15 @@ def test_offline_validation_is_strict():
            "spec": {"ports": [{"port": 9977}], "selectr": {"app": "x"}}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(svc, K8S_VERSION, strict=True)
+
+
+def test_api_telemetry_without_kube_source_may_read_the_cluster_uid(chart):
+    # The appliance id defaults to the kube-system namespace UID: the api telemetry source
+    # needs that read even when the kube source is off; nothing of Stork is granted then.
+    docs = render(chart, {"sources": ["ingest"], "telemetry": {"source": "api"}})
+    (cr,) = by_kind(docs, "ClusterRole")
+    assert cr["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                            "resourceNames": ["kube-system"], "verbs": ["get"]}]
+    assert not [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-stork")]
+    _, c = deployment_container(docs)
+    assert env_of(c)["PXBACKUP_TELEMETRY_SECRET"] == "pure-telemetry-certs"

@@ -123,6 +123,8 @@ env:
   {{- if eq .Values.telemetry.source "api" }}
   - name: PXBACKUP_TELEMETRY_CONFIGMAP
     value: {{ printf "%s/%s" .Release.Namespace .Values.telemetry.configMap.name | quote }}
+  - name: PXBACKUP_TELEMETRY_SECRET
+    value: {{ .Values.telemetry.certsSecretName | quote }}
   {{- else if eq .Values.telemetry.source "file" }}
   - name: PXBACKUP_TELEMETRY_CONFIG_FILE
     value: /etc/pxbackup-sidecar/telemetry
