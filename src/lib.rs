@@ -14,3 +14,4 @@ pub mod model;
 pub mod sources;
 pub mod state;
 pub mod telemetry;
+pub mod tls;

@@ -110,9 +110,7 @@ async fn run_inner(
     settings: Settings,
     stop: CancellationToken,
 ) -> Result<(), TelemetryError> {
-    // Both reqwest (rustls-no-provider) and kube need a process-wide provider; a second
-    // install (another component was first) is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let dir = telemetry_dir(settings.state_dir.as_deref());
     std::fs::create_dir_all(&dir).map_err(|source| TelemetryError::StateDir {
         path: dir.display().to_string(),

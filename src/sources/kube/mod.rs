@@ -52,10 +52,7 @@ pub enum KubeSourceError {
 /// Builds the API client from `--kubeconfig`, or else the usual places (KUBECONFIG,
 /// ~/.kube/config, the in-cluster service account). Reads files only: no request is made.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeSourceError> {
-    // kube builds its TLS config from rustls' process-wide provider; it only installs one by
-    // itself with aws-lc-rs, which this build leaves out. Installing ring explicitly keeps
-    // https working even if another dependency ever enables a second provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let config = match kubeconfig {
         Some(path) => {
             let wrap = |source| KubeSourceError::Kubeconfig {
