@@ -256,36 +256,50 @@ fn apply_and_expiry(n: usize) {
 
 fn restart(n: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
-    {
-        let (inv, _) = Inventory::open(Clock::System, DAY, dir.path()).expect("journal");
-        let objects = fleet(n);
-        for chunk in objects.chunks(10_000) {
-            inv.apply(SourceId::Ingest, upserts(chunk));
-            inv.apply(
-                SourceId::Ingest,
-                chunk
-                    .iter()
-                    .map(|b| Event::Delete {
-                        kind: Kind::Backup,
-                        uid: b.uid.clone(),
-                        deleted_at: None,
-                    })
-                    .collect(),
-            );
-        }
-        assert_eq!(inv.tombstone_count(), n);
+    let journal = dir.path().join("tombstones.journal");
+    let size_mb = || {
+        std::fs::metadata(&journal)
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    };
+    let (inv, _) = Inventory::open(Clock::System, DAY, dir.path()).expect("journal");
+    let objects = fleet(n);
+    for chunk in objects.chunks(10_000) {
+        inv.apply(SourceId::Ingest, upserts(chunk));
+        inv.apply(
+            SourceId::Ingest,
+            chunk
+                .iter()
+                .map(|b| Event::Delete {
+                    kind: Kind::Backup,
+                    uid: b.uid.clone(),
+                    deleted_at: None,
+                })
+                .collect(),
+        );
     }
-    let size = std::fs::metadata(dir.path().join("tombstones.journal"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    assert_eq!(inv.tombstone_count(), n);
+    drop(inv);
+    // As a kill -9 leaves it: each backup's live record, then its tombstone.
     let (took, (inv, report)) = best(3, || {
         Inventory::open(Clock::System, DAY, dir.path()).expect("reopen")
     });
     assert_eq!(report.tombstones, n);
-    drop(inv);
     println!(
-        "| restart: replay {n} tombstones ({:.0} MB journal) until servable | {} |",
-        size as f64 / 1e6,
+        "| restart after kill -9: replay {n} tombstones ({:.0} MB journal, live records not yet compacted away) | {} |",
+        size_mb(),
+        ms(took)
+    );
+    // As a graceful stop leaves it: compacted.
+    inv.compact_journal().expect("compact");
+    drop(inv);
+    let (took, (_, report)) = best(3, || {
+        Inventory::open(Clock::System, DAY, dir.path()).expect("reopen")
+    });
+    assert_eq!(report.tombstones, n);
+    println!(
+        "| restart after SIGTERM: replay {n} tombstones ({:.0} MB compacted journal) until servable | {} |",
+        size_mb(),
         ms(took)
     );
 }

@@ -151,7 +151,16 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     terminated.await;
     stop.cancel();
     while tasks.join_next().await.is_some() {}
-    // Every applied batch was fsynced when it was applied: nothing is left to flush.
+    // Every applied batch was fsynced when it was applied: nothing is left to flush. A
+    // compaction now makes the next start replay only what is live.
+    let inventory = shared.inventory.clone();
+    match tokio::task::spawn_blocking(move || inventory.compact_journal()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "journal compaction at shutdown failed; the journal as written stays valid")
+        }
+        Err(e) => tracing::warn!(error = %e, "journal compaction at shutdown failed"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

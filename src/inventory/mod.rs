@@ -282,8 +282,8 @@ impl Inventory {
                 .collect();
             report.tombstones = st.expiry.len();
             report.live_backups = table.len() - report.tombstones;
+            // A bloated journal is compacted by the first change, not here: start-up serves first.
             st.journal = Some(journal);
-            inv.maybe_compact(st);
         }
         Ok((inv, report))
     }
@@ -478,10 +478,20 @@ impl Inventory {
         } else {
             journal.append_frames(&pending.frames, pending.count)
         };
-        if let Err(e) = result {
-            self.stats.journal_errors.fetch_add(1, Relaxed);
-            tracing::error!(error = %e, "journal write failed; tombstones are kept in memory and the journal will be rewritten on the next change");
+        match result {
+            Ok(()) => self.maybe_compact(st),
+            Err(e) => {
+                self.stats.journal_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "journal write failed; tombstones are kept in memory and the journal will be rewritten on the next change");
+            }
         }
+    }
+
+    /// Rewrites the journal as exactly the live state (at shutdown, so that the next start
+    /// replays nothing superseded). Without a journal, does nothing.
+    pub fn compact_journal(&self) -> Result<(), JournalError> {
+        let mut st = self.lock();
+        self.compact(&mut st)
     }
 
     fn compact(&self, st: &mut State) -> Result<(), JournalError> {

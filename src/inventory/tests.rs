@@ -558,3 +558,29 @@ async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
     assert_eq!((report.live_backups, report.tombstones), (0, 0));
     assert!(!scrape(&inv).contains(r#"uid="u1""#));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_journal_stays_bounded_under_endless_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inv, _) = Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    let journal = dir.path().join("tombstones.journal");
+    let mut record_size = 0;
+    for i in 0..5_000u64 {
+        let mut b = backup("u1", BackupStatus::InProgress);
+        b.size_bytes = Some(i);
+        inv.apply(SourceId::Kube, vec![upsert(b)]);
+        if i == 0 {
+            record_size = std::fs::metadata(&journal).unwrap().len();
+        }
+    }
+    let size = std::fs::metadata(&journal).unwrap().len();
+    // One live backup: compaction keeps the file near 2 x live + 1024 records, not 5,000.
+    assert!(
+        size < record_size * 1_100,
+        "{size} bytes for records of {record_size}"
+    );
+    drop(inv);
+    let (_, report) =
+        Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    assert_eq!(report.live_backups, 1);
+}
