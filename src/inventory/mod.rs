@@ -203,7 +203,8 @@ impl Inventory {
             let mut st = inv.lock();
             let st = &mut *st;
             // Records are replayed in order straight into the table; series are rendered
-            // afterwards, once per surviving tombstone, on every core.
+            // afterwards, once per surviving backup, on every core.
+            st.tables[Kind::Backup.index()].reserve(replay.records.len());
             for record in replay.records {
                 match record {
                     Record::Tombstone {
@@ -272,6 +273,10 @@ impl Inventory {
                 }
             }
             let table = &mut st.tables[Kind::Backup.index()];
+            if table.capacity() > table.len() + table.len() / 2 {
+                // Superseded records made the reservation too large: give it back.
+                table.shrink_to_fit();
+            }
             render_backups_in_parallel(table);
             st.expiry = table
                 .iter()
