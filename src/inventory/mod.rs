@@ -226,14 +226,7 @@ impl Inventory {
                             deleted_at,
                             expires_at,
                         };
-                        st.tables[Kind::Backup.index()].insert(
-                            uid,
-                            Slot {
-                                source,
-                                entry,
-                                rendered: Rendered::default(),
-                            },
-                        );
+                        st.insert_unrendered(uid, source, entry);
                     }
                     Record::Backup {
                         source,
@@ -245,14 +238,7 @@ impl Inventory {
                             backup,
                             last_terminal,
                         };
-                        st.tables[Kind::Backup.index()].insert(
-                            uid,
-                            Slot {
-                                source,
-                                entry,
-                                rendered: Rendered::default(),
-                            },
-                        );
+                        st.insert_unrendered(uid, source, entry);
                     }
                     Record::Forget { uid } => {
                         st.tables[Kind::Backup.index()].swap_remove(uid.as_str());
@@ -736,6 +722,16 @@ fn release_unused_capacity(st: &mut State) {
 }
 
 impl State {
+    /// A replayed backup or tombstone; rendered once replay is done.
+    fn insert_unrendered(&mut self, uid: Box<str>, source: SourceId, entry: Entry) {
+        let slot = Slot {
+            source,
+            entry,
+            rendered: Rendered::default(),
+        };
+        self.tables[Kind::Backup.index()].insert(uid, slot);
+    }
+
     fn upsert_backup(
         &mut self,
         source: SourceId,
