@@ -114,8 +114,25 @@ pub struct InvalidValue {
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> InvalidValue {
     InvalidValue {
         key: key.to_owned(),
-        value: value.to_owned(),
+        value: without_password(value),
         reason: reason.into(),
+    }
+}
+
+/// `value` with the password of a `user:password@host` part replaced: a bad proxy URL is logged
+/// and shown in errors, and its password must not be.
+fn without_password(value: &str) -> String {
+    let Some(at) = value.rfind('@') else {
+        return value.to_owned();
+    };
+    let userinfo_start = value[..at].find("://").map_or(0, |i| i + 3);
+    match value[userinfo_start..at].find(':') {
+        Some(colon) => format!(
+            "{}[REDACTED]{}",
+            &value[..userinfo_start + colon + 1],
+            &value[at..]
+        ),
+        None => value.to_owned(),
     }
 }
 
@@ -372,5 +389,17 @@ mod tests {
         let m = parse_text(manifest);
         assert_eq!(m.len(), 2, "{m:?}");
         assert_eq!(m["endpoint"], "https://h:8443");
+    }
+
+    #[test]
+    fn a_bad_proxy_url_is_reported_without_its_password() {
+        for bad in ["ftp://alice:s3cret@proxy:3128", "alice:s3cret@proxy:3128"] {
+            let e = invalid("http-proxy", bad, "not a proxy URL");
+            let shown = e.to_string();
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("alice:[REDACTED]@proxy:3128"), "{shown}");
+        }
+        assert_eq!(without_password("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(without_password("soon"), "soon");
     }
 }
