@@ -1,6 +1,7 @@
 """The Helm chart, rendered by Helm's own engine (helm-python-sdk wraps Helm's Go SDK), linted,
 and every object validated offline against the Kubernetes OpenAPI schemas."""
 import json
+import re
 import shutil
 
 import helm_python as helm
@@ -8,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pxtest import ALERTS, CHART, DASHBOARD_DIR
+from pxtest import ALERTS, CHART, DASHBOARD_DIR, ROOT
 
 NS = "px-backup"
 K8S_VERSION = "1.30.0"
@@ -355,3 +356,36 @@ def test_api_telemetry_without_kube_source_may_read_the_cluster_uid(chart):
     assert not [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-stork")]
     _, c = deployment_container(docs)
     assert env_of(c)["PXBACKUP_TELEMETRY_SECRET"] == "pure-telemetry-certs"
+
+
+def _values_from_set_flags(command):
+    """The values a `helm install ... --set k=v` command line gives (the forms the README uses:
+    dotted keys, `{a,b}` lists, true/false)."""
+    values = {}
+    for flag in re.findall(r"--set\s+'?([^'\s]+)'?", command):
+        key, raw = flag.split("=", 1)
+        if raw.startswith("{") and raw.endswith("}"):
+            value = [v for v in raw[1:-1].split(",") if v]
+        else:
+            value = {"true": True, "false": False}.get(raw, raw)
+        *path, last = key.split(".")
+        node = values
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return values
+
+
+def test_the_readme_install_example_renders_valid_objects(chart):
+    readme = (ROOT / "README.md").read_text()
+    (command,) = re.findall(r"helm install pxbackup-sidecar [^`]*?(?=\n```)", readme, re.S)
+    values = _values_from_set_flags(command.replace("\\\n", " "))
+    assert values["sources"] == ["kube"] and values["serviceMonitor"]["enabled"] is True
+    docs = render(chart, values)
+    for d in docs:
+        if d["kind"] in MONITORING_KINDS:
+            continue
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    assert by_kind(docs, "PersistentVolumeClaim") and by_kind(docs, "ServiceMonitor")
+    _, c = deployment_container(docs)
+    assert env_of(c)["PXBACKUP_CLUSTER_NAME"] == "prod-east"
