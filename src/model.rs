@@ -258,6 +258,8 @@ pub struct Schedule {
     pub name: String,
     pub owner: Owner,
     pub status: ScheduleStatus,
+    /// Time between two runs, when known: "no success within its window" alerts use it.
+    pub interval_seconds: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

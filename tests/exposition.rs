@@ -78,6 +78,7 @@ fn fleet() -> Inventory {
             name: "nightly".into(),
             owner: owner(),
             status: ScheduleStatus::Active,
+            interval_seconds: Some(86_400),
         })),
         Event::Upsert(Object::Backup(backup(
             "b-ok",

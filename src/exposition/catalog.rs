@@ -185,6 +185,13 @@ pub static SCHEDULE_STATUS: Family = gauge(
     "Backup schedule status: Active 0, Suspended 1",
     SCHEDULE_IDENTITY,
 );
+pub static SCHEDULE_INTERVAL: Family = gauge(
+    "pxbackup_backup_schedule_interval_seconds",
+    "Time between two runs of a backup schedule, when known",
+    SCHEDULE_IDENTITY,
+);
+/// A schedule's families, in section order.
+pub static SCHEDULE_FAMILIES: [&Family; 2] = [&SCHEDULE_STATUS, &SCHEDULE_INTERVAL];
 pub static SCHEDULE_LAST_SUCCESS: Family = gauge(
     "pxbackup_schedule_last_success_timestamp_seconds",
     "Completion time of the newest successful backup of a schedule, kept after that backup is deleted",
@@ -302,6 +309,7 @@ pub fn all() -> Vec<&'static Family> {
     out.extend(RESTORE_FAMILIES);
     out.extend([
         &SCHEDULE_STATUS,
+        &SCHEDULE_INTERVAL,
         &SCHEDULE_LAST_SUCCESS,
         &CLUSTER_STATUS,
         &BACKUP_LOCATION_STATUS,

@@ -68,7 +68,7 @@ fn write_objects(out: &mut Vec<u8>, snapshot: &Snapshot, format: Format) {
     };
     sections(out, Kind::Backup, &catalog::BACKUP_FAMILIES);
     sections(out, Kind::Restore, &catalog::RESTORE_FAMILIES);
-    sections(out, Kind::Schedule, &[&catalog::SCHEDULE_STATUS]);
+    sections(out, Kind::Schedule, &catalog::SCHEDULE_FAMILIES);
     text::write_header(out, &catalog::SCHEDULE_LAST_SUCCESS, format);
     for r in &snapshot.last_success {
         out.extend_from_slice(r.section(0));

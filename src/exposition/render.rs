@@ -262,8 +262,9 @@ fn single(family: &Family, pairs: &[(&str, &str)], value: Value) -> Rendered {
 }
 
 pub fn schedule(sc: &Schedule) -> Rendered {
-    single(
-        &catalog::SCHEDULE_STATUS,
+    let mut id = Vec::with_capacity(256);
+    write_labels(
+        &mut id,
         &[
             ("org_id", &sc.owner.org_id),
             ("name", &sc.name),
@@ -271,8 +272,22 @@ pub fn schedule(sc: &Schedule) -> Rendered {
             ("cluster", &sc.owner.cluster),
             ("cluster_uid", &sc.owner.cluster_uid),
         ],
-        Value::Int(sc.status.value()),
-    )
+        true,
+    );
+    let mut s = Sections::new();
+    optional(
+        &mut s,
+        &catalog::SCHEDULE_STATUS,
+        &id,
+        Some(Value::Int(sc.status.value())),
+    );
+    optional(
+        &mut s,
+        &catalog::SCHEDULE_INTERVAL,
+        &id,
+        sc.interval_seconds.map(Value::Uint),
+    );
+    s.finish()
 }
 
 pub fn cluster(c: &Cluster) -> Rendered {

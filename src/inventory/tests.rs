@@ -457,6 +457,7 @@ async fn schedule_deletion_forgets_its_last_success() {
                 name: "nightly".into(),
                 owner,
                 status: ScheduleStatus::Active,
+                interval_seconds: None,
             })),
             upsert(backup("x", BackupStatus::Success)),
         ],

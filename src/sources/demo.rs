@@ -110,6 +110,7 @@ impl DemoFleet {
                         } else {
                             ScheduleStatus::Active
                         },
+                        interval_seconds: u64::try_from(every_minutes * 60).ok(),
                     },
                     namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
                     location: locations[ci.min(2)].into(),

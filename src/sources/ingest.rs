@@ -96,6 +96,7 @@ struct WireEvent {
     size_bytes: Option<u64>,
     resource_count: Option<u64>,
     volume_count: Option<u64>,
+    interval_seconds: Option<u64>,
     volumes: Option<Vec<WireVolume>>,
     created_at: Option<String>,
     completed_at: Option<String>,
@@ -127,6 +128,7 @@ impl WireEvent {
             size_bytes,
             resource_count,
             volume_count,
+            interval_seconds,
             volumes,
             created_at,
             completed_at,
@@ -160,7 +162,7 @@ impl WireEvent {
                 "created_at",
                 "completed_at",
             ]),
-            (Op::Upsert, WireKind::Schedule) => own(&["status"]),
+            (Op::Upsert, WireKind::Schedule) => own(&["status", "interval_seconds"]),
             (Op::Upsert, WireKind::Cluster) => vec!["org_id", "name", "status"],
             (Op::Upsert, WireKind::BackupLocation) => {
                 vec!["org_id", "name", "location_type", "status"]
@@ -256,6 +258,7 @@ impl WireEvent {
                 name,
                 owner,
                 status: parse(status)?,
+                interval_seconds: self.interval_seconds,
             }),
             WireKind::Cluster => Object::Cluster(Cluster {
                 uid: self.uid,
@@ -465,6 +468,26 @@ mod tests {
 
         let e = error_of("{\"type\":\"cluster\"\n");
         assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn schedules_carry_their_interval() {
+        let events = parse_batch(
+            br#"{"type":"schedule","op":"upsert","uid":"s1","name":"nightly","status":"Active","interval_seconds":86400}"#,
+        )
+        .unwrap();
+        let Event::Upsert(Object::Schedule(s)) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(s.interval_seconds, Some(86_400));
+        let e = error_of(
+            r#"{"type":"cluster","op":"upsert","uid":"c","status":"Online","interval_seconds":60}"#,
+        );
+        assert!(
+            e.reason
+                .contains("`interval_seconds` does not belong to a cluster upsert"),
+            "{e}"
+        );
     }
 
     #[test]

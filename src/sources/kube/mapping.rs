@@ -260,6 +260,8 @@ impl StorkResource for ApplicationBackupSchedule {
             } else {
                 ScheduleStatus::Active
             },
+            // The interval lives in the SchedulePolicy the schedule names; not read yet.
+            interval_seconds: None,
         };
         Ok(Mapped {
             object: Object::Schedule(schedule),
