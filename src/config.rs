@@ -70,7 +70,8 @@ pub struct RunArgs {
     #[arg(long, env = "PXBACKUP_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
 
-    /// Directory for the tombstone journal, so deleted backups survive a restart. Without it,
+    /// Directory for the journal of backups and deleted-backup tombstones (so deleted backups
+    /// survive a restart) and for telemetry's spool, cursors and certificate. Without it,
     /// deleted backups are kept in memory only.
     #[arg(long, env = "PXBACKUP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
