@@ -34,10 +34,6 @@ impl Rendered {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
-    /// Heap bytes this rendering holds (for the memory benchmark).
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.len() + 2 * std::mem::size_of::<usize>()
-    }
 }
 
 /// Builds a `Rendered` section by section.
@@ -262,18 +258,13 @@ fn single(family: &Family, pairs: &[(&str, &str)], value: Value) -> Rendered {
 }
 
 pub fn schedule(sc: &Schedule) -> Rendered {
-    let mut id = Vec::with_capacity(256);
-    write_labels(
-        &mut id,
-        &[
-            ("org_id", &sc.owner.org_id),
-            ("name", &sc.name),
-            ("uid", &sc.uid),
-            ("cluster", &sc.owner.cluster),
-            ("cluster_uid", &sc.owner.cluster_uid),
-        ],
-        true,
-    );
+    let id = identity(&[
+        ("org_id", &sc.owner.org_id),
+        ("name", &sc.name),
+        ("uid", &sc.uid),
+        ("cluster", &sc.owner.cluster),
+        ("cluster_uid", &sc.owner.cluster_uid),
+    ]);
     let mut s = Sections::new();
     optional(
         &mut s,

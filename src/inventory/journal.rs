@@ -174,10 +174,6 @@ impl Journal {
         ))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn records_in_file(&self) -> u64 {
         self.records_in_file
     }

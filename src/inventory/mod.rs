@@ -283,10 +283,6 @@ impl Inventory {
         &self.clock
     }
 
-    pub fn backfill(&self) -> Duration {
-        self.backfill
-    }
-
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
