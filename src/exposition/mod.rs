@@ -38,6 +38,19 @@ impl<'a> FamilyWriter<'a> {
         }
     }
 
+    /// A family whose samples differ by one label: `(label value, sample value)` pairs.
+    pub fn by_label<'v>(
+        &mut self,
+        family: &Family,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'v str, Value)>,
+    ) {
+        text::write_header(self.out, family, self.format);
+        for (label_value, value) in samples {
+            text::write_sample(self.out, family, &[], &[(label, label_value)], value);
+        }
+    }
+
     /// A family with a single unlabelled sample.
     pub fn single(&mut self, family: &Family, value: Value) {
         self.family(family, &[(&[], value)]);

@@ -129,22 +129,14 @@ impl Collector for TelemetryMetrics {
             })
             .collect();
         w.family(&catalog::TELEMETRY_UPLOADS, &uploads);
-        let kinds: Vec<[(&str, &str); 1]> = UploadKind::ALL
-            .iter()
-            .map(|k| [("kind", k.as_str())])
-            .collect();
-        let last: Vec<(&[(&str, &str)], Value)> = kinds
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.last_success[*i].load(Relaxed) != 0)
-            .map(|(i, l)| {
-                (
-                    &l[..],
-                    Value::Float(f64::from_bits(self.last_success[i].load(Relaxed))),
-                )
-            })
-            .collect();
-        w.family(&catalog::TELEMETRY_LAST_SUCCESS, &last);
+        w.by_label(
+            &catalog::TELEMETRY_LAST_SUCCESS,
+            "kind",
+            UploadKind::ALL.iter().filter_map(|k| {
+                let bits = self.last_success[*k as usize].load(Relaxed);
+                (bits != 0).then(|| (k.as_str(), Value::Float(f64::from_bits(bits))))
+            }),
+        );
         w.single(
             &catalog::TELEMETRY_SPOOL_BYTES,
             Value::Uint(self.spool_bytes.load(Relaxed)),
