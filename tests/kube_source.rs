@@ -42,6 +42,15 @@ fn has_label(line: &str, key: &str, value: &str) -> bool {
 }
 
 /// Value of the sample of `family` that carries every one of `labels`.
+/// The labels of the object_info series of a Successful backup's tombstone.
+fn deleted_after_success(uid: &str) -> [(&'static str, &str); 3] {
+    [
+        ("uid", uid),
+        ("status", "Deleted"),
+        ("previous_status", "Success"),
+    ]
+}
+
 fn value(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples(text, family)
         .into_iter()
@@ -202,11 +211,7 @@ async fn backup_lifecycle_from_pending_to_deleted_tombstone() {
     s.server.put(BACKUPS, cr.clone());
     s.until_value("pxbackup_backup_status", &uid, 5.0).await;
     s.server.delete(BACKUPS, "shop", "shop-manual-1");
-    let tomb = [
-        ("uid", PENDING_UID),
-        ("status", "Deleted"),
-        ("previous_status", "Success"),
-    ];
+    let tomb = deleted_after_success(PENDING_UID);
     let text = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
@@ -311,11 +316,7 @@ async fn lost_delete_is_found_by_the_relist(gone_as_http: bool) {
 
     s.server
         .delete_while_disconnected(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
-    let tomb = [
-        ("uid", SUCCESSFUL_UID),
-        ("status", "Deleted"),
-        ("previous_status", "Success"),
-    ];
+    let tomb = deleted_after_success(SUCCESSFUL_UID);
     let text = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
@@ -581,11 +582,7 @@ async fn namespaced_watchers_see_only_their_namespaces_and_relist_independently(
 
     s.server
         .delete_while_disconnected(BACKUPS, "shop", "in-shop");
-    let tomb = [
-        ("uid", a),
-        ("status", "Deleted"),
-        ("previous_status", "Success"),
-    ];
+    let tomb = deleted_after_success(a);
     let text = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
@@ -661,11 +658,7 @@ async fn a_deleted_backup_stays_visible_across_a_restart() {
         .await;
     s.server
         .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
-    let tomb = [
-        ("uid", SUCCESSFUL_UID),
-        ("status", "Deleted"),
-        ("previous_status", "Success"),
-    ];
+    let tomb = deleted_after_success(SUCCESSFUL_UID);
     let before = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
@@ -719,11 +712,7 @@ async fn a_backup_deleted_while_the_sidecar_was_down_is_tombstoned() {
         .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
     s.start_again();
     s.sidecar.ready().await;
-    let tomb = [
-        ("uid", SUCCESSFUL_UID),
-        ("status", "Deleted"),
-        ("previous_status", "Success"),
-    ];
+    let tomb = deleted_after_success(SUCCESSFUL_UID);
     let after = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
