@@ -63,6 +63,7 @@ fn fleet(backups: usize) -> Vec<Backup> {
                 }],
                 created_at: Some(Timestamp(created)),
                 completed_at: Some(Timestamp(created + 250_000)),
+                ..Backup::default()
             }
         })
         .collect()
@@ -166,7 +167,8 @@ fn scrape_row(series: usize) {
 
     let region = Region::new(GLOBAL);
     let inv = inventory();
-    inv.apply(SourceId::Ingest, upserts(&objects));
+    inv.apply(&Origin::source(SourceId::Ingest), upserts(&objects))
+        .unwrap();
     let heap = region.change();
     let held = heap.bytes_allocated as i64 - heap.bytes_deallocated as i64;
 
@@ -205,7 +207,8 @@ fn apply_and_expiry(n: usize) {
     let inv = inventory();
     let t = Instant::now();
     for e in events {
-        inv.apply(SourceId::Ingest, vec![e]);
+        inv.apply(&Origin::source(SourceId::Ingest), vec![e])
+            .unwrap();
     }
     let per_upsert = t.elapsed() / n as u32;
     let before = inv.snapshot().series_bytes;
@@ -213,13 +216,14 @@ fn apply_and_expiry(n: usize) {
     let t = Instant::now();
     for b in &objects {
         inv.apply(
-            SourceId::Ingest,
+            &Origin::source(SourceId::Ingest),
             vec![Event::Delete {
                 kind: Kind::Backup,
                 uid: b.uid.clone(),
                 deleted_at: None,
             }],
-        );
+        )
+        .unwrap();
     }
     let per_delete = t.elapsed() / n as u32;
     let tomb = region.change();
@@ -265,9 +269,10 @@ fn restart(n: usize) {
     let (inv, _) = Inventory::open(Clock::System, DAY, dir.path()).expect("journal");
     let objects = fleet(n);
     for chunk in objects.chunks(10_000) {
-        inv.apply(SourceId::Ingest, upserts(chunk));
+        inv.apply(&Origin::source(SourceId::Ingest), upserts(chunk))
+            .unwrap();
         inv.apply(
-            SourceId::Ingest,
+            &Origin::source(SourceId::Ingest),
             chunk
                 .iter()
                 .map(|b| Event::Delete {
@@ -276,7 +281,8 @@ fn restart(n: usize) {
                     deleted_at: None,
                 })
                 .collect(),
-        );
+        )
+        .unwrap();
     }
     assert_eq!(inv.tombstone_count(), n);
     drop(inv);

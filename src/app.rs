@@ -28,13 +28,18 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("kube source: {0}")]
     Kube(#[from] sources::kube::KubeSourceError),
+    #[error("the {0} source is not part of this build")]
+    SourceNotBuilt(SourceId),
 }
 
 impl AppError {
     /// 64 (EX_USAGE) for what the operator must fix in the configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::StateDir(_) | AppError::Bind { .. } | AppError::Kube(_) => 64,
+            AppError::StateDir(_)
+            | AppError::Bind { .. }
+            | AppError::Kube(_)
+            | AppError::SourceNotBuilt(_) => 64,
             AppError::Signal(_) => 1,
         }
     }
@@ -116,6 +121,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
             }
             // Push has no initial state to wait for.
             SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
+            SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
             SourceId::Kube => {
                 let client = sources::kube::client(settings.kubeconfig.as_deref()).await?;
                 let scope = sources::kube::Scope {

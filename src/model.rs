@@ -123,6 +123,13 @@ pxb_enum!(
     }
 );
 
+impl Default for BackupStatus {
+    /// PXB's zero value.
+    fn default() -> Self {
+        BackupStatus::Invalid
+    }
+}
+
 impl BackupStatus {
     /// A status a backup ends in. The last one seen becomes `previous_status` of a tombstone.
     pub fn is_terminal(self) -> bool {
@@ -142,6 +149,13 @@ pxb_enum!(
     RestoreStatus, "restore status" {
         Invalid = 0, Pending = 1, InProgress = 2, Aborted = 3, Failed = 4, Deleting = 5,
         Success = 6, Retained = 7, PartialSuccess = 8,
+    }
+);
+
+pxb_enum!(
+    /// `NamespaceResource.StatusInfo.Status` of the PXB API: how the backup of one namespace went.
+    NamespaceStatus, "namespace status" {
+        Invalid = 0, InProgress = 1, Success = 2, Failed = 3, PartialSuccess = 4,
     }
 );
 
@@ -221,7 +235,51 @@ pub struct Volume {
     pub status: Option<BackupStatus>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A virtual machine of a VM backup (`BackupInfo.VirtualMachineInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualMachine {
+    pub name: String,
+    pub namespace: String,
+    pub os_name: String,
+    pub status: Option<BackupStatus>,
+}
+
+/// A Kubernetes resource of a VM backup and the VMs it belongs to
+/// (`VirtualMachineResourceInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmResource {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+    pub virtual_machines: Vec<String>,
+}
+
+/// One namespace of a namespace backup: its outcome, its counts and its resource types
+/// (`NamespaceResource`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceResources {
+    pub namespace: String,
+    pub status: Option<NamespaceStatus>,
+    pub total_resources: Option<u64>,
+    pub total_volumes: Option<u64>,
+    pub failed_resources: Option<u64>,
+    pub failed_volumes: Option<u64>,
+    pub resource_types: Vec<ResourceType>,
+}
+
+/// The resources of one type within a namespace (`NamespaceResource.ResourceTypeInfo`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceType {
+    /// `group/version/kind` as PXB writes it (`apps/v1/Deployment`; core types have an empty
+    /// group: `/v1/ConfigMap` or `v1/ConfigMap`).
+    pub name: String,
+    pub total_resources: Option<u64>,
+    pub failed_resources: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backup {
     pub uid: String,
     pub name: String,
@@ -236,6 +294,13 @@ pub struct Backup {
     pub volumes: Vec<Volume>,
     pub created_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
+    pub failed_resource_count: Option<u64>,
+    pub failed_volume_count: Option<u64>,
+    /// VM backups (`backup_object_type` VirtualMachine): the VMs and their resources.
+    pub virtual_machines: Vec<VirtualMachine>,
+    pub vm_resources: Vec<VmResource>,
+    /// Namespace backups: each namespace with its outcome and resource types.
+    pub namespace_resources: Vec<NamespaceResources>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,15 +404,59 @@ pub enum SourceId {
     Demo,
     Ingest,
     Kube,
+    Pxb,
 }
 
 impl SourceId {
-    pub const ALL: [SourceId; 3] = [SourceId::Demo, SourceId::Ingest, SourceId::Kube];
+    pub const ALL: [SourceId; 4] = [
+        SourceId::Demo,
+        SourceId::Ingest,
+        SourceId::Kube,
+        SourceId::Pxb,
+    ];
+    pub const COUNT: usize = SourceId::ALL.len();
     pub fn as_str(self) -> &'static str {
         match self {
             SourceId::Demo => "demo",
             SourceId::Ingest => "ingest",
             SourceId::Kube => "kube",
+            SourceId::Pxb => "pxb",
+        }
+    }
+}
+
+/// Where a batch of events comes from: a source, and the part of it that one list covers (a
+/// watcher's namespace, a PX-Backup organization; empty when a list covers the whole source).
+/// A re-list deletes only what its own origin no longer has.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    pub source: SourceId,
+    pub scope: std::sync::Arc<str>,
+}
+
+impl Origin {
+    /// The whole source.
+    pub fn source(source: SourceId) -> Self {
+        Origin {
+            source,
+            scope: std::sync::Arc::from(""),
+        }
+    }
+    /// One part of a source (a namespace, an organization).
+    pub fn scoped(source: SourceId, scope: &str) -> Self {
+        Origin {
+            source,
+            scope: std::sync::Arc::from(scope),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.scope.is_empty() {
+            f.write_str(self.source.as_str())
+        } else {
+            write!(f, "{}/{}", self.source, self.scope)
         }
     }
 }
@@ -364,7 +473,7 @@ impl std::str::FromStr for SourceId {
         SourceId::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown source {s:?}; expected demo, ingest or kube"))
+            .ok_or_else(|| format!("unknown source {s:?}; expected demo, ingest, kube or pxb"))
     }
 }
 

@@ -49,6 +49,7 @@ fn backup(uid: &str, name: &str, status: BackupStatus) -> Backup {
         completed_at: status
             .is_terminal()
             .then(|| Timestamp::from_secs(common::T0_SECS - 3350)),
+        ..Backup::default()
     }
 }
 
@@ -113,7 +114,8 @@ fn fleet() -> Inventory {
             completed_at: Some(Timestamp::from_secs(common::T0_SECS - 300)),
         })),
     ];
-    inv.apply(SourceId::Ingest, events);
+    inv.apply(&Origin::source(SourceId::Ingest), events)
+        .unwrap();
     inv
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Backup, BackupStatus, SourceId, Timestamp};
+use crate::model::{Backup, BackupStatus, Owner, SourceId, Timestamp, Volume};
 
 const MAGIC: &[u8; 8] = b"PXBJRNL1";
 const FILE_NAME: &str = "tombstones.journal";
@@ -49,7 +49,7 @@ pub struct ScheduleKey {
 pub enum Record {
     Tombstone {
         source: SourceId,
-        backup: Box<Backup>,
+        backup: Box<V1Backup>,
         previous: BackupStatus,
         deleted_at: Timestamp,
     },
@@ -67,9 +67,87 @@ pub enum Record {
     /// A live backup, as last seen.
     Backup {
         source: SourceId,
-        backup: Box<Backup>,
+        backup: Box<V1Backup>,
         last_terminal: Option<BackupStatus>,
     },
+}
+
+/// A backup as format 1 records it: the fields `model::Backup` had when the format was
+/// frozen. Later fields are not journaled by this format.
+#[derive(Debug, PartialEq, Deserialize)]
+pub struct V1Backup {
+    pub uid: String,
+    pub name: String,
+    pub owner: Owner,
+    pub schedule_name: String,
+    pub namespaces: Vec<String>,
+    pub backup_location: String,
+    pub backup_object_type: String,
+    pub status: BackupStatus,
+    pub size_bytes: Option<u64>,
+    pub resource_count: Option<u64>,
+    pub volumes: Vec<Volume>,
+    pub created_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl From<V1Backup> for Backup {
+    fn from(b: V1Backup) -> Backup {
+        Backup {
+            uid: b.uid,
+            name: b.name,
+            owner: b.owner,
+            schedule_name: b.schedule_name,
+            namespaces: b.namespaces,
+            backup_location: b.backup_location,
+            backup_object_type: b.backup_object_type,
+            status: b.status,
+            size_bytes: b.size_bytes,
+            resource_count: b.resource_count,
+            volumes: b.volumes,
+            created_at: b.created_at,
+            completed_at: b.completed_at,
+            ..Backup::default()
+        }
+    }
+}
+
+/// The borrowed twin of `V1Backup`, encoded identically.
+#[derive(Debug, Serialize)]
+pub struct V1BackupRef<'a> {
+    uid: &'a str,
+    name: &'a str,
+    owner: &'a Owner,
+    schedule_name: &'a str,
+    namespaces: &'a [String],
+    backup_location: &'a str,
+    backup_object_type: &'a str,
+    status: BackupStatus,
+    size_bytes: Option<u64>,
+    resource_count: Option<u64>,
+    volumes: &'a [Volume],
+    created_at: Option<Timestamp>,
+    completed_at: Option<Timestamp>,
+}
+
+impl<'a> From<&'a Backup> for V1BackupRef<'a> {
+    fn from(b: &'a Backup) -> Self {
+        V1BackupRef {
+            uid: &b.uid,
+            name: &b.name,
+            owner: &b.owner,
+            schedule_name: &b.schedule_name,
+            namespaces: &b.namespaces,
+            backup_location: &b.backup_location,
+            backup_object_type: &b.backup_object_type,
+            status: b.status,
+            size_bytes: b.size_bytes,
+            resource_count: b.resource_count,
+            volumes: &b.volumes,
+            created_at: b.created_at,
+            completed_at: b.completed_at,
+        }
+    }
 }
 
 /// The borrowed twin of `Record`, encoded identically, so writing needs no clones.
@@ -77,7 +155,7 @@ pub enum Record {
 pub enum RecordRef<'a> {
     Tombstone {
         source: SourceId,
-        backup: &'a Backup,
+        backup: V1BackupRef<'a>,
         previous: BackupStatus,
         deleted_at: Timestamp,
     },
@@ -93,7 +171,7 @@ pub enum RecordRef<'a> {
     },
     Backup {
         source: SourceId,
-        backup: &'a Backup,
+        backup: V1BackupRef<'a>,
         last_terminal: Option<BackupStatus>,
     },
 }
@@ -370,13 +448,14 @@ mod tests {
             volumes: vec![],
             created_at: Some(Timestamp(1)),
             completed_at: None,
+            ..Backup::default()
         }
     }
 
     fn tomb(b: &Backup) -> RecordRef<'_> {
         RecordRef::Tombstone {
             source: SourceId::Ingest,
-            backup: b,
+            backup: b.into(),
             previous: BackupStatus::Failed,
             deleted_at: Timestamp(5000),
         }
@@ -399,7 +478,21 @@ mod tests {
             replay.records[1],
             Record::Tombstone {
                 source: SourceId::Ingest,
-                backup: Box::new(b2),
+                backup: Box::new(V1Backup {
+                    uid: b2.uid,
+                    name: b2.name,
+                    owner: b2.owner,
+                    schedule_name: b2.schedule_name,
+                    namespaces: b2.namespaces,
+                    backup_location: b2.backup_location,
+                    backup_object_type: b2.backup_object_type,
+                    status: b2.status,
+                    size_bytes: b2.size_bytes,
+                    resource_count: b2.resource_count,
+                    volumes: b2.volumes,
+                    created_at: b2.created_at,
+                    completed_at: b2.completed_at,
+                }),
                 previous: BackupStatus::Failed,
                 deleted_at: Timestamp(5000)
             }

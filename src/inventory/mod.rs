@@ -30,7 +30,7 @@ use indexmap::IndexMap;
 
 use crate::clock::Clock;
 use crate::exposition::render::{self, Rendered};
-use crate::model::{Backup, BackupStatus, Event, Kind, Object, SourceId, Timestamp};
+use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, SourceId, Timestamp};
 pub use journal::{Journal, JournalError, ScheduleKey};
 use journal::{Record, RecordRef};
 
@@ -60,11 +60,26 @@ impl IgnoreReason {
 /// Counters the inventory keeps about itself; read by the self metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub applied: [AtomicU64; 3],
+    pub applied: [AtomicU64; SourceId::COUNT],
     pub ignored: [AtomicU64; 3],
     pub tombstones_expired: AtomicU64,
     pub journal_errors: AtomicU64,
     pub journal_records_skipped: AtomicU64,
+}
+
+/// A batch was applied in memory, but its journal write failed (disk full, I/O error): it
+/// would not survive a restart. The journal is rewritten whole by the next change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("applied, but not written to the journal: {0}")]
+pub struct NotDurable(pub String);
+
+/// Why applying a batch off the runtime failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    NotDurable(#[from] NotDurable),
+    #[error("the apply task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,7 +104,7 @@ enum Entry {
 }
 
 struct Slot {
-    source: SourceId,
+    origin: Origin,
     entry: Entry,
     rendered: Rendered,
 }
@@ -221,7 +236,7 @@ impl Inventory {
                             continue;
                         }
                         let entry = Entry::Tombstone {
-                            backup,
+                            backup: Box::new(Backup::from(*backup)),
                             previous,
                             deleted_at,
                             expires_at,
@@ -235,7 +250,7 @@ impl Inventory {
                     } => {
                         let uid: Box<str> = backup.uid.as_str().into();
                         let entry = Entry::Backup {
-                            backup,
+                            backup: Box::new(Backup::from(*backup)),
                             last_terminal,
                         };
                         st.insert_unrendered(uid, source, entry);
@@ -293,33 +308,41 @@ impl Inventory {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies a batch of events from one source atomically, with one journal write.
-    pub fn apply(&self, source: SourceId, events: Vec<Event>) -> ApplyOutcome {
+    /// Applies a batch of events from one origin atomically, with one journal write. `Err`
+    /// means the batch is applied in memory but its journal write failed: it would not
+    /// survive a restart, so a producer that can retry should (applying again is idempotent).
+    pub fn apply(&self, origin: &Origin, events: Vec<Event>) -> Result<ApplyOutcome, NotDurable> {
         let now = self.clock.now();
         let mut st = self.lock();
-        self.apply_locked(&mut st, source, events, now)
+        self.apply_locked(&mut st, origin, events, now)
     }
 
     /// `apply` on tokio's blocking pool, for async callers: the journal's fsync blocks, and a
     /// runtime worker must not. Fails only if `apply` panicked.
     pub async fn apply_off_runtime(
         self: &std::sync::Arc<Self>,
-        source: SourceId,
+        origin: Origin,
         events: Vec<Event>,
-    ) -> Result<ApplyOutcome, tokio::task::JoinError> {
+    ) -> Result<ApplyOutcome, ApplyError> {
         let inventory = std::sync::Arc::clone(self);
-        tokio::task::spawn_blocking(move || inventory.apply(source, events)).await
+        Ok(tokio::task::spawn_blocking(move || inventory.apply(&origin, events)).await??)
     }
 
-    /// After a (re-)list of `kind` from `source`: every live object of that source and kind
-    /// that was not listed was deleted while we were not watching. Returns how many.
-    pub fn resync(&self, source: SourceId, kind: Kind, listed: &HashSet<String>) -> usize {
+    /// After a (re-)list of `kind` from `origin`: every live object of that origin and kind
+    /// that was not listed was deleted while we were not watching. Returns how many; `Err` as
+    /// for `apply`.
+    pub fn resync(
+        &self,
+        origin: &Origin,
+        kind: Kind,
+        listed: &HashSet<String>,
+    ) -> Result<usize, NotDurable> {
         let now = self.clock.now();
         let mut st = self.lock();
         let gone: Vec<Event> = st.tables[kind.index()]
             .iter()
             .filter(|(uid, slot)| {
-                slot.source == source
+                slot.origin == *origin
                     && !matches!(slot.entry, Entry::Tombstone { .. })
                     && !listed.contains(&***uid)
             })
@@ -330,22 +353,22 @@ impl Inventory {
             })
             .collect();
         let n = gone.len();
-        self.apply_locked(&mut st, source, gone, now);
-        n
+        self.apply_locked(&mut st, origin, gone, now)?;
+        Ok(n)
     }
 
     fn apply_locked(
         &self,
         st: &mut State,
-        source: SourceId,
+        origin: &Origin,
         events: Vec<Event>,
         now: Timestamp,
-    ) -> ApplyOutcome {
+    ) -> Result<ApplyOutcome, NotDurable> {
         let first_expiry = st.expiry.first().map(|(t, _)| *t);
         let mut pending = Pending::default();
         let mut outcome = ApplyOutcome::default();
         for event in events {
-            match self.apply_one(st, source, event, now, &mut pending) {
+            match self.apply_one(st, origin, event, now, &mut pending) {
                 Ok(()) => outcome.applied += 1,
                 Err(reason) => {
                     outcome.ignored += 1;
@@ -353,24 +376,24 @@ impl Inventory {
                 }
             }
         }
-        self.stats.applied[source as usize].fetch_add(outcome.applied as u64, Relaxed);
-        self.persist(st, pending);
+        self.stats.applied[origin.source as usize].fetch_add(outcome.applied as u64, Relaxed);
+        let persisted = self.persist(st, pending);
         if st.expiry.first().map(|(t, _)| *t) != first_expiry {
             self.expiry_changed.notify_one();
         }
-        outcome
+        persisted.map(|()| outcome)
     }
 
     fn apply_one(
         &self,
         st: &mut State,
-        source: SourceId,
+        origin: &Origin,
         event: Event,
         now: Timestamp,
         pending: &mut Pending,
     ) -> Result<(), IgnoreReason> {
         match event {
-            Event::Upsert(Object::Backup(b)) => st.upsert_backup(source, b, pending),
+            Event::Upsert(Object::Backup(b)) => st.upsert_backup(origin, b, pending),
             Event::Upsert(other) => {
                 let rendered = match &other {
                     Object::Restore(r) => render::restore(r),
@@ -384,7 +407,7 @@ impl Inventory {
                 st.tables[kind.index()].insert(
                     uid,
                     Slot {
-                        source,
+                        origin: origin.clone(),
                         entry: Entry::Other(Box::new(other)),
                         rendered,
                     },
@@ -447,18 +470,18 @@ impl Inventory {
             return Ok(());
         }
         pending.record(RecordRef::Tombstone {
-            source: slot.source,
-            backup: &backup,
+            source: slot.origin.source,
+            backup: (&*backup).into(),
             previous,
             deleted_at,
         });
-        st.insert_tombstone(uid, slot.source, backup, previous, deleted_at, expires_at);
+        st.insert_tombstone(uid, slot.origin, backup, previous, deleted_at, expires_at);
         Ok(())
     }
 
-    fn persist(&self, st: &mut State, pending: Pending) {
+    fn persist(&self, st: &mut State, pending: Pending) -> Result<(), NotDurable> {
         let Some(journal) = st.journal.as_mut() else {
-            return;
+            return Ok(());
         };
         let result = if journal.needs_rewrite() || pending.encode_failed {
             self.compact(st)
@@ -466,10 +489,14 @@ impl Inventory {
             journal.append_frames(&pending.frames, pending.count)
         };
         match result {
-            Ok(()) => self.maybe_compact(st),
+            Ok(()) => {
+                self.maybe_compact(st);
+                Ok(())
+            }
             Err(e) => {
                 self.stats.journal_errors.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, "journal write failed; tombstones are kept in memory and the journal will be rewritten on the next change");
+                Err(NotDurable(e.to_string()))
             }
         }
     }
@@ -500,8 +527,8 @@ impl Inventory {
                     deleted_at,
                     ..
                 } => Some(RecordRef::Tombstone {
-                    source: slot.source,
-                    backup,
+                    source: slot.origin.source,
+                    backup: (&**backup).into(),
                     previous: *previous,
                     deleted_at: *deleted_at,
                 }),
@@ -509,8 +536,8 @@ impl Inventory {
                     backup,
                     last_terminal,
                 } => Some(RecordRef::Backup {
-                    source: slot.source,
-                    backup,
+                    source: slot.origin.source,
+                    backup: (&**backup).into(),
                     last_terminal: *last_terminal,
                 }),
                 Entry::Other(_) => None,
@@ -721,7 +748,7 @@ impl State {
     /// A replayed backup or tombstone; rendered once replay is done.
     fn insert_unrendered(&mut self, uid: Box<str>, source: SourceId, entry: Entry) {
         let slot = Slot {
-            source,
+            origin: Origin::source(source),
             entry,
             rendered: Rendered::default(),
         };
@@ -730,7 +757,7 @@ impl State {
 
     fn upsert_backup(
         &mut self,
-        source: SourceId,
+        origin: &Origin,
         b: Backup,
         pending: &mut Pending,
     ) -> Result<(), IgnoreReason> {
@@ -765,8 +792,8 @@ impl State {
             last_terminal = Some(b.status);
         }
         pending.record(RecordRef::Backup {
-            source,
-            backup: &b,
+            source: origin.source,
+            backup: (&b).into(),
             last_terminal,
         });
         if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
@@ -779,7 +806,7 @@ impl State {
         self.tables[Kind::Backup.index()].insert(
             uid,
             Slot {
-                source,
+                origin: origin.clone(),
                 entry: Entry::Backup {
                     backup: Box::new(b),
                     last_terminal,
@@ -833,7 +860,7 @@ impl State {
     fn insert_tombstone(
         &mut self,
         uid: Box<str>,
-        source: SourceId,
+        origin: Origin,
         backup: Box<Backup>,
         previous: BackupStatus,
         deleted_at: Timestamp,
@@ -844,7 +871,7 @@ impl State {
         self.tables[Kind::Backup.index()].insert(
             uid,
             Slot {
-                source,
+                origin,
                 entry: Entry::Tombstone {
                     backup,
                     previous,

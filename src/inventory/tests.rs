@@ -36,6 +36,7 @@ fn backup(uid: &str, status: BackupStatus) -> Backup {
         }],
         created_at: Some(Timestamp(T0)),
         completed_at: status.is_terminal().then_some(Timestamp(T0 + 60_000)),
+        ..Backup::default()
     }
 }
 
@@ -71,15 +72,17 @@ fn inventory(backfill: Duration) -> Inventory {
 async fn deleted_backup_keeps_info_series_with_previous_status() {
     let inv = inventory(24 * HOUR);
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("u1", BackupStatus::Failed))],
-    );
+    )
+    .unwrap();
     let live = scrape(&inv);
     assert_eq!(lines(&live, "pxbackup_backup_status").len(), 1);
     assert!(lines(&live, "pxbackup_backup_deleted_timestamp_seconds").is_empty());
 
     tokio::time::advance(Duration::from_secs(10)).await;
-    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
+        .unwrap();
     let text = scrape(&inv);
     let info = lines(&text, "pxbackup_backup_object_info");
     assert_eq!(info.len(), 1);
@@ -117,13 +120,15 @@ async fn previous_status_is_the_last_terminal_one() {
     let inv = inventory(24 * HOUR);
     // Success, then Deleting (PXB deletes the cloud data first): previous stays Success.
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("a", BackupStatus::Success))],
-    );
+    )
+    .unwrap();
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("a", BackupStatus::Deleting))],
-    );
+    )
+    .unwrap();
     let text = scrape(&inv);
     assert!(
         text.contains(r#"status="Deleting",previous_status="Success"} 1"#),
@@ -131,10 +136,15 @@ async fn previous_status_is_the_last_terminal_one() {
     );
     // Never finished: the last status seen.
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("b", BackupStatus::InProgress))],
-    );
-    inv.apply(SourceId::Ingest, vec![delete("a", None), delete("b", None)]);
+    )
+    .unwrap();
+    inv.apply(
+        &Origin::source(SourceId::Ingest),
+        vec![delete("a", None), delete("b", None)],
+    )
+    .unwrap();
     let info = lines(&scrape(&inv), "pxbackup_backup_object_info");
     assert!(info
         .iter()
@@ -147,10 +157,12 @@ async fn previous_status_is_the_last_terminal_one() {
 async fn expires_exactly_after(backfill: Duration) {
     let inv = inventory(backfill);
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("u1", BackupStatus::Success))],
-    );
-    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    )
+    .unwrap();
+    inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
+        .unwrap();
     assert_eq!(lines(&scrape(&inv), "pxbackup_backup_object_info").len(), 1);
     tokio::time::advance(backfill - Duration::from_secs(1)).await;
     assert_eq!(
@@ -186,10 +198,13 @@ async fn federated_window_expires_on_the_second() {
 async fn zero_window_drops_at_once() {
     let inv = inventory(Duration::ZERO);
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("u1", BackupStatus::Success))],
-    );
-    let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    )
+    .unwrap();
+    let out = inv
+        .apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
+        .unwrap();
     assert_eq!(out.applied, 1);
     assert!(lines(&scrape(&inv), "pxbackup_backup_object_info").is_empty());
     assert_eq!(inv.tombstone_count(), 0);
@@ -204,10 +219,12 @@ async fn expiry_task_wakes_for_the_next_tombstone() {
         async move { inv.run_expiry(stop.cancelled_owned()).await }
     });
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("u1", BackupStatus::Success))],
-    );
-    inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+    )
+    .unwrap();
+    inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
+        .unwrap();
     tokio::time::sleep(HOUR + Duration::from_millis(1)).await;
     // Expired by the task itself: nothing scraped in between.
     assert_eq!(inv.tombstone_count(), 0);
@@ -220,7 +237,12 @@ async fn expiry_task_wakes_for_the_next_tombstone() {
 async fn awkward_events_have_defined_outcomes() {
     let inv = inventory(24 * HOUR);
     // Unknown uid.
-    let out = inv.apply(SourceId::Ingest, vec![delete("nope", None)]);
+    let out = inv
+        .apply(
+            &Origin::source(SourceId::Ingest),
+            vec![delete("nope", None)],
+        )
+        .unwrap();
     assert_eq!((out.applied, out.ignored), (0, 1));
     assert_eq!(
         inv.stats().ignored[IgnoreReason::UnknownUid as usize].load(Relaxed),
@@ -229,12 +251,22 @@ async fn awkward_events_have_defined_outcomes() {
 
     // Twice: the first deletion time stands.
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    )
+    .unwrap();
     tokio::time::advance(Duration::from_secs(10)).await;
-    inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 5_000))]);
-    let out = inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 9_000))]);
+    inv.apply(
+        &Origin::source(SourceId::Ingest),
+        vec![delete("u1", Some(T0 + 5_000))],
+    )
+    .unwrap();
+    let out = inv
+        .apply(
+            &Origin::source(SourceId::Ingest),
+            vec![delete("u1", Some(T0 + 9_000))],
+        )
+        .unwrap();
     assert_eq!(out.ignored, 1);
     assert_eq!(
         inv.stats().ignored[IgnoreReason::AlreadyDeleted as usize].load(Relaxed),
@@ -247,10 +279,12 @@ async fn awkward_events_have_defined_outcomes() {
     );
 
     // A stale upsert (created before the deletion) does not resurrect the backup.
-    let out = inv.apply(
-        SourceId::Ingest,
-        vec![upsert(backup("u1", BackupStatus::Success))],
-    );
+    let out = inv
+        .apply(
+            &Origin::source(SourceId::Ingest),
+            vec![upsert(backup("u1", BackupStatus::Success))],
+        )
+        .unwrap();
     assert_eq!(out.ignored, 1);
     assert_eq!(
         inv.stats().ignored[IgnoreReason::StaleUpsert as usize].load(Relaxed),
@@ -261,7 +295,8 @@ async fn awkward_events_have_defined_outcomes() {
     // A re-creation with the same uid replaces the tombstone.
     let mut again = backup("u1", BackupStatus::InProgress);
     again.created_at = Some(Timestamp(T0 + 6_000));
-    inv.apply(SourceId::Ingest, vec![upsert(again)]);
+    inv.apply(&Origin::source(SourceId::Ingest), vec![upsert(again)])
+        .unwrap();
     let text = scrape(&inv);
     assert_eq!(inv.tombstone_count(), 0);
     let info = lines(&text, "pxbackup_backup_object_info");
@@ -269,7 +304,11 @@ async fn awkward_events_have_defined_outcomes() {
     assert!(info[0].contains(r#"status="InProgress""#), "{}", info[0]);
 
     // A deletion time ahead of ours is clock skew: taken as now.
-    inv.apply(SourceId::Ingest, vec![delete("u1", Some(T0 + 3_600_000))]);
+    inv.apply(
+        &Origin::source(SourceId::Ingest),
+        vec![delete("u1", Some(T0 + 3_600_000))],
+    )
+    .unwrap();
     let text = scrape(&inv);
     assert!(
         lines(&text, "pxbackup_backup_deleted_timestamp_seconds")[0].ends_with(" 1795395610"),
@@ -278,13 +317,15 @@ async fn awkward_events_have_defined_outcomes() {
 
     // A deletion older than the window leaves nothing behind.
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("old", BackupStatus::Success))],
-    );
+    )
+    .unwrap();
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![delete("old", Some(T0 - 25 * 3_600_000))],
-    );
+    )
+    .unwrap();
     assert!(!scrape(&inv).contains(r#"uid="old""#));
 }
 
@@ -296,17 +337,19 @@ async fn tombstones_and_last_success_survive_a_restart() {
         let (inv, report) = Inventory::open(clock.clone(), 2 * HOUR, dir.path()).unwrap();
         assert_eq!(report, ReplayReport::default());
         inv.apply(
-            SourceId::Ingest,
+            &Origin::source(SourceId::Ingest),
             vec![
                 upsert(backup("u1", BackupStatus::Success)),
                 upsert(backup("u2", BackupStatus::Failed)),
                 upsert(backup("u3", BackupStatus::Success)),
             ],
-        );
+        )
+        .unwrap();
         inv.apply(
-            SourceId::Ingest,
+            &Origin::source(SourceId::Ingest),
             vec![delete("u1", Some(T0 - 3_600_000)), delete("u2", None)],
-        );
+        )
+        .unwrap();
         // Dropped without any shutdown: what is on disk is what a kill -9 leaves.
     }
     tokio::time::advance(Duration::from_secs(1800)).await;
@@ -360,12 +403,13 @@ async fn a_full_disk_loses_nothing_once_space_is_back() {
     let clock = Clock::tokio_anchored(Timestamp(T0));
     let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![
             upsert(backup("u1", BackupStatus::Success)),
             upsert(backup("u2", BackupStatus::Success)),
         ],
-    );
+    )
+    .unwrap();
     {
         let mut st = inv.lock();
         let full = std::fs::OpenOptions::new()
@@ -374,15 +418,16 @@ async fn a_full_disk_loses_nothing_once_space_is_back() {
             .unwrap();
         st.journal.as_mut().unwrap().redirect_writes_for_test(full);
     }
-    let out = inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
-    assert_eq!(
-        out.applied, 1,
-        "the deletion is applied even though the disk is full"
+    let out = inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)]);
+    assert!(
+        matches!(&out, Err(e) if e.0.contains("No space left")),
+        "the caller is told the batch is not durable: {out:?}"
     );
     assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
     assert!(scrape(&inv).contains(r#"status="Deleted""#));
     // The next change rewrites the whole journal (compaction makes a new file).
-    inv.apply(SourceId::Ingest, vec![delete("u2", None)]);
+    inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u2", None)])
+        .unwrap();
     assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
     drop(inv);
     let (_, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
@@ -394,15 +439,17 @@ async fn expiry_gives_memory_back() {
     let inv = inventory(HOUR);
     let n = 5_000;
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         (0..n)
             .map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success)))
             .collect(),
-    );
+    )
+    .unwrap();
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         (0..n).map(|i| delete(&format!("u{i}"), None)).collect(),
-    );
+    )
+    .unwrap();
     assert_eq!(inv.tombstone_count(), n);
     tokio::time::advance(HOUR).await;
     assert_eq!(inv.expire_due(inv.clock().now()), n);
@@ -419,18 +466,23 @@ async fn expiry_gives_memory_back() {
 async fn resync_tombstones_what_the_source_no_longer_lists() {
     let inv = inventory(HOUR);
     inv.apply(
-        SourceId::Kube,
+        &Origin::source(SourceId::Kube),
         vec![
             upsert(backup("k1", BackupStatus::Success)),
             upsert(backup("k2", BackupStatus::Failed)),
         ],
-    );
+    )
+    .unwrap();
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![upsert(backup("i1", BackupStatus::Success))],
-    );
+    )
+    .unwrap();
     let listed: HashSet<String> = ["k1".to_owned()].into();
-    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 1);
+    assert_eq!(
+        inv.resync(&Origin::source(SourceId::Kube), Kind::Backup, &listed),
+        Ok(1)
+    );
     let text = scrape(&inv);
     let info = lines(&text, "pxbackup_backup_object_info");
     assert!(info
@@ -442,7 +494,10 @@ async fn resync_tombstones_what_the_source_no_longer_lists() {
         .iter()
         .any(|l| l.contains(r#"uid="i1""#) && l.contains(r#"status="Success""#)));
     // A second resync does not delete the tombstone again.
-    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 0);
+    assert_eq!(
+        inv.resync(&Origin::source(SourceId::Kube), Kind::Backup, &listed),
+        Ok(0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -450,7 +505,7 @@ async fn schedule_deletion_forgets_its_last_success() {
     let inv = inventory(HOUR);
     let owner = backup("x", BackupStatus::Success).owner;
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![
             Event::Upsert(Object::Schedule(Schedule {
                 uid: "s1".into(),
@@ -461,7 +516,8 @@ async fn schedule_deletion_forgets_its_last_success() {
             })),
             upsert(backup("x", BackupStatus::Success)),
         ],
-    );
+    )
+    .unwrap();
     assert_eq!(
         lines(
             &scrape(&inv),
@@ -471,13 +527,14 @@ async fn schedule_deletion_forgets_its_last_success() {
         1
     );
     inv.apply(
-        SourceId::Ingest,
+        &Origin::source(SourceId::Ingest),
         vec![Event::Delete {
             kind: Kind::Schedule,
             uid: "s1".into(),
             deleted_at: None,
         }],
-    );
+    )
+    .unwrap();
     assert!(lines(
         &scrape(&inv),
         "pxbackup_schedule_last_success_timestamp_seconds"
@@ -492,23 +549,28 @@ async fn a_backup_deleted_while_down_is_tombstoned_by_the_first_relist() {
     {
         let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
         inv.apply(
-            SourceId::Kube,
+            &Origin::source(SourceId::Kube),
             vec![
                 upsert(backup("k1", BackupStatus::Success)),
                 upsert(backup("k2", BackupStatus::Failed)),
             ],
-        );
+        )
+        .unwrap();
         inv.apply(
-            SourceId::Kube,
+            &Origin::source(SourceId::Kube),
             vec![upsert(backup("k2", BackupStatus::Deleting))],
-        );
+        )
+        .unwrap();
     }
     // Down for ten minutes; k2 is deleted meanwhile.
     tokio::time::advance(Duration::from_secs(600)).await;
     let (inv, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
     assert_eq!(report.live_backups, 2);
     let listed: HashSet<String> = ["k1".to_owned()].into();
-    assert_eq!(inv.resync(SourceId::Kube, Kind::Backup, &listed), 1);
+    assert_eq!(
+        inv.resync(&Origin::source(SourceId::Kube), Kind::Backup, &listed),
+        Ok(1)
+    );
     let text = scrape(&inv);
     let info = lines(&text, "pxbackup_backup_object_info");
     assert!(
@@ -530,11 +592,11 @@ async fn an_unchanged_relist_writes_nothing() {
             .map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success)))
             .collect()
     };
-    inv.apply(SourceId::Kube, fleet());
+    inv.apply(&Origin::source(SourceId::Kube), fleet()).unwrap();
     let written = std::fs::metadata(dir.path().join("tombstones.journal"))
         .unwrap()
         .len();
-    inv.apply(SourceId::Kube, fleet());
+    inv.apply(&Origin::source(SourceId::Kube), fleet()).unwrap();
     assert_eq!(
         std::fs::metadata(dir.path().join("tombstones.journal"))
             .unwrap()
@@ -550,10 +612,12 @@ async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
     {
         let (inv, _) = Inventory::open(clock.clone(), Duration::ZERO, dir.path()).unwrap();
         inv.apply(
-            SourceId::Ingest,
+            &Origin::source(SourceId::Ingest),
             vec![upsert(backup("u1", BackupStatus::Success))],
-        );
-        inv.apply(SourceId::Ingest, vec![delete("u1", None)]);
+        )
+        .unwrap();
+        inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
+            .unwrap();
     }
     let (inv, report) = Inventory::open(clock, Duration::ZERO, dir.path()).unwrap();
     assert_eq!((report.live_backups, report.tombstones), (0, 0));
@@ -569,7 +633,8 @@ async fn the_journal_stays_bounded_under_endless_changes() {
     for i in 0..5_000u64 {
         let mut b = backup("u1", BackupStatus::InProgress);
         b.size_bytes = Some(i);
-        inv.apply(SourceId::Kube, vec![upsert(b)]);
+        inv.apply(&Origin::source(SourceId::Kube), vec![upsert(b)])
+            .unwrap();
         if i == 0 {
             record_size = std::fs::metadata(&journal).unwrap().len();
         }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::model::{
     Backup, BackupLocation, BackupLocationStatus, BackupStatus, Cluster, ClusterStatus, Event,
-    Kind, Object, Owner, Restore, RestoreStatus, Schedule, ScheduleStatus, SourceId, Timestamp,
-    Volume,
+    Kind, Object, Origin, Owner, Restore, RestoreStatus, Schedule, ScheduleStatus, SourceId,
+    Timestamp, Volume,
 };
 use crate::state::Shared;
 
@@ -206,6 +206,7 @@ impl DemoFleet {
             volumes,
             created_at: Some(created_at),
             completed_at: None,
+            ..Backup::default()
         }
     }
 
@@ -393,7 +394,8 @@ pub async fn run(
 ) {
     let mut fleet = DemoFleet::new(seed);
     let clock = shared.inventory.clock().clone();
-    let apply = |events| shared.inventory.apply_off_runtime(SourceId::Demo, events);
+    let origin = Origin::source(SourceId::Demo);
+    let apply = |events| shared.inventory.apply_off_runtime(origin.clone(), events);
     let initial = fleet.initial(clock.now());
     let listed = uids_by_kind(&initial);
     if let Err(e) = apply(initial).await {
@@ -402,9 +404,12 @@ pub async fn run(
     // Like a re-list: what a previous run left in the journal and this fleet does not have is
     // gone.
     let inventory = shared.inventory.clone();
+    let resync_origin = origin.clone();
     let resynced = tokio::task::spawn_blocking(move || {
         for (kind, uids) in listed {
-            inventory.resync(SourceId::Demo, kind, &uids);
+            if let Err(e) = inventory.resync(&resync_origin, kind, &uids) {
+                tracing::error!(error = %e, "the demo fleet's re-list is not journaled");
+            }
         }
     })
     .await;

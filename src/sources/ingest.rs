@@ -17,8 +17,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::model::{
-    Backup, BackupLocation, Cluster, Event, Kind, Object, Owner, Restore, Schedule, SourceId,
-    Timestamp, Volume,
+    Backup, BackupLocation, Cluster, Event, Kind, Object, Origin, Owner, Restore, Schedule,
+    SourceId, Timestamp, Volume,
 };
 use crate::state::Shared;
 
@@ -240,6 +240,7 @@ impl WireEvent {
                     .collect::<Result<_, String>>()?,
                 created_at,
                 completed_at,
+                ..Backup::default()
             }),
             WireKind::Restore => Object::Restore(Restore {
                 uid: self.uid,
@@ -374,7 +375,7 @@ async fn post_events(
         Ok(events) => match ctx
             .shared
             .inventory
-            .apply_off_runtime(SourceId::Ingest, events)
+            .apply_off_runtime(Origin::source(SourceId::Ingest), events)
             .await
         {
             Ok(outcome) => {

@@ -13,10 +13,10 @@ use crate::model::SourceId;
 /// `/readyz`) and is connected now (`pxbackup_sidecar_source_up`).
 #[derive(Debug, Default)]
 pub struct SourceStatus {
-    configured: [AtomicBool; 3],
-    synced: [AtomicBool; 3],
-    up: [AtomicBool; 3],
-    invalid_objects: [AtomicU64; 3],
+    configured: [AtomicBool; SourceId::COUNT],
+    synced: [AtomicBool; SourceId::COUNT],
+    up: [AtomicBool; SourceId::COUNT],
+    invalid_objects: [AtomicU64; SourceId::COUNT],
 }
 
 impl SourceStatus {

@@ -202,6 +202,7 @@ impl StorkResource for ApplicationBackup {
                 .or(meta.creation_timestamp.as_ref())
                 .map(timestamp),
             completed_at: status.finish_timestamp.as_ref().map(timestamp),
+            ..Backup::default()
         };
         Ok(Mapped {
             object: Object::Backup(backup),

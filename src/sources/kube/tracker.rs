@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use crate::inventory::Inventory;
-use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, SourceId};
+use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, Origin, SourceId};
 use crate::sources::SourceStatus;
 
 use super::mapping::{ClusterIdentity, DEFAULT_ORG_ID};
@@ -50,6 +50,7 @@ struct WatcherState {
 
 pub struct Tracker<'a> {
     inventory: &'a Inventory,
+    origin: Origin,
     sources: &'a SourceStatus,
     cluster: ClusterIdentity,
     watchers: Vec<WatcherState>,
@@ -69,6 +70,7 @@ impl<'a> Tracker<'a> {
     ) -> Self {
         let mut t = Tracker {
             inventory,
+            origin: Origin::source(SourceId::Kube),
             sources,
             cluster,
             watchers: kinds
@@ -123,7 +125,11 @@ impl<'a> Tracker<'a> {
                 for other in self.watchers.iter().filter(|o| o.kind == kind) {
                     known.extend(other.live.iter().cloned());
                 }
-                let gone = self.inventory.resync(SourceId::Kube, kind, &known);
+                // A journal failure is logged and counted by the inventory.
+                let gone = self
+                    .inventory
+                    .resync(&self.origin, kind, &known)
+                    .unwrap_or_default();
                 if gone > 0 {
                     tracing::info!(%kind, gone, "deleted while not watched (found by a re-list)");
                 }
@@ -134,7 +140,7 @@ impl<'a> Tracker<'a> {
                 w.live.insert(uid);
                 let recovered = std::mem::replace(&mut w.failing, false);
                 if let Some(event) = event {
-                    self.inventory.apply(SourceId::Kube, vec![event]);
+                    self.apply(vec![event]);
                 }
                 if recovered {
                     self.update_health();
@@ -144,7 +150,7 @@ impl<'a> Tracker<'a> {
                 let w = &mut self.watchers[watcher];
                 w.live.remove(&uid);
                 let recovered = std::mem::replace(&mut w.failing, false);
-                self.inventory.apply(SourceId::Kube, vec![event]);
+                self.apply(vec![event]);
                 if recovered {
                     self.update_health();
                 }
@@ -163,9 +169,15 @@ impl<'a> Tracker<'a> {
 
     fn flush(&mut self) {
         if !self.pending.is_empty() {
-            self.inventory
-                .apply(SourceId::Kube, std::mem::take(&mut self.pending));
+            let batch = std::mem::take(&mut self.pending);
+            self.apply(batch);
         }
+    }
+
+    /// A journal failure is logged and counted by the inventory; the change is applied in
+    /// memory, and the next re-list repeats it.
+    fn apply(&self, events: Vec<Event>) {
+        let _ = self.inventory.apply(&self.origin, events);
     }
 
     fn update_health(&mut self) {
@@ -190,15 +202,12 @@ impl<'a> Tracker<'a> {
             return;
         }
         self.cluster_status = Some(status);
-        self.inventory.apply(
-            SourceId::Kube,
-            vec![Event::Upsert(Object::Cluster(Cluster {
-                uid: self.cluster.uid.clone(),
-                name: self.cluster.name.clone(),
-                org_id: DEFAULT_ORG_ID.to_owned(),
-                status,
-            }))],
-        );
+        self.apply(vec![Event::Upsert(Object::Cluster(Cluster {
+            uid: self.cluster.uid.clone(),
+            name: self.cluster.name.clone(),
+            org_id: DEFAULT_ORG_ID.to_owned(),
+            status,
+        }))]);
     }
 }
 
@@ -208,23 +217,14 @@ mod tests {
 
     use super::*;
     use crate::clock::Clock;
-    use crate::model::{Backup, BackupStatus, Owner};
+    use crate::model::{Backup, BackupStatus};
 
     fn backup(uid: &str, status: BackupStatus) -> Event {
         Event::Upsert(Object::Backup(Backup {
             uid: uid.into(),
             name: uid.into(),
-            owner: Owner::default(),
-            schedule_name: String::new(),
-            namespaces: vec![],
-            backup_location: String::new(),
-            backup_object_type: String::new(),
             status,
-            size_bytes: None,
-            resource_count: None,
-            volumes: vec![],
-            created_at: None,
-            completed_at: None,
+            ..Backup::default()
         }))
     }
 
