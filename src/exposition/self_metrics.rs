@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::catalog;
 use super::{FamilyWriter, Value};
-use crate::inventory::{IgnoreReason, Snapshot};
+use crate::inventory::IgnoreReason;
 use crate::model::{Kind, SourceId};
 use crate::state::Shared;
 
-pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared, snapshot: &Snapshot) {
+pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
+    let counts = shared.inventory.counts();
     w.family(
         &catalog::BUILD_INFO,
         &[(&[("version", env!("CARGO_PKG_VERSION"))], Value::Int(1))],
@@ -61,13 +62,13 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared, snapshot: &Snapshot) {
         Kind::ALL.map(|k| {
             (
                 k.as_str(),
-                Value::Uint(snapshot.live_objects[k.index()] as u64),
+                Value::Uint(counts.live_objects[k.index()] as u64),
             )
         }),
     );
     w.single(
         &catalog::TOMBSTONES_RETAINED,
-        Value::Uint(snapshot.tombstones as u64),
+        Value::Uint(counts.tombstones as u64),
     );
     w.single(
         &catalog::TOMBSTONES_EXPIRED,

@@ -18,7 +18,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::{accepts_gzip, encode, self_metrics, Collector, FamilyWriter, Format};
-use crate::inventory::Snapshot;
 use crate::state::Shared;
 
 /// A client that has not sent its request headers by then is dropped (slow-loris guard).
@@ -42,12 +41,11 @@ pub fn metrics_router(shared: Arc<Shared>) -> Router {
 
 struct SelfMetrics<'a> {
     shared: &'a Shared,
-    snapshot: &'a Snapshot,
 }
 
 impl Collector for SelfMetrics<'_> {
     fn collect(&self, w: &mut FamilyWriter<'_>) {
-        self_metrics::write(w, self.shared, self.snapshot);
+        self_metrics::write(w, self.shared);
     }
 }
 
@@ -55,10 +53,7 @@ impl Collector for SelfMetrics<'_> {
 pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
     let started = Instant::now();
     let snapshot = shared.inventory.snapshot();
-    let own = SelfMetrics {
-        shared,
-        snapshot: &snapshot,
-    };
+    let own = SelfMetrics { shared };
     let body = encode(&snapshot, format, &[&own, &shared.telemetry]);
     shared
         .last_scrape_seconds

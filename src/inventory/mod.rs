@@ -167,6 +167,14 @@ pub struct Snapshot {
     pub tombstones: usize,
 }
 
+/// How many objects of each kind (by `Kind::index`) are live, and how many deleted backups are
+/// retained as tombstones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub live_objects: [usize; 5],
+    pub tombstones: usize,
+}
+
 /// Counts for telemetry's health upload and the cluster-UUID upload.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -689,6 +697,19 @@ impl Inventory {
         }
         s.cluster_uids.remove("");
         s
+    }
+
+    /// Objects and tombstones held now, without expiring anything: O(1), for the self
+    /// metrics and telemetry's health bundle.
+    pub fn counts(&self) -> Counts {
+        let st = self.lock();
+        let tombstones = st.expiry.len();
+        let mut live_objects: [usize; 5] = std::array::from_fn(|k| st.tables[k].len());
+        live_objects[Kind::Backup.index()] -= tombstones;
+        Counts {
+            live_objects,
+            tombstones,
+        }
     }
 
     pub fn tombstone_count(&self) -> usize {

@@ -61,10 +61,9 @@ pub fn health(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) 
 /// Only the sidecar's own families: a full scrape would encode every object series (costly on
 /// a large fleet) and would overwrite the scrape-duration gauge that Prometheus reads.
 fn self_metrics_text(shared: &Shared) -> Vec<u8> {
-    let snapshot = shared.inventory.snapshot();
     let mut out = Vec::new();
     let mut w = FamilyWriter::new(&mut out, Format::Text);
-    self_metrics::write(&mut w, shared, &snapshot);
+    self_metrics::write(&mut w, shared);
     shared.telemetry.collect(&mut w);
     out
 }
