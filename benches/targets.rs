@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use pxbackup_sidecar::clock::Clock;
 use pxbackup_sidecar::exposition::{self, Format};
 use pxbackup_sidecar::inventory::Inventory;
+use pxbackup_sidecar::inventory::Options;
 use pxbackup_sidecar::model::*;
 use pxbackup_sidecar::sources::demo::uuid;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -211,7 +212,10 @@ fn apply_and_expiry(n: usize) {
             .unwrap();
     }
     let per_upsert = t.elapsed() / n as u32;
-    let before = inv.snapshot().series_bytes;
+    let before = {
+        inv.snapshot();
+        inv.deflate_bytes()
+    };
     let region = Region::new(GLOBAL);
     let t = Instant::now();
     for b in &objects {
@@ -228,14 +232,20 @@ fn apply_and_expiry(n: usize) {
     let per_delete = t.elapsed() / n as u32;
     let tomb = region.change();
     let tomb_bytes = tomb.bytes_allocated as i64 - tomb.bytes_deallocated as i64;
-    let after_delete = inv.snapshot().series_bytes;
+    let after_delete = {
+        inv.snapshot();
+        inv.deflate_bytes()
+    };
     let far_future = Timestamp::from_system_time(std::time::SystemTime::now() + 2 * DAY);
     let region = Region::new(GLOBAL);
     let t = Instant::now();
     let expired = inv.expire_due(far_future);
     let expiry = t.elapsed();
     let freed = region.change();
-    let left = inv.snapshot().series_bytes;
+    let left = {
+        inv.snapshot();
+        inv.deflate_bytes()
+    };
     assert_eq!(expired, n);
     println!(
         "| apply one upsert (render + index), {n} backups | {:.2} us |",
@@ -266,7 +276,8 @@ fn restart(n: usize) {
             .map(|m| m.len() as f64 / 1e6)
             .unwrap_or(0.0)
     };
-    let (inv, _) = Inventory::open(Clock::System, DAY, dir.path()).expect("journal");
+    let (inv, _) =
+        Inventory::open(Clock::System, Options::with_backfill(DAY), dir.path()).expect("journal");
     let objects = fleet(n);
     for chunk in objects.chunks(10_000) {
         inv.apply(&Origin::source(SourceId::Ingest), upserts(chunk))
@@ -288,7 +299,7 @@ fn restart(n: usize) {
     drop(inv);
     // As a kill -9 leaves it: each backup's live record, then its tombstone.
     let (took, (inv, report)) = best(3, || {
-        Inventory::open(Clock::System, DAY, dir.path()).expect("reopen")
+        Inventory::open(Clock::System, Options::with_backfill(DAY), dir.path()).expect("reopen")
     });
     assert_eq!(report.tombstones, n);
     println!(
@@ -300,7 +311,7 @@ fn restart(n: usize) {
     inv.compact_journal().expect("compact");
     drop(inv);
     let (took, (_, report)) = best(3, || {
-        Inventory::open(Clock::System, DAY, dir.path()).expect("reopen")
+        Inventory::open(Clock::System, Options::with_backfill(DAY), dir.path()).expect("reopen")
     });
     assert_eq!(report.tombstones, n);
     println!(

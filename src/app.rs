@@ -49,7 +49,7 @@ impl AppError {
 pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, JournalError> {
     match &settings.state_dir {
         Some(dir) => {
-            let (inv, report) = Inventory::open(clock, settings.backfill, dir)?;
+            let (inv, report) = Inventory::open(clock, settings.inventory_options(), dir)?;
             if report.skipped_records > 0 {
                 tracing::warn!(
                     skipped_bytes = report.skipped_bytes,
@@ -67,7 +67,7 @@ pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, Jo
         }
         None => {
             tracing::warn!("no --state-dir: deleted backups will not survive a restart");
-            Ok(Inventory::in_memory(clock, settings.backfill))
+            Ok(Inventory::new(clock, settings.inventory_options()))
         }
     }
 }
@@ -145,7 +145,15 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         let stop = stop.clone();
         tasks.spawn(async move { server::serve(listener, router, stop.cancelled_owned()).await });
     }
-    tracing::info!(addr = %settings.listen, sources = ?settings.sources, "serving metrics");
+    let backfill = settings.inventory_options().backfill;
+    tracing::info!(
+        addr = %settings.listen,
+        sources = ?settings.sources,
+        mode = backfill.mode(),
+        backfill_window = %humantime::format_duration(backfill.window),
+        max_resource_series_per_backup = settings.max_resource_series_per_backup,
+        "serving metrics"
+    );
     let router = server::metrics_router(shared.clone());
     {
         let stop = stop.clone();

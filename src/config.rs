@@ -85,6 +85,15 @@ pub struct RunArgs {
     #[arg(long, env = "PX_BACKUP_FEDERATED", num_args = 0..=1, default_missing_value = "true")]
     pub federated: Option<String>,
 
+    /// At most this many resource series (VM resources, namespace resource types) per backup;
+    /// what is cut is counted in pxbackup_sidecar_resource_series_dropped_total.
+    #[arg(
+        long,
+        env = "PXBACKUP_MAX_RESOURCE_SERIES_PER_BACKUP",
+        default_value_t = 500
+    )]
+    pub max_resource_series_per_backup: usize,
+
     /// Seed of the demo fleet (same seed, same fleet).
     #[arg(long, env = "PXBACKUP_DEMO_SEED", default_value_t = 42)]
     pub demo_seed: u64,
@@ -198,6 +207,7 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     pub federated: bool,
     pub backfill: Duration,
+    pub max_resource_series_per_backup: usize,
     pub demo_seed: u64,
     pub demo_interval: Duration,
     pub log_format: LogFormat,
@@ -210,6 +220,19 @@ pub struct Settings {
     pub telemetry_endpoint: Option<String>,
     pub telemetry_ca_file: Option<PathBuf>,
     pub telemetry_secret: String,
+}
+
+impl Settings {
+    /// How the inventory keeps deleted backups and resource series.
+    pub fn inventory_options(&self) -> crate::inventory::Options {
+        crate::inventory::Options {
+            backfill: crate::inventory::BackfillWindow {
+                window: self.backfill,
+                federated: self.federated,
+            },
+            max_resource_series_per_backup: self.max_resource_series_per_backup,
+        }
+    }
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -308,6 +331,7 @@ impl Settings {
             state_dir: a.state_dir,
             federated,
             backfill: Duration::from_secs(hours * 3600),
+            max_resource_series_per_backup: a.max_resource_series_per_backup,
             demo_seed: a.demo_seed,
             demo_interval,
             log_format: a.log_format,

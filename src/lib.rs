@@ -8,6 +8,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod exposition;
+pub mod families;
 pub mod inventory;
 pub mod logging;
 pub mod model;

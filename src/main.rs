@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pxbackup_sidecar::config::{Cli, Command, Settings};
-use pxbackup_sidecar::{app, exposition, logging, telemetry};
+use pxbackup_sidecar::{app, families, logging, telemetry};
 
 /// EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Catalog => match serde_json::to_string_pretty(&exposition::catalog::entries()) {
+        Command::Catalog => match serde_json::to_string_pretty(&families::catalog()) {
             Ok(json) => {
                 println!("{json}");
                 ExitCode::SUCCESS

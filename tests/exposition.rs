@@ -209,7 +209,9 @@ async fn escaping_matches_prometheus_client() {
     registry.register("pxbackup_backup_object_info", "x", info.clone());
     registry.register("pxbackup_backup_status", "x", status.clone());
     info.get_or_create(&info_labels).set(1);
-    status.get_or_create(&identity).set(8);
+    let mut status_labels = identity.clone();
+    status_labels.push(("backup_namespace".to_owned(), "shop,payments".to_owned()));
+    status.get_or_create(&status_labels).set(8);
     let mut theirs = String::new();
     encode(&mut theirs, &registry).unwrap();
 

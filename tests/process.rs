@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{backup_line, client, samples, Sidecar};
 
 fn family_names() -> Vec<String> {
-    pxbackup_sidecar::exposition::catalog::entries()
+    pxbackup_sidecar::families::catalog()
         .into_iter()
         .map(|e| e.name)
         .collect()

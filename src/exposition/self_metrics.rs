@@ -3,17 +3,22 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::catalog;
 use super::{FamilyWriter, Value};
+use crate::families::sidecar as catalog;
 use crate::inventory::IgnoreReason;
 use crate::model::{Kind, SourceId};
 use crate::state::Shared;
 
 pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     let counts = shared.inventory.counts();
-    w.family(
+    w.by_label(
         &catalog::BUILD_INFO,
-        &[(&[("version", env!("CARGO_PKG_VERSION"))], Value::Int(1))],
+        [(env!("CARGO_PKG_VERSION"), Value::Int(1))],
+    );
+    let backfill = shared.inventory.options().backfill;
+    w.by_label(
+        &catalog::BACKFILL_WINDOW,
+        [(backfill.mode(), Value::Float(backfill.window.as_secs_f64()))],
     );
     let configured: Vec<SourceId> = shared.sources.configured().collect();
     let per_source = |f: &dyn Fn(SourceId) -> Value| -> Vec<(&'static str, Value)> {
@@ -22,22 +27,18 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     let stats = shared.inventory.stats();
     w.by_label(
         &catalog::SOURCE_UP,
-        "source",
         per_source(&|s| Value::Int(i64::from(shared.sources.is_up(s)))),
     );
     w.by_label(
         &catalog::EVENTS_APPLIED,
-        "source",
         per_source(&|s| Value::Uint(stats.applied[s as usize].load(Relaxed))),
     );
     w.by_label(
         &catalog::SOURCE_OBJECTS_INVALID,
-        "source",
         per_source(&|s| Value::Uint(shared.sources.invalid_objects(s))),
     );
     w.by_label(
         &catalog::EVENTS_IGNORED,
-        "reason",
         IgnoreReason::ALL.iter().map(|r| {
             (
                 r.as_str(),
@@ -48,7 +49,6 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     let ingest = &shared.ingest;
     w.by_label(
         &catalog::INGEST_BATCHES,
-        "result",
         [
             ("applied", &ingest.applied),
             ("rejected", &ingest.rejected),
@@ -58,7 +58,6 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     );
     w.by_label(
         &catalog::OBJECTS,
-        "kind",
         Kind::ALL.map(|k| {
             (
                 k.as_str(),
@@ -81,6 +80,10 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     w.single(
         &catalog::JOURNAL_RECORDS_SKIPPED,
         Value::Uint(stats.journal_records_skipped.load(Relaxed)),
+    );
+    w.single(
+        &catalog::RESOURCE_SERIES_DROPPED,
+        Value::Uint(stats.resource_series_dropped.load(Relaxed)),
     );
     w.single(
         &catalog::SCRAPE_DURATION,

@@ -6,8 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +20,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::{accepts_gzip, encode, self_metrics, Collector, FamilyWriter, Format};
+use bytes::Bytes;
+
+use super::body::{GzipBody, Scrape, TextBody};
+use super::{accepts_gzip, collect, self_metrics, Collector, FamilyWriter, Format};
 use crate::state::Shared;
 
 /// A client that has not sent its request headers by then is dropped (slow-loris guard).
@@ -49,16 +55,38 @@ impl Collector for SelfMetrics<'_> {
     }
 }
 
-/// One scrape body in `format`. Locks are held only while the snapshot is taken.
-pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
+/// Assembles one scrape: the inventory's series (stale groups rendered again first) and the
+/// sidecar's own families. Blocking: run it off the async workers.
+pub fn prepare(shared: &Shared, format: Format) -> Scrape {
     let started = Instant::now();
     let snapshot = shared.inventory.snapshot();
     let own = SelfMetrics { shared };
-    let body = encode(&snapshot, format, &[&own, &shared.telemetry]);
+    let tail = collect(format, &[&own, &shared.telemetry]);
+    let scrape = Scrape::new(&snapshot, format, tail);
     shared
         .last_scrape_seconds
         .store(started.elapsed().as_secs_f64().to_bits(), Relaxed);
-    body
+    scrape
+}
+
+/// One whole scrape as plain text (tests, tools).
+pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
+    match prepare(shared, format).text() {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "a scrape could not be assembled");
+            Vec::new()
+        }
+    }
+}
+
+/// Plain text goes out in chunks of this size, inflated at most a few chunks ahead.
+const TEXT_CHUNK: usize = 256 * 1024;
+const TEXT_CHUNKS_AHEAD: usize = 4;
+
+enum Prepared {
+    Gzip(GzipBody),
+    Text(Scrape),
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -69,39 +97,50 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     };
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-    // Assembling a large body is CPU work: keep it off the async workers.
-    let built = tokio::task::spawn_blocking(move || {
-        let body = scrape(&shared, format);
+    let prepared = tokio::task::spawn_blocking(move || {
+        let scrape = prepare(&shared, format);
         if gzip {
-            super::gzip(&body)
+            Prepared::Gzip(scrape.gzip())
         } else {
-            Ok(body)
+            Prepared::Text(scrape)
         }
     })
     .await;
-    match built {
-        Ok(Ok(body)) => {
-            let mut resp = body.into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            );
-            h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-            if gzip {
-                h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            resp
+    let (body, len) = match prepared {
+        Ok(Prepared::Gzip(body)) => {
+            let len = body.len();
+            (Body::new(body), len)
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "compressing the scrape failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "compression failed\n").into_response()
+        Ok(Prepared::Text(scrape)) => {
+            let len = scrape.text_len();
+            let (tx, rx) = tokio::sync::mpsc::channel(TEXT_CHUNKS_AHEAD);
+            tokio::task::spawn_blocking(move || {
+                let sent = scrape.write_text(TEXT_CHUNK, |chunk| {
+                    tx.blocking_send(Bytes::from(chunk)).is_ok()
+                });
+                if let Err(e) = sent {
+                    tracing::error!(error = %e, "a scrape could not be assembled; the response is cut short");
+                }
+            });
+            (Body::new(TextBody::new(rx, len)), len)
         }
         Err(e) => {
             tracing::error!(error = %e, "scrape task failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
+            return (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response();
         }
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
+    resp
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

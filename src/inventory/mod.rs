@@ -1,38 +1,50 @@
 //! The inventory: the one owner of object state. Sources feed it events; the exposition reads
-//! pre-rendered snapshots of it; telemetry reads summaries of it.
+//! its rendered series; telemetry reads its counts.
 //!
-//! Objects are kept per kind in an `IndexMap` keyed by uid (dense, so a scrape walks a vector),
-//! each with its series rendered when it changes. A deleted backup becomes a tombstone that
-//! keeps only its info series (status="Deleted") until its backfill window ends; tombstones are
-//! indexed by expiry time, so expiry touches only what expires. Tombstones and each schedule's
-//! last success are journaled (see `journal`) and come back after a restart.
+//! - `store`: objects by uid, their series rendered and compressed per group (`segment`);
+//! - `retention`: the rules for deleted backups and the index of tombstones by expiry time;
+//! - `entries`: what is kept per object, and the running counts;
+//! - `journal`: persistence of backups, tombstones and last successes across restarts.
 //!
-//! Defined outcomes of the awkward cases (each tested below):
+//! Defined outcomes of the awkward cases (each tested in `tests`):
 //! - delete of an unknown uid: ignored, counted as `unknown_uid`;
 //! - delete of an already deleted backup: ignored (the first deletion time stands), counted as
 //!   `already_deleted`;
-//! - upsert of a deleted backup's uid: a re-creation replaces the tombstone, unless the upsert's
-//!   `created_at` is not after the deletion time, in which case it is a stale event from before
-//!   the deletion: ignored, counted as `stale_upsert`;
+//! - upsert of a deleted backup's uid: a re-creation replaces the tombstone only when its
+//!   `created_at` is after the deletion time; otherwise (or without `created_at`) it is a
+//!   stale event from before the deletion: ignored, counted as `stale_upsert`;
 //! - `deleted_at` in the future (clock skew) is taken as "now"; a deletion older than the
 //!   backfill window leaves no tombstone; no `deleted_at` means "now";
 //! - a backfill window of 0 drops deleted backups at once.
 
+pub mod entries;
 pub mod journal;
+pub mod retention;
+pub mod segment;
+pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use indexmap::IndexMap;
-
 use crate::clock::Clock;
-use crate::exposition::render::{self, Rendered};
-use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, SourceId, Timestamp};
+use crate::families::backup::{self as backup_families, BackupState};
+use crate::families::objects::{self, LastSuccess};
+use crate::families::{Family, KindFamilies};
+use crate::model::{
+    Backup, BackupLocation, BackupStatus, Cluster, Event, Kind, Object, Origin, Restore, Schedule,
+    SourceId, Timestamp,
+};
+pub use entries::Summary;
+use entries::{decode_backup, encode_backup, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
 pub use journal::{Journal, JournalError, ScheduleKey};
 use journal::{Record, RecordRef};
+pub use retention::BackfillWindow;
+use retention::ExpiryIndex;
+use segment::{Compressor, SharedGroup};
+use store::{make_group, GroupView, Render, Table};
 
 /// Why an event changed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +77,7 @@ pub struct Stats {
     pub tombstones_expired: AtomicU64,
     pub journal_errors: AtomicU64,
     pub journal_records_skipped: AtomicU64,
+    pub resource_series_dropped: AtomicU64,
 }
 
 /// A batch was applied in memory, but its journal write failed (disk full, I/O error): it
@@ -88,33 +101,62 @@ pub struct ApplyOutcome {
     pub ignored: usize,
 }
 
-enum Entry {
-    Backup {
-        backup: Box<Backup>,
-        last_terminal: Option<BackupStatus>,
-    },
-    Tombstone {
-        backup: Box<Backup>,
-        previous: BackupStatus,
-        deleted_at: Timestamp,
-        expires_at: Timestamp,
-    },
-    /// Restores, schedules, clusters and backup locations: no retention, kept as they are.
-    Other(Box<Object>),
+/// How the inventory keeps what it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub backfill: BackfillWindow,
+    /// At most this many resource series (VM resources, namespace resource types) per backup.
+    pub max_resource_series_per_backup: usize,
 }
 
-struct Slot {
-    origin: Origin,
-    entry: Entry,
-    rendered: Rendered,
+impl Options {
+    pub fn with_backfill(window: Duration) -> Self {
+        Options {
+            backfill: BackfillWindow {
+                window,
+                federated: false,
+            },
+            max_resource_series_per_backup: 500,
+        }
+    }
 }
 
-struct LastSuccess {
-    completed_at: Timestamp,
-    rendered: Rendered,
+/// What a restart found in the journal.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Tombstones brought back.
+    pub tombstones: usize,
+    /// Live backups brought back, exported as last seen until their source re-lists.
+    pub live_backups: usize,
+    /// Journaled tombstones whose window had passed (while down, or while running before
+    /// the journal was compacted); not brought back.
+    pub expired: usize,
+    pub skipped_records: u64,
+    pub skipped_bytes: u64,
 }
 
-/// Frames for the journal, gathered while a batch is applied and written once at its end.
+/// How many objects of each kind (by `Kind::index`) are live, and how many deleted backups are
+/// retained as tombstones.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub live_objects: [usize; 5],
+    pub tombstones: usize,
+}
+
+/// The series of one kind as a scrape serves them: for each family in order, the segment of
+/// that family in every group.
+pub struct KindSnapshot {
+    pub families: Vec<&'static Family>,
+    pub groups: Vec<SharedGroup>,
+}
+
+/// Everything a scrape needs, in exposition order; only shared pointers to compressed
+/// segments, so it costs next to nothing to hold.
+pub struct Snapshot {
+    pub kinds: Vec<KindSnapshot>,
+}
+
+/// Journal records gathered while a batch is applied, written once at its end.
 #[derive(Default)]
 struct Pending {
     frames: Vec<u8>,
@@ -134,85 +176,86 @@ impl Pending {
     }
 }
 
-#[derive(Default)]
+type Objects<T> = Table<Arc<str>, ObjectEntry<T>>;
+
 struct State {
-    tables: [IndexMap<Box<str>, Slot>; 5],
-    /// Tombstones by expiry time: expiry pops from the front.
-    expiry: BTreeSet<(Timestamp, Box<str>)>,
-    last_success: BTreeMap<ScheduleKey, LastSuccess>,
+    backups: Table<Arc<str>, BackupEntry>,
+    restores: Objects<Restore>,
+    schedules: Objects<Schedule>,
+    clusters: Objects<Cluster>,
+    locations: Objects<BackupLocation>,
+    last_success: Table<ScheduleKey, LastSuccessEntry>,
+    expiry: ExpiryIndex,
+    tally: Tally,
     journal: Option<Journal>,
 }
 
-/// What a restart found in the journal.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReplayReport {
-    /// Tombstones brought back.
-    pub tombstones: usize,
-    /// Live backups brought back, exported as last seen until their source re-lists.
-    pub live_backups: usize,
-    /// Journaled tombstones whose window had passed (while down, or while running before
-    /// the journal was compacted); not brought back.
-    pub expired: usize,
-    pub skipped_records: u64,
-    pub skipped_bytes: u64,
+impl Default for State {
+    fn default() -> Self {
+        State {
+            backups: Table::new(backup_families::FAMILIES.len()),
+            restores: Table::new(objects::RESTORE.len()),
+            schedules: Table::new(objects::SCHEDULE.len()),
+            clusters: Table::new(objects::CLUSTER.len()),
+            locations: Table::new(objects::BACKUP_LOCATION.len()),
+            last_success: Table::new(objects::SCHEDULE_LAST_SUCCESS.len()),
+            expiry: ExpiryIndex::default(),
+            tally: Tally::default(),
+            journal: None,
+        }
+    }
 }
 
-/// Everything a scrape needs, taken under the lock and written out after it is released.
-pub struct Snapshot {
-    pub kinds: [Vec<Rendered>; 5],
-    pub last_success: Vec<Rendered>,
-    /// Bytes of all rendered series, to size the response up front.
-    pub series_bytes: usize,
-    pub live_objects: [usize; 5],
-    pub tombstones: usize,
-}
-
-/// How many objects of each kind (by `Kind::index`) are live, and how many deleted backups are
-/// retained as tombstones.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub live_objects: [usize; 5],
-    pub tombstones: usize,
-}
-
-/// Counts for telemetry's health upload and the cluster-UUID upload.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    pub objects: BTreeMap<&'static str, usize>,
-    pub backups_by_status: BTreeMap<&'static str, usize>,
-    pub tombstones_by_previous_status: BTreeMap<&'static str, usize>,
-    pub cluster_uids: BTreeSet<String>,
+impl State {
+    fn live_objects(&self) -> [usize; 5] {
+        let mut n = [0; 5];
+        n[Kind::Backup.index()] = self.backups.len() - self.expiry.len();
+        n[Kind::Restore.index()] = self.restores.len();
+        n[Kind::Schedule.index()] = self.schedules.len();
+        n[Kind::Cluster.index()] = self.clusters.len();
+        n[Kind::BackupLocation.index()] = self.locations.len();
+        n
+    }
 }
 
 pub struct Inventory {
     state: Mutex<State>,
+    /// One scrape at a time renders stale groups; a second one waits and finds them fresh.
+    refresh: Mutex<()>,
     clock: Clock,
-    backfill: Duration,
+    options: Options,
     stats: Stats,
     expiry_changed: tokio::sync::Notify,
+    resource_cap_reported: std::sync::Once,
 }
 
 impl Inventory {
     /// An inventory without a journal: tombstones do not survive a restart.
     pub fn in_memory(clock: Clock, backfill: Duration) -> Inventory {
+        Inventory::new(clock, Options::with_backfill(backfill))
+    }
+
+    pub fn new(clock: Clock, options: Options) -> Inventory {
         Inventory {
             state: Mutex::new(State::default()),
+            refresh: Mutex::new(()),
             clock,
-            backfill,
+            options,
             stats: Stats::default(),
             expiry_changed: tokio::sync::Notify::new(),
+            resource_cap_reported: std::sync::Once::new(),
         }
     }
 
-    /// Opens the journal in `state_dir` and restores the tombstones and last successes it
-    /// holds, each with its original deletion time.
+    /// Opens the journal in `state_dir` and restores the backups, tombstones and last
+    /// successes it holds, each tombstone with its original deletion time.
     pub fn open(
         clock: Clock,
-        backfill: Duration,
+        options: Options,
         state_dir: &Path,
     ) -> Result<(Inventory, ReplayReport), JournalError> {
         let (journal, replay) = Journal::open(state_dir)?;
-        let inv = Inventory::in_memory(clock, backfill);
+        let inv = Inventory::new(clock, options);
         let now = inv.clock.now();
         let mut report = ReplayReport {
             skipped_records: replay.skipped_records,
@@ -225,9 +268,7 @@ impl Inventory {
         {
             let mut st = inv.lock();
             let st = &mut *st;
-            // Records are replayed in order straight into the table; series are rendered
-            // afterwards, once per surviving backup, on every core.
-            st.tables[Kind::Backup.index()].reserve(replay.records.len());
+            st.backups.reserve(replay.records.len());
             for record in replay.records {
                 match record {
                     Record::Tombstone {
@@ -236,66 +277,69 @@ impl Inventory {
                         previous,
                         deleted_at,
                     } => {
-                        let expires_at = deleted_at.saturating_add(inv.backfill);
-                        let uid: Box<str> = backup.uid.as_str().into();
+                        let backup = Backup::from(*backup);
+                        let uid: Arc<str> = backup.uid.as_str().into();
+                        let expires_at = inv.options.backfill.expires_at(deleted_at);
                         if expires_at <= now {
-                            st.tables[Kind::Backup.index()].swap_remove(&uid);
+                            st.backups.remove(&uid);
                             report.expired += 1;
                             continue;
                         }
-                        let entry = Entry::Tombstone {
-                            backup: Box::new(Backup::from(*backup)),
-                            previous,
-                            deleted_at,
-                            expires_at,
+                        let entry = BackupEntry {
+                            origin: Origin::source(source),
+                            state: BackupState::Deleted {
+                                previous,
+                                deleted_at,
+                            },
+                            status: backup.status,
+                            cluster_uid: Arc::from(backup.owner.cluster_uid.as_str()),
+                            object: encode_backup(&backup),
                         };
-                        st.insert_unrendered(uid, source, entry);
+                        st.backups.insert(uid, entry);
                     }
                     Record::Backup {
                         source,
                         backup,
                         last_terminal,
                     } => {
-                        let uid: Box<str> = backup.uid.as_str().into();
-                        let entry = Entry::Backup {
-                            backup: Box::new(Backup::from(*backup)),
-                            last_terminal,
+                        let backup = Backup::from(*backup);
+                        let entry = BackupEntry {
+                            origin: Origin::source(source),
+                            state: BackupState::Live {
+                                previous: last_terminal,
+                            },
+                            status: backup.status,
+                            cluster_uid: Arc::from(backup.owner.cluster_uid.as_str()),
+                            object: encode_backup(&backup),
                         };
-                        st.insert_unrendered(uid, source, entry);
+                        st.backups.insert(backup.uid.as_str().into(), entry);
                     }
                     Record::Forget { uid } => {
-                        st.tables[Kind::Backup.index()].swap_remove(uid.as_str());
+                        st.backups.remove(uid.as_str());
                     }
                     Record::LastSuccess { key, completed_at } => {
-                        let rendered = render_last_success(&key, completed_at);
-                        st.last_success.insert(
-                            key,
-                            LastSuccess {
-                                completed_at,
-                                rendered,
-                            },
-                        );
+                        let entry = last_success_entry(&key, completed_at);
+                        st.last_success.insert(key, entry);
                     }
                     Record::ForgetLastSuccess { key } => {
                         st.last_success.remove(&key);
                     }
                 }
             }
-            let table = &mut st.tables[Kind::Backup.index()];
-            if table.capacity() > table.len() + table.len() / 2 {
-                // Superseded records made the reservation too large: give it back.
-                table.shrink_to_fit();
+            // The tally and the expiry index are built once, from what survived.
+            let mut expiring = Vec::new();
+            let mut tally = Tally::default();
+            for (uid, e) in st.backups.iter() {
+                tally.add_backup(e);
+                if let BackupState::Deleted { deleted_at, .. } = e.state {
+                    expiring.push((inv.options.backfill.expires_at(deleted_at), Arc::clone(uid)));
+                }
             }
-            render_backups_in_parallel(table);
-            st.expiry = table
-                .iter()
-                .filter_map(|(uid, slot)| match slot.entry {
-                    Entry::Tombstone { expires_at, .. } => Some((expires_at, uid.clone())),
-                    _ => None,
-                })
-                .collect();
+            st.tally = tally;
+            st.expiry = ExpiryIndex::from_unsorted(expiring);
+            st.backups.release_unused_capacity();
             report.tombstones = st.expiry.len();
-            report.live_backups = table.len() - report.tombstones;
+            report.live_backups = st.backups.len() - report.tombstones;
             // A bloated journal is compacted by the first change, not here: start-up serves first.
             st.journal = Some(journal);
         }
@@ -308,6 +352,10 @@ impl Inventory {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -326,13 +374,13 @@ impl Inventory {
     }
 
     /// `apply` on tokio's blocking pool, for async callers: the journal's fsync blocks, and a
-    /// runtime worker must not. Fails only if `apply` panicked.
+    /// runtime worker must not.
     pub async fn apply_off_runtime(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         origin: Origin,
         events: Vec<Event>,
     ) -> Result<ApplyOutcome, ApplyError> {
-        let inventory = std::sync::Arc::clone(self);
+        let inventory = Arc::clone(self);
         Ok(tokio::task::spawn_blocking(move || inventory.apply(&origin, events)).await??)
     }
 
@@ -347,21 +395,38 @@ impl Inventory {
     ) -> Result<usize, NotDurable> {
         let now = self.clock.now();
         let mut st = self.lock();
-        let gone: Vec<Event> = st.tables[kind.index()]
-            .iter()
-            .filter(|(uid, slot)| {
-                slot.origin == *origin
-                    && !matches!(slot.entry, Entry::Tombstone { .. })
-                    && !listed.contains(&***uid)
+        fn missing<'a, E: Render>(
+            table: &'a Table<Arc<str>, E>,
+            listed: &'a HashSet<String>,
+            mine: impl Fn(&E) -> bool + 'a,
+        ) -> impl Iterator<Item = String> + 'a {
+            table
+                .iter()
+                .filter(move |(uid, e)| mine(e) && !listed.contains(&***uid))
+                .map(|(uid, _)| uid.to_string())
+        }
+        let gone: Vec<String> = match kind {
+            Kind::Backup => missing(&st.backups, listed, |e| {
+                e.origin == *origin && !e.is_tombstone()
             })
-            .map(|(uid, _)| Event::Delete {
+            .collect(),
+            Kind::Restore => missing(&st.restores, listed, |e| e.origin == *origin).collect(),
+            Kind::Schedule => missing(&st.schedules, listed, |e| e.origin == *origin).collect(),
+            Kind::Cluster => missing(&st.clusters, listed, |e| e.origin == *origin).collect(),
+            Kind::BackupLocation => {
+                missing(&st.locations, listed, |e| e.origin == *origin).collect()
+            }
+        };
+        let n = gone.len();
+        let events = gone
+            .into_iter()
+            .map(|uid| Event::Delete {
                 kind,
-                uid: uid.to_string(),
+                uid,
                 deleted_at: None,
             })
             .collect();
-        let n = gone.len();
-        self.apply_locked(&mut st, origin, gone, now)?;
+        self.apply_locked(&mut st, origin, events, now)?;
         Ok(n)
     }
 
@@ -372,7 +437,7 @@ impl Inventory {
         events: Vec<Event>,
         now: Timestamp,
     ) -> Result<ApplyOutcome, NotDurable> {
-        let first_expiry = st.expiry.first().map(|(t, _)| *t);
+        let first_expiry = st.expiry.next();
         let mut pending = Pending::default();
         let mut outcome = ApplyOutcome::default();
         for event in events {
@@ -386,7 +451,7 @@ impl Inventory {
         }
         self.stats.applied[origin.source as usize].fetch_add(outcome.applied as u64, Relaxed);
         let persisted = self.persist(st, pending);
-        if st.expiry.first().map(|(t, _)| *t) != first_expiry {
+        if st.expiry.next() != first_expiry {
             self.expiry_changed.notify_one();
         }
         persisted.map(|()| outcome)
@@ -401,48 +466,163 @@ impl Inventory {
         pending: &mut Pending,
     ) -> Result<(), IgnoreReason> {
         match event {
-            Event::Upsert(Object::Backup(b)) => st.upsert_backup(origin, b, pending),
-            Event::Upsert(other) => {
-                let rendered = match &other {
-                    Object::Restore(r) => render::restore(r),
-                    Object::Schedule(s) => render::schedule(s),
-                    Object::Cluster(c) => render::cluster(c),
-                    Object::BackupLocation(l) => render::backup_location(l),
-                    Object::Backup(_) => unreachable!("backups are matched above"),
-                };
-                let kind = other.kind();
-                let uid: Box<str> = other.uid().into();
-                st.tables[kind.index()].insert(
-                    uid,
-                    Slot {
-                        origin: origin.clone(),
-                        entry: Entry::Other(Box::new(other)),
-                        rendered,
-                    },
-                );
-                Ok(())
-            }
+            Event::Upsert(Object::Backup(b)) => self.upsert_backup(st, origin, b, pending),
+            Event::Upsert(Object::Restore(r)) => upsert_object(
+                &mut st.restores,
+                &mut st.tally,
+                origin,
+                r,
+                &objects::RESTORE,
+                |r| (&r.uid, &r.owner.cluster_uid),
+            ),
+            Event::Upsert(Object::Schedule(s)) => upsert_object(
+                &mut st.schedules,
+                &mut st.tally,
+                origin,
+                s,
+                &objects::SCHEDULE,
+                |s| (&s.uid, &s.owner.cluster_uid),
+            ),
+            Event::Upsert(Object::Cluster(c)) => upsert_object(
+                &mut st.clusters,
+                &mut st.tally,
+                origin,
+                c,
+                &objects::CLUSTER,
+                |c| (&c.uid, &c.uid),
+            ),
+            Event::Upsert(Object::BackupLocation(l)) => upsert_object(
+                &mut st.locations,
+                &mut st.tally,
+                origin,
+                l,
+                &objects::BACKUP_LOCATION,
+                |l| (&l.uid, ""),
+            ),
             Event::Delete {
                 kind: Kind::Backup,
                 uid,
                 deleted_at,
             } => {
-                // A deletion reported with a time ahead of ours is skew; it happened by now.
-                let deleted_at = deleted_at.map_or(now, |t| t.min(now));
+                let deleted_at = retention::effective_deletion(deleted_at, now);
                 self.delete_backup(st, &uid, deleted_at, now, pending)
             }
             Event::Delete { kind, uid, .. } => {
-                let slot = st.tables[kind.index()]
-                    .swap_remove(uid.as_str())
-                    .ok_or(IgnoreReason::UnknownUid)?;
-                if let Entry::Other(obj) = slot.entry {
-                    if let Object::Schedule(s) = *obj {
-                        st.forget_last_success(&s, pending);
+                let tally = &mut st.tally;
+                match kind {
+                    Kind::Restore => {
+                        let (_, e) = st
+                            .restores
+                            .remove(uid.as_str())
+                            .ok_or(IgnoreReason::UnknownUid)?;
+                        tally.remove_cluster(&e.object.owner.cluster_uid);
                     }
+                    Kind::Schedule => {
+                        let (_, e) = st
+                            .schedules
+                            .remove(uid.as_str())
+                            .ok_or(IgnoreReason::UnknownUid)?;
+                        tally.remove_cluster(&e.object.owner.cluster_uid);
+                        let key = ScheduleKey {
+                            org_id: e.object.owner.org_id.clone(),
+                            cluster: e.object.owner.cluster.clone(),
+                            cluster_uid: e.object.owner.cluster_uid.clone(),
+                            schedule_name: e.object.name.clone(),
+                        };
+                        if st.last_success.remove(&key).is_some() {
+                            pending.record(RecordRef::ForgetLastSuccess { key: &key });
+                        }
+                    }
+                    Kind::Cluster => {
+                        let (_, e) = st
+                            .clusters
+                            .remove(uid.as_str())
+                            .ok_or(IgnoreReason::UnknownUid)?;
+                        tally.remove_cluster(&e.object.uid);
+                    }
+                    Kind::BackupLocation => {
+                        st.locations
+                            .remove(uid.as_str())
+                            .ok_or(IgnoreReason::UnknownUid)?;
+                    }
+                    Kind::Backup => unreachable!("backups are matched above"),
                 }
                 Ok(())
             }
         }
+    }
+
+    fn upsert_backup(
+        &self,
+        st: &mut State,
+        origin: &Origin,
+        mut b: Backup,
+        pending: &mut Pending,
+    ) -> Result<(), IgnoreReason> {
+        let cut = backup_families::cap_resource_series(
+            &mut b,
+            self.options.max_resource_series_per_backup,
+        );
+        let object = encode_backup(&b);
+        let mut previous = None;
+        if let Some(e) = st.backups.get(b.uid.as_str()) {
+            match e.state {
+                BackupState::Deleted { deleted_at, .. } => {
+                    if !retention::is_recreation(b.created_at, deleted_at) {
+                        return Err(IgnoreReason::StaleUpsert);
+                    }
+                    let uid: Arc<str> = b.uid.as_str().into();
+                    st.expiry
+                        .remove(self.options.backfill.expires_at(deleted_at), &uid);
+                    pending.record(RecordRef::Forget { uid: &b.uid });
+                }
+                BackupState::Live { previous: p } => {
+                    // A re-list or an unchanged poll repeats what we have: nothing to render
+                    // or journal.
+                    if e.object == object && e.origin == *origin {
+                        return Ok(());
+                    }
+                    previous = p;
+                }
+            }
+        }
+        if cut > 0 {
+            self.stats
+                .resource_series_dropped
+                .fetch_add(cut as u64, Relaxed);
+            self.resource_cap_reported.call_once(|| {
+                tracing::warn!(
+                    uid = %b.uid,
+                    name = %b.name,
+                    cut,
+                    max = self.options.max_resource_series_per_backup,
+                    "a backup has more resource series than --max-resource-series-per-backup; the rest are left out (counted in pxbackup_sidecar_resource_series_dropped_total; said once)"
+                );
+            });
+        }
+        let previous = retention::next_previous(previous, b.status);
+        pending.record(RecordRef::Backup {
+            source: origin.source,
+            backup: (&b).into(),
+            last_terminal: previous,
+        });
+        if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
+            if let Some(completed_at) = b.completed_at {
+                note_success(st, &b, completed_at, pending);
+            }
+        }
+        let entry = BackupEntry {
+            origin: origin.clone(),
+            state: BackupState::Live { previous },
+            status: b.status,
+            cluster_uid: st.tally.intern_cluster(&b.owner.cluster_uid),
+            object,
+        };
+        st.tally.add_backup(&entry);
+        if let Some(old) = st.backups.insert(b.uid.as_str().into(), entry) {
+            st.tally.remove_backup(&old);
+        }
+        Ok(())
     }
 
     fn delete_backup(
@@ -453,37 +633,53 @@ impl Inventory {
         now: Timestamp,
         pending: &mut Pending,
     ) -> Result<(), IgnoreReason> {
-        let table = &mut st.tables[Kind::Backup.index()];
-        match table.get(uid).map(|s| &s.entry) {
+        let (previous, status) = match st.backups.get(uid) {
             None => return Err(IgnoreReason::UnknownUid),
-            Some(Entry::Tombstone { .. }) => return Err(IgnoreReason::AlreadyDeleted),
-            Some(_) => {}
-        }
-        let Some((uid, slot)) = table.swap_remove_entry(uid) else {
-            return Err(IgnoreReason::UnknownUid);
+            Some(e) => match e.state {
+                BackupState::Deleted { .. } => return Err(IgnoreReason::AlreadyDeleted),
+                BackupState::Live { previous } => (previous, e.status),
+            },
         };
-        let Entry::Backup {
-            backup,
-            last_terminal,
-        } = slot.entry
-        else {
-            unreachable!("checked above: a live backup");
-        };
-        let previous = last_terminal.unwrap_or(backup.status);
-        let expires_at = deleted_at.saturating_add(self.backfill);
+        let previous = retention::tombstone_previous(previous, status);
+        let expires_at = self.options.backfill.expires_at(deleted_at);
         if expires_at <= now {
             // Outside the backfill window already (or a window of 0): nothing to keep.
+            if let Some((_, old)) = st.backups.remove(uid) {
+                st.tally.remove_backup(&old);
+            }
             self.stats.tombstones_expired.fetch_add(1, Relaxed);
-            pending.record(RecordRef::Forget { uid: &uid });
+            pending.record(RecordRef::Forget { uid });
             return Ok(());
         }
-        pending.record(RecordRef::Tombstone {
-            source: slot.origin.source,
-            backup: (&*backup).into(),
-            previous,
-            deleted_at,
+        let State {
+            backups,
+            tally,
+            expiry,
+            ..
+        } = st;
+        let recorded = backups.update(uid, |e| {
+            tally.remove_backup(e);
+            e.state = BackupState::Deleted {
+                previous,
+                deleted_at,
+            };
+            tally.add_backup(e);
+            match decode_backup(&e.object) {
+                Ok(backup) => pending.record(RecordRef::Tombstone {
+                    source: e.origin.source,
+                    backup: (&backup).into(),
+                    previous,
+                    deleted_at,
+                }),
+                Err(err) => {
+                    tracing::error!(error = %err, "a stored backup does not decode; its tombstone is not journaled");
+                    pending.encode_failed = true;
+                }
+            }
         });
-        st.insert_tombstone(uid, slot.origin, backup, previous, deleted_at, expires_at);
+        if recorded.is_some() {
+            expiry.insert(expires_at, Arc::from(uid));
+        }
         Ok(())
     }
 
@@ -518,7 +714,7 @@ impl Inventory {
 
     fn compact(&self, st: &mut State) -> Result<(), JournalError> {
         let State {
-            tables,
+            backups,
             last_success,
             journal,
             ..
@@ -526,40 +722,36 @@ impl Inventory {
         let Some(journal) = journal.as_mut() else {
             return Ok(());
         };
-        let backups = tables[Kind::Backup.index()]
+        let decoded: Vec<(&BackupEntry, Backup)> = backups
             .values()
-            .filter_map(|slot| match &slot.entry {
-                Entry::Tombstone {
-                    backup,
-                    previous,
-                    deleted_at,
-                    ..
-                } => Some(RecordRef::Tombstone {
-                    source: slot.origin.source,
-                    backup: (&**backup).into(),
-                    previous: *previous,
-                    deleted_at: *deleted_at,
-                }),
-                Entry::Backup {
-                    backup,
-                    last_terminal,
-                } => Some(RecordRef::Backup {
-                    source: slot.origin.source,
-                    backup: (&**backup).into(),
-                    last_terminal: *last_terminal,
-                }),
-                Entry::Other(_) => None,
-            });
-        let successes = last_success.iter().map(|(key, ls)| RecordRef::LastSuccess {
-            key,
-            completed_at: ls.completed_at,
+            .filter_map(|e| decode_backup(&e.object).ok().map(|b| (e, b)))
+            .collect();
+        let records = decoded.iter().map(|(e, b)| match e.state {
+            BackupState::Deleted {
+                previous,
+                deleted_at,
+            } => RecordRef::Tombstone {
+                source: e.origin.source,
+                backup: b.into(),
+                previous,
+                deleted_at,
+            },
+            BackupState::Live { previous } => RecordRef::Backup {
+                source: e.origin.source,
+                backup: b.into(),
+                last_terminal: previous,
+            },
         });
-        journal.compact(backups.chain(successes))
+        let successes = last_success.iter().map(|(key, e)| RecordRef::LastSuccess {
+            key,
+            completed_at: e.0.completed_at,
+        });
+        journal.compact(records.chain(successes))
     }
 
     /// Rewrites the journal when most of it is dead records (superseded, expired, forgotten).
     fn maybe_compact(&self, st: &mut State) {
-        let live = (st.tables[Kind::Backup.index()].len() + st.last_success.len()) as u64;
+        let live = (st.backups.len() + st.last_success.len()) as u64;
         let in_file = st.journal.as_ref().map_or(0, Journal::records_in_file);
         if in_file > 2 * live + 1024 {
             if let Err(e) = self.compact(st) {
@@ -577,26 +769,23 @@ impl Inventory {
 
     fn expire_locked(&self, st: &mut State, now: Timestamp) -> usize {
         let mut n = 0;
-        while let Some((expires_at, _)) = st.expiry.first() {
-            if *expires_at > now {
-                break;
+        while let Some(uid) = st.expiry.pop_due(now) {
+            if let Some((_, e)) = st.backups.remove(&uid) {
+                st.tally.remove_backup(&e);
             }
-            if let Some((_, uid)) = st.expiry.pop_first() {
-                st.tables[Kind::Backup.index()].swap_remove(&uid);
-                n += 1;
-            }
+            n += 1;
         }
         if n > 0 {
             self.stats.tombstones_expired.fetch_add(n as u64, Relaxed);
             self.maybe_compact(st);
-            release_unused_capacity(st);
+            st.backups.release_unused_capacity();
         }
         n
     }
 
     /// When the next tombstone expires, if any.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.lock().expiry.first().map(|(t, _)| *t)
+        self.lock().expiry.next()
     }
 
     /// Expires tombstones on time until `shutdown` resolves. Scrapes also expire what is due,
@@ -607,8 +796,12 @@ impl Inventory {
         tokio::pin!(shutdown);
         loop {
             let now = self.clock.now();
-            self.expire_due(now);
-            let wait = self.next_expiry().map_or(MAX_WAIT, |t| {
+            let next = {
+                let mut st = self.lock();
+                self.expire_locked(&mut st, now);
+                st.expiry.next()
+            };
+            let wait = next.map_or(MAX_WAIT, |t| {
                 Duration::from_millis(u64::try_from(t.0 - now.0).unwrap_or(0)).min(MAX_WAIT)
             });
             tokio::select! {
@@ -619,289 +812,235 @@ impl Inventory {
         }
     }
 
-    /// Takes what a scrape needs, expiring what is due first.
+    /// What a scrape serves: expires what is due, renders and compresses the groups that
+    /// changed since the previous scrape (on every core, off the lock), and returns shared
+    /// pointers to every group's segments. Blocking: call it off the async workers.
     pub fn snapshot(&self) -> Snapshot {
+        let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.now();
-        let mut st = self.lock();
-        self.expire_locked(&mut st, now);
-        let mut series_bytes = 0;
-        let mut live_objects = [0; 5];
-        let kinds: [Vec<Rendered>; 5] = std::array::from_fn(|k| {
-            let table = &st.tables[k];
-            live_objects[k] = table.len();
-            table
-                .values()
-                .map(|slot| {
-                    series_bytes += slot.rendered.len();
-                    slot.rendered.clone()
-                })
-                .collect()
-        });
-        let tombstones = st.expiry.len();
-        live_objects[Kind::Backup.index()] -= tombstones;
-        let last_success = st
-            .last_success
-            .values()
-            .map(|ls| {
-                series_bytes += ls.rendered.len();
-                ls.rendered.clone()
-            })
-            .collect();
-        Snapshot {
-            kinds,
-            last_success,
-            series_bytes,
-            live_objects,
-            tombstones,
-        }
-    }
-
-    pub fn summary(&self) -> Summary {
-        let st = self.lock();
-        let mut s = Summary::default();
-        for kind in Kind::ALL {
-            let table = &st.tables[kind.index()];
-            let tombs = if kind == Kind::Backup {
-                st.expiry.len()
-            } else {
-                0
-            };
-            s.objects.insert(kind.as_str(), table.len() - tombs);
-            for slot in table.values() {
-                match &slot.entry {
-                    Entry::Backup { backup, .. } => {
-                        *s.backups_by_status
-                            .entry(backup.status.as_str())
-                            .or_default() += 1;
-                        s.cluster_uids.insert(backup.owner.cluster_uid.clone());
-                    }
-                    Entry::Tombstone { previous, .. } => {
-                        *s.tombstones_by_previous_status
-                            .entry(previous.as_str())
-                            .or_default() += 1;
-                    }
-                    Entry::Other(obj) => match &**obj {
-                        Object::Cluster(c) => {
-                            s.cluster_uids.insert(c.uid.clone());
-                        }
-                        Object::Restore(r) => {
-                            s.cluster_uids.insert(r.owner.cluster_uid.clone());
-                        }
-                        Object::Schedule(sc) => {
-                            s.cluster_uids.insert(sc.owner.cluster_uid.clone());
-                        }
-                        Object::BackupLocation(_) | Object::Backup(_) => {}
-                    },
-                }
+        let views = {
+            let mut st = self.lock();
+            self.expire_locked(&mut st, now);
+            Views {
+                backups: st.backups.view(),
+                restores: st.restores.view(),
+                schedules: st.schedules.view(),
+                last_success: st.last_success.view(),
+                clusters: st.clusters.view(),
+                locations: st.locations.view(),
             }
+        };
+        let backups = refresh(views.backups, &backup_families::FAMILIES);
+        let restores = refresh(views.restores, &objects::RESTORE);
+        let schedules = refresh(views.schedules, &objects::SCHEDULE);
+        let last_success = refresh(views.last_success, &objects::SCHEDULE_LAST_SUCCESS);
+        let clusters = refresh(views.clusters, &objects::CLUSTER);
+        let locations = refresh(views.locations, &objects::BACKUP_LOCATION);
+        {
+            let mut st = self.lock();
+            backups.install(&mut st.backups);
+            restores.install(&mut st.restores);
+            schedules.install(&mut st.schedules);
+            last_success.install(&mut st.last_success);
+            clusters.install(&mut st.clusters);
+            locations.install(&mut st.locations);
         }
-        s.cluster_uids.remove("");
-        s
+        Snapshot {
+            kinds: vec![
+                backups.snapshot(&backup_families::FAMILIES),
+                restores.snapshot(&objects::RESTORE),
+                schedules.snapshot(&objects::SCHEDULE),
+                last_success.snapshot(&objects::SCHEDULE_LAST_SUCCESS),
+                clusters.snapshot(&objects::CLUSTER),
+                locations.snapshot(&objects::BACKUP_LOCATION),
+            ],
+        }
     }
 
     /// Objects and tombstones held now, without expiring anything: O(1), for the self
     /// metrics and telemetry's health bundle.
     pub fn counts(&self) -> Counts {
         let st = self.lock();
-        let tombstones = st.expiry.len();
-        let mut live_objects: [usize; 5] = std::array::from_fn(|k| st.tables[k].len());
-        live_objects[Kind::Backup.index()] -= tombstones;
         Counts {
-            live_objects,
-            tombstones,
+            live_objects: st.live_objects(),
+            tombstones: st.expiry.len(),
         }
+    }
+
+    /// Counts by kind and status and the cluster UIDs in use, kept as objects change: reading
+    /// it never expires, renders or writes anything.
+    pub fn summary(&self) -> Summary {
+        let st = self.lock();
+        st.tally.summary(&st.live_objects())
     }
 
     pub fn tombstone_count(&self) -> usize {
         self.lock().expiry.len()
     }
+
+    /// Compressed series bytes held (for the benchmark's sizing table).
+    pub fn deflate_bytes(&self) -> usize {
+        let st = self.lock();
+        st.backups.deflate_bytes()
+            + st.restores.deflate_bytes()
+            + st.schedules.deflate_bytes()
+            + st.last_success.deflate_bytes()
+            + st.clusters.deflate_bytes()
+            + st.locations.deflate_bytes()
+    }
 }
 
-/// Renders every backup and tombstone of a freshly replayed table, split across the cores.
-fn render_backups_in_parallel(table: &mut IndexMap<Box<str>, Slot>) {
-    let mut slots: Vec<&mut Slot> = table.values_mut().collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = slots.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for part in slots.chunks_mut(chunk) {
-            scope.spawn(move || {
-                for slot in part {
-                    slot.rendered = match &slot.entry {
-                        Entry::Tombstone {
-                            backup,
-                            previous,
-                            deleted_at,
-                            ..
-                        } => render::tombstone(backup, *previous, *deleted_at),
-                        Entry::Backup {
-                            backup,
-                            last_terminal,
-                        } => render::backup(backup, *last_terminal),
-                        Entry::Other(_) => continue,
-                    };
-                }
-            });
+/// Upserts a restore, schedule, cluster or location; an unchanged one changes nothing.
+fn upsert_object<T: Send + Sync + PartialEq>(
+    table: &mut Objects<T>,
+    tally: &mut Tally,
+    origin: &Origin,
+    object: T,
+    families: &'static KindFamilies<T>,
+    identity: fn(&T) -> (&str, &str),
+) -> Result<(), IgnoreReason> {
+    let (uid, cluster_uid) = identity(&object);
+    if let Some(e) = table.get(uid) {
+        if *e.object == object && e.origin == *origin {
+            return Ok(());
         }
-    });
+    }
+    let (uid, cluster_uid): (Arc<str>, Arc<str>) = (uid.into(), tally.intern_cluster(cluster_uid));
+    tally.add_cluster(&cluster_uid);
+    if let Some(old) = table.insert(uid, ObjectEntry::new(origin.clone(), object, families)) {
+        tally.remove_cluster(identity(&old.object).1);
+    }
+    Ok(())
 }
 
-fn render_last_success(key: &ScheduleKey, completed_at: Timestamp) -> Rendered {
-    render::schedule_last_success(
-        &key.org_id,
-        &key.cluster,
-        &key.cluster_uid,
-        &key.schedule_name,
+fn last_success_entry(key: &ScheduleKey, completed_at: Timestamp) -> LastSuccessEntry {
+    LastSuccessEntry(Arc::new(LastSuccess {
+        org_id: key.org_id.clone(),
+        cluster: key.cluster.clone(),
+        cluster_uid: key.cluster_uid.clone(),
+        schedule_name: key.schedule_name.clone(),
         completed_at,
-    )
+    }))
 }
 
-/// Gives memory back once a burst of tombstones has expired, so that expiry leaves no lasting
-/// cost: maps keep their capacity otherwise.
-fn release_unused_capacity(st: &mut State) {
-    for table in &mut st.tables {
-        if table.capacity() > 64 && table.len() < table.capacity() / 4 {
-            table.shrink_to_fit();
+fn note_success(st: &mut State, b: &Backup, completed_at: Timestamp, pending: &mut Pending) {
+    let key = ScheduleKey {
+        org_id: b.owner.org_id.clone(),
+        cluster: b.owner.cluster.clone(),
+        cluster_uid: b.owner.cluster_uid.clone(),
+        schedule_name: b.schedule_name.clone(),
+    };
+    if st
+        .last_success
+        .get(&key)
+        .is_some_and(|e| e.0.completed_at >= completed_at)
+    {
+        return;
+    }
+    pending.record(RecordRef::LastSuccess {
+        key: &key,
+        completed_at,
+    });
+    let entry = last_success_entry(&key, completed_at);
+    st.last_success.insert(key, entry);
+}
+
+/// What one scrape took from the tables.
+struct Views {
+    backups: Vec<GroupView<BackupEntry>>,
+    restores: Vec<GroupView<ObjectEntry<Restore>>>,
+    schedules: Vec<GroupView<ObjectEntry<Schedule>>>,
+    last_success: Vec<GroupView<LastSuccessEntry>>,
+    clusters: Vec<GroupView<ObjectEntry<Cluster>>>,
+    locations: Vec<GroupView<ObjectEntry<BackupLocation>>>,
+}
+
+/// A table's groups after a refresh, and the ones made fresh (to keep for the next scrape).
+struct Refreshed {
+    groups: Vec<SharedGroup>,
+    made: Vec<(usize, u64)>,
+}
+
+impl Refreshed {
+    fn install<K: std::hash::Hash + Eq, E: Render>(&self, table: &mut Table<K, E>) {
+        for (index, generation) in &self.made {
+            table.install(*index, *generation, &self.groups[*index]);
+        }
+    }
+    fn snapshot<T: ?Sized>(self, families: &'static KindFamilies<T>) -> KindSnapshot {
+        KindSnapshot {
+            families: families.families().collect(),
+            groups: self.groups,
         }
     }
 }
 
-impl State {
-    /// A replayed backup or tombstone; rendered once replay is done.
-    fn insert_unrendered(&mut self, uid: Box<str>, source: SourceId, entry: Entry) {
-        let slot = Slot {
-            origin: Origin::source(source),
-            entry,
-            rendered: Rendered::default(),
-        };
-        self.tables[Kind::Backup.index()].insert(uid, slot);
-    }
-
-    fn upsert_backup(
-        &mut self,
-        origin: &Origin,
-        b: Backup,
-        pending: &mut Pending,
-    ) -> Result<(), IgnoreReason> {
-        let table = &mut self.tables[Kind::Backup.index()];
-        let mut last_terminal = None;
-        match table.get(b.uid.as_str()).map(|s| &s.entry) {
-            Some(Entry::Tombstone {
-                deleted_at,
-                expires_at,
-                ..
-            }) => {
-                if b.created_at.is_some_and(|c| c <= *deleted_at) {
-                    return Err(IgnoreReason::StaleUpsert);
-                }
-                let key = (*expires_at, Box::<str>::from(b.uid.as_str()));
-                self.expiry.remove(&key);
-                pending.record(RecordRef::Forget { uid: &b.uid });
-            }
-            Some(Entry::Backup {
-                backup,
-                last_terminal: lt,
-            }) => {
-                // A re-list repeats what we have: nothing to render or journal.
-                if **backup == b {
-                    return Ok(());
-                }
-                last_terminal = *lt;
-            }
-            _ => {}
-        }
-        if b.status.is_terminal() {
-            last_terminal = Some(b.status);
-        }
-        pending.record(RecordRef::Backup {
-            source: origin.source,
-            backup: (&b).into(),
-            last_terminal,
-        });
-        if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
-            if let Some(completed_at) = b.completed_at {
-                self.note_success(&b, completed_at, pending);
+/// Renders and compresses the stale groups of one table, split across the cores.
+fn refresh<E: Render, T: ?Sized>(
+    views: Vec<GroupView<E>>,
+    families: &'static KindFamilies<T>,
+) -> Refreshed {
+    let n_families = families.len();
+    let mut groups: Vec<Option<SharedGroup>> = Vec::with_capacity(views.len());
+    let mut stale = Vec::new();
+    for view in views {
+        match view {
+            GroupView::Ready(g) => groups.push(Some(g)),
+            GroupView::Stale(s) => {
+                groups.push(None);
+                stale.push(s);
             }
         }
-        let rendered = render::backup(&b, last_terminal);
-        let uid: Box<str> = b.uid.as_str().into();
-        self.tables[Kind::Backup.index()].insert(
-            uid,
-            Slot {
-                origin: origin.clone(),
-                entry: Entry::Backup {
-                    backup: Box::new(b),
-                    last_terminal,
-                },
-                rendered,
-            },
-        );
-        Ok(())
     }
-
-    fn note_success(&mut self, b: &Backup, completed_at: Timestamp, pending: &mut Pending) {
-        let key = ScheduleKey {
-            org_id: b.owner.org_id.clone(),
-            cluster: b.owner.cluster.clone(),
-            cluster_uid: b.owner.cluster_uid.clone(),
-            schedule_name: b.schedule_name.clone(),
-        };
-        if self
-            .last_success
-            .get(&key)
-            .is_some_and(|ls| ls.completed_at >= completed_at)
-        {
-            return;
-        }
-        pending.record(RecordRef::LastSuccess {
-            key: &key,
-            completed_at,
-        });
-        let rendered = render_last_success(&key, completed_at);
-        self.last_success.insert(
-            key,
-            LastSuccess {
-                completed_at,
-                rendered,
-            },
-        );
-    }
-
-    fn forget_last_success(&mut self, s: &crate::model::Schedule, pending: &mut Pending) {
-        let key = ScheduleKey {
-            org_id: s.owner.org_id.clone(),
-            cluster: s.owner.cluster.clone(),
-            cluster_uid: s.owner.cluster_uid.clone(),
-            schedule_name: s.name.clone(),
-        };
-        if self.last_success.remove(&key).is_some() {
-            pending.record(RecordRef::ForgetLastSuccess { key: &key });
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(stale.len().div_ceil(4))
+        .max(1);
+    let chunk = stale.len().div_ceil(threads).max(1);
+    let work = |part: &[store::StaleGroup<E>]| -> Vec<(usize, SharedGroup)> {
+        let mut compressor = Compressor::default();
+        let (mut texts, mut identity) = (Vec::new(), Vec::new());
+        part.iter()
+            .map(|s| {
+                let g = make_group(
+                    &s.entries,
+                    n_families,
+                    &mut compressor,
+                    &mut texts,
+                    &mut identity,
+                );
+                (s.index, g)
+            })
+            .collect()
+    };
+    let results: Vec<(usize, SharedGroup)> = if threads == 1 {
+        work(&stale)
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = stale
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || work(part)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let generation: std::collections::HashMap<usize, u64> =
+        stale.iter().map(|s| (s.index, s.generation)).collect();
+    let mut made = Vec::with_capacity(results.len());
+    for (index, g) in results {
+        if let Some(slot) = groups.get_mut(index) {
+            *slot = Some(g);
+            made.push((index, generation.get(&index).copied().unwrap_or_default()));
         }
     }
-
-    fn insert_tombstone(
-        &mut self,
-        uid: Box<str>,
-        origin: Origin,
-        backup: Box<Backup>,
-        previous: BackupStatus,
-        deleted_at: Timestamp,
-        expires_at: Timestamp,
-    ) {
-        let rendered = render::tombstone(&backup, previous, deleted_at);
-        self.expiry.insert((expires_at, uid.clone()));
-        self.tables[Kind::Backup.index()].insert(
-            uid,
-            Slot {
-                origin,
-                entry: Entry::Tombstone {
-                    backup,
-                    previous,
-                    deleted_at,
-                    expires_at,
-                },
-                rendered,
-            },
-        );
+    Refreshed {
+        // A group a worker could not make (it panicked on a bug) is served empty this time
+        // and stays stale, so the next scrape tries again.
+        groups: groups.into_iter().map(Option::unwrap_or_default).collect(),
+        made,
     }
 }
 

@@ -334,7 +334,8 @@ async fn tombstones_and_last_success_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio_anchored(Timestamp(T0));
     {
-        let (inv, report) = Inventory::open(clock.clone(), 2 * HOUR, dir.path()).unwrap();
+        let (inv, report) =
+            Inventory::open(clock.clone(), Options::with_backfill(2 * HOUR), dir.path()).unwrap();
         assert_eq!(report, ReplayReport::default());
         inv.apply(
             &Origin::source(SourceId::Ingest),
@@ -353,7 +354,8 @@ async fn tombstones_and_last_success_survive_a_restart() {
         // Dropped without any shutdown: what is on disk is what a kill -9 leaves.
     }
     tokio::time::advance(Duration::from_secs(1800)).await;
-    let (inv, report) = Inventory::open(clock.clone(), 2 * HOUR, dir.path()).unwrap();
+    let (inv, report) =
+        Inventory::open(clock.clone(), Options::with_backfill(2 * HOUR), dir.path()).unwrap();
     assert_eq!(report.tombstones, 2);
     let text = scrape(&inv);
     let deleted = lines(&text, "pxbackup_backup_deleted_timestamp_seconds");
@@ -392,7 +394,8 @@ async fn tombstones_and_last_success_survive_a_restart() {
 
     // Expired (u1 while running, u2 while down): neither comes back.
     tokio::time::advance(2 * HOUR).await;
-    let (inv, report) = Inventory::open(clock, 2 * HOUR, dir.path()).unwrap();
+    let (inv, report) =
+        Inventory::open(clock, Options::with_backfill(2 * HOUR), dir.path()).unwrap();
     assert_eq!((report.tombstones, report.expired), (0, 2));
     assert_eq!(inv.tombstone_count(), 0);
 }
@@ -401,7 +404,8 @@ async fn tombstones_and_last_success_survive_a_restart() {
 async fn a_full_disk_loses_nothing_once_space_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio_anchored(Timestamp(T0));
-    let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
+    let (inv, _) =
+        Inventory::open(clock.clone(), Options::with_backfill(24 * HOUR), dir.path()).unwrap();
     inv.apply(
         &Origin::source(SourceId::Ingest),
         vec![
@@ -430,7 +434,8 @@ async fn a_full_disk_loses_nothing_once_space_is_back() {
         .unwrap();
     assert_eq!(inv.stats().journal_errors.load(Relaxed), 1);
     drop(inv);
-    let (_, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
+    let (_, report) =
+        Inventory::open(clock, Options::with_backfill(24 * HOUR), dir.path()).unwrap();
     assert_eq!(report.tombstones, 2);
 }
 
@@ -454,11 +459,7 @@ async fn expiry_gives_memory_back() {
     tokio::time::advance(HOUR).await;
     assert_eq!(inv.expire_due(inv.clock().now()), n);
     let st = inv.lock();
-    assert!(
-        st.tables[Kind::Backup.index()].capacity() < 64,
-        "{}",
-        st.tables[0].capacity()
-    );
+    assert!(st.backups.capacity() < 64, "{}", st.backups.capacity());
     assert!(st.expiry.is_empty());
 }
 
@@ -547,7 +548,8 @@ async fn a_backup_deleted_while_down_is_tombstoned_by_the_first_relist() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio_anchored(Timestamp(T0));
     {
-        let (inv, _) = Inventory::open(clock.clone(), 24 * HOUR, dir.path()).unwrap();
+        let (inv, _) =
+            Inventory::open(clock.clone(), Options::with_backfill(24 * HOUR), dir.path()).unwrap();
         inv.apply(
             &Origin::source(SourceId::Kube),
             vec![
@@ -564,7 +566,8 @@ async fn a_backup_deleted_while_down_is_tombstoned_by_the_first_relist() {
     }
     // Down for ten minutes; k2 is deleted meanwhile.
     tokio::time::advance(Duration::from_secs(600)).await;
-    let (inv, report) = Inventory::open(clock, 24 * HOUR, dir.path()).unwrap();
+    let (inv, report) =
+        Inventory::open(clock, Options::with_backfill(24 * HOUR), dir.path()).unwrap();
     assert_eq!(report.live_backups, 2);
     let listed: HashSet<String> = ["k1".to_owned()].into();
     assert_eq!(
@@ -586,7 +589,12 @@ async fn a_backup_deleted_while_down_is_tombstoned_by_the_first_relist() {
 #[tokio::test(start_paused = true)]
 async fn an_unchanged_relist_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (inv, _) = Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    let (inv, _) = Inventory::open(
+        Clock::tokio_anchored(Timestamp(T0)),
+        Options::with_backfill(HOUR),
+        dir.path(),
+    )
+    .unwrap();
     let fleet = || {
         (0..100)
             .map(|i| upsert(backup(&format!("u{i}"), BackupStatus::Success)))
@@ -610,7 +618,12 @@ async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio_anchored(Timestamp(T0));
     {
-        let (inv, _) = Inventory::open(clock.clone(), Duration::ZERO, dir.path()).unwrap();
+        let (inv, _) = Inventory::open(
+            clock.clone(),
+            Options::with_backfill(Duration::ZERO),
+            dir.path(),
+        )
+        .unwrap();
         inv.apply(
             &Origin::source(SourceId::Ingest),
             vec![upsert(backup("u1", BackupStatus::Success))],
@@ -619,7 +632,8 @@ async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
         inv.apply(&Origin::source(SourceId::Ingest), vec![delete("u1", None)])
             .unwrap();
     }
-    let (inv, report) = Inventory::open(clock, Duration::ZERO, dir.path()).unwrap();
+    let (inv, report) =
+        Inventory::open(clock, Options::with_backfill(Duration::ZERO), dir.path()).unwrap();
     assert_eq!((report.live_backups, report.tombstones), (0, 0));
     assert!(!scrape(&inv).contains(r#"uid="u1""#));
 }
@@ -627,7 +641,12 @@ async fn a_backup_dropped_at_once_stays_dropped_after_a_restart() {
 #[tokio::test(start_paused = true)]
 async fn the_journal_stays_bounded_under_endless_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let (inv, _) = Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    let (inv, _) = Inventory::open(
+        Clock::tokio_anchored(Timestamp(T0)),
+        Options::with_backfill(HOUR),
+        dir.path(),
+    )
+    .unwrap();
     let journal = dir.path().join("tombstones.journal");
     let mut record_size = 0;
     for i in 0..5_000u64 {
@@ -646,7 +665,11 @@ async fn the_journal_stays_bounded_under_endless_changes() {
         "{size} bytes for records of {record_size}"
     );
     drop(inv);
-    let (_, report) =
-        Inventory::open(Clock::tokio_anchored(Timestamp(T0)), HOUR, dir.path()).unwrap();
+    let (_, report) = Inventory::open(
+        Clock::tokio_anchored(Timestamp(T0)),
+        Options::with_backfill(HOUR),
+        dir.path(),
+    )
+    .unwrap();
     assert_eq!(report.live_backups, 1);
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use crate::model::{
     Backup, BackupLocation, BackupLocationStatus, BackupStatus, Cluster, ClusterStatus, Event,
-    Kind, Object, Origin, Owner, Restore, RestoreStatus, Schedule, ScheduleStatus, SourceId,
-    Timestamp, Volume,
+    Kind, NamespaceResources, NamespaceStatus, Object, Origin, Owner, ResourceType, Restore,
+    RestoreStatus, Schedule, ScheduleStatus, SourceId, Timestamp, VirtualMachine, VmResource,
+    Volume,
 };
 use crate::state::Shared;
 
@@ -26,6 +27,8 @@ const MINUTE: i64 = 60_000;
 struct DemoSchedule {
     schedule: Schedule,
     namespaces: Vec<String>,
+    /// VM backups of these virtual machines (name, OS); namespace backups when empty.
+    vms: &'static [(&'static str, &'static str)],
     location: String,
     /// Minutes between runs in the made-up history.
     every_minutes: i64,
@@ -44,6 +47,58 @@ pub struct DemoFleet {
     running: Vec<Running>,
     restores: Vec<(Restore, u32)>,
     serial: u64,
+}
+
+/// Resource types of a namespace backup, as PX-Backup names them (group/version/kind).
+const RESOURCE_TYPES: [&str; 5] = [
+    "apps/v1/Deployment",
+    "/v1/ConfigMap",
+    "/v1/Secret",
+    "/v1/Service",
+    "/v1/PersistentVolumeClaim",
+];
+
+/// The VMs of a VM backup and their resources (the VM itself, its data volume and its claim).
+fn vm_parts(vms: &[(&str, &str)], namespace: &str) -> (Vec<VirtualMachine>, Vec<VmResource>) {
+    let machines = vms
+        .iter()
+        .map(|(name, os)| VirtualMachine {
+            name: (*name).to_owned(),
+            namespace: namespace.to_owned(),
+            os_name: (*os).to_owned(),
+            status: None,
+        })
+        .collect();
+    let resources = vms
+        .iter()
+        .flat_map(|(name, _)| {
+            [
+                ("kubevirt.io", "v1", "VirtualMachine", name.to_string()),
+                (
+                    "cdi.kubevirt.io",
+                    "v1beta1",
+                    "DataVolume",
+                    format!("{name}-rootdisk"),
+                ),
+                (
+                    "",
+                    "v1",
+                    "PersistentVolumeClaim",
+                    format!("{name}-rootdisk"),
+                ),
+            ]
+            .into_iter()
+            .map(move |(group, version, kind, resource)| VmResource {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                kind: kind.to_owned(),
+                name: resource,
+                namespace: namespace.to_owned(),
+                virtual_machines: vec![(*name).to_owned()],
+            })
+        })
+        .collect();
+    (machines, resources)
 }
 
 /// A random (version 4 shaped) UUID from `rng`, so that a seed gives the same fleet.
@@ -86,18 +141,36 @@ impl DemoFleet {
         })
         .collect();
         let locations = ["s3-east", "azure-finance", "nfs-retail"];
-        let plans: [(usize, &str, i64, &[&str]); 7] = [
-            (0, "nightly", 24 * 60, &["shop", "payments"]),
-            (0, "hourly", 60, &["shop"]),
-            (1, "nightly", 24 * 60, &["catalog"]),
-            (1, "every-15m", 15, &["sessions"]),
-            (2, "ledger-4h", 4 * 60, &["ledger", "billing"]),
-            (2, "hourly", 60, &["reports"]),
-            (3, "weekly", 7 * 24 * 60, &["pos"]),
+        type Plan = (
+            usize,
+            &'static str,
+            i64,
+            &'static [&'static str],
+            &'static [(&'static str, &'static str)],
+        );
+        let plans: [Plan; 8] = [
+            (0, "nightly", 24 * 60, &["shop", "payments"], &[]),
+            (0, "hourly", 60, &["shop"], &[]),
+            (1, "nightly", 24 * 60, &["catalog"], &[]),
+            (1, "every-15m", 15, &["sessions"], &[]),
+            (2, "ledger-4h", 4 * 60, &["ledger", "billing"], &[]),
+            (2, "hourly", 60, &["reports"], &[]),
+            (3, "weekly", 7 * 24 * 60, &["pos"], &[]),
+            (
+                1,
+                "vms-nightly",
+                24 * 60,
+                &["vm-prod"],
+                &[
+                    ("erp-db", "rhel9"),
+                    ("erp-app", "ubuntu2204"),
+                    ("jump", "windows2022"),
+                ],
+            ),
         ];
         let schedules = plans
             .into_iter()
-            .map(|(ci, name, every_minutes, namespaces)| {
+            .map(|(ci, name, every_minutes, namespaces, vms)| {
                 let c = &clusters[ci];
                 let suspended = c.status == ClusterStatus::Offline;
                 DemoSchedule {
@@ -113,6 +186,7 @@ impl DemoFleet {
                         interval_seconds: u64::try_from(every_minutes * 60).ok(),
                     },
                     namespaces: namespaces.iter().map(|s| (*s).to_owned()).collect(),
+                    vms,
                     location: locations[ci.min(2)].into(),
                     every_minutes,
                     live: VecDeque::new(),
@@ -192,14 +266,35 @@ impl DemoFleet {
                 status: None,
             })
             .collect();
+        let vms = s.vms;
+        let (virtual_machines, vm_resources) = vm_parts(vms, &namespaces[0]);
         Backup {
             uid,
             name,
             owner,
             schedule_name,
+            namespace_resources: if vms.is_empty() {
+                namespaces
+                    .iter()
+                    .map(|ns| NamespaceResources {
+                        namespace: ns.clone(),
+                        status: Some(NamespaceStatus::InProgress),
+                        ..NamespaceResources::default()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             namespaces,
             backup_location: location,
-            backup_object_type: "All".into(),
+            backup_object_type: if vms.is_empty() {
+                "All"
+            } else {
+                "VirtualMachine"
+            }
+            .into(),
+            virtual_machines,
+            vm_resources,
             status: BackupStatus::Pending,
             size_bytes: None,
             resource_count: None,
@@ -217,6 +312,65 @@ impl DemoFleet {
         b.resource_count = Some(self.rng.u64(5..400));
         for v in &mut b.volumes {
             v.status = Some(status);
+        }
+        let failed = matches!(status, BackupStatus::Failed | BackupStatus::Aborted);
+        let partial = status == BackupStatus::PartialSuccess;
+        b.failed_volume_count = Some(if failed { b.volumes.len() as u64 } else { 0 });
+        b.failed_resource_count = Some(0);
+        for vm in &mut b.virtual_machines {
+            vm.status = Some(status);
+        }
+        if partial {
+            if let Some(vm) = b.virtual_machines.last_mut() {
+                vm.status = Some(BackupStatus::Failed);
+            }
+        }
+        let mut failed_resources = 0;
+        let n = b.namespace_resources.len();
+        for (i, ns) in b.namespace_resources.iter_mut().enumerate() {
+            let total: u64 = self.rng.u64(5..60);
+            let ns_failed = if failed {
+                total
+            } else if partial && i + 1 == n {
+                self.rng.u64(1..5)
+            } else {
+                0
+            };
+            failed_resources += ns_failed;
+            ns.status = Some(match (ns_failed, failed) {
+                (0, _) => NamespaceStatus::Success,
+                (_, true) => NamespaceStatus::Failed,
+                _ => NamespaceStatus::PartialSuccess,
+            });
+            ns.total_resources = Some(total);
+            ns.failed_resources = Some(ns_failed);
+            ns.total_volumes = Some(self.rng.u64(0..4));
+            ns.failed_volumes = Some(if failed {
+                ns.total_volumes.unwrap_or(0)
+            } else {
+                0
+            });
+            let mut left = total;
+            ns.resource_types = RESOURCE_TYPES
+                .iter()
+                .enumerate()
+                .map(|(k, gvk)| {
+                    let count = if k + 1 == RESOURCE_TYPES.len() {
+                        left
+                    } else {
+                        self.rng.u64(0..=left / 2)
+                    };
+                    left -= count;
+                    ResourceType {
+                        name: (*gvk).to_owned(),
+                        total_resources: Some(count),
+                        failed_resources: Some(if k == 0 { ns_failed.min(count) } else { 0 }),
+                    }
+                })
+                .collect();
+        }
+        if failed_resources > 0 {
+            b.failed_resource_count = Some(failed_resources);
         }
     }
 

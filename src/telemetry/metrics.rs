@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::exposition::{catalog, Collector, FamilyWriter, Value};
+use crate::exposition::{Collector, FamilyWriter, Value};
+use crate::families::sidecar as catalog;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadKind {
@@ -110,28 +111,25 @@ impl Collector for TelemetryMetrics {
         w.single(&catalog::TELEMETRY_ENABLED, flag(&self.enabled));
         w.single(&catalog::TELEMETRY_REGISTERED, flag(&self.registered));
         w.single(&catalog::TELEMETRY_CONFIG_VALID, flag(&self.config_valid));
-        let labels: Vec<[(&str, &str); 2]> = UploadKind::ALL
+        let labels: Vec<[&str; 2]> = UploadKind::ALL
             .iter()
             .flat_map(|k| {
                 UploadResult::ALL
                     .iter()
-                    .map(move |r| [("kind", k.as_str()), ("result", r.as_str())])
+                    .map(move |r| [k.as_str(), r.as_str()])
             })
             .collect();
-        let uploads: Vec<(&[(&str, &str)], Value)> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
+        w.family(
+            &catalog::TELEMETRY_UPLOADS,
+            labels.iter().enumerate().map(|(i, l)| {
                 (
                     &l[..],
                     Value::Uint(self.uploads[i / 3][i % 3].load(Relaxed)),
                 )
-            })
-            .collect();
-        w.family(&catalog::TELEMETRY_UPLOADS, &uploads);
+            }),
+        );
         w.by_label(
             &catalog::TELEMETRY_LAST_SUCCESS,
-            "kind",
             UploadKind::ALL.iter().filter_map(|k| {
                 let bits = self.last_success[*k as usize].load(Relaxed);
                 (bits != 0).then(|| (k.as_str(), Value::Float(f64::from_bits(bits))))

@@ -4,7 +4,7 @@
 //! per-object series are rendered once and served in either format; only the headers (and the
 //! closing `# EOF`) depend on the format.
 
-use super::catalog::{Family, MetricType};
+use super::{Family, MetricType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -25,7 +25,7 @@ impl Format {
     /// Picks the format from an `Accept` header: OpenMetrics only when the scraper names it
     /// with a non-zero quality, text 0.0.4 otherwise (Prometheus 3 fails on anything else).
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let wants_om = super::header_accepts(accept, |media| {
+        let wants_om = header_accepts(accept, |media| {
             media.eq_ignore_ascii_case("application/openmetrics-text")
         });
         if wants_om {
@@ -34,6 +34,30 @@ impl Format {
             Format::Text
         }
     }
+}
+
+/// Whether a comma-separated `Accept`-style header lists a value that `matches` without
+/// refusing it with `q=0`.
+pub fn header_accepts(header: Option<&str>, matches: impl Fn(&str) -> bool) -> bool {
+    header.is_some_and(|h| {
+        h.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let value = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            matches(value) && !refused
+        })
+    })
+}
+
+/// Whether an `Accept-Encoding` header allows gzip.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    header_accepts(accept_encoding, |coding| {
+        coding.eq_ignore_ascii_case("gzip") || coding == "*"
+    })
 }
 
 /// Appends `value` escaped as a label value: backslash, double quote and newline, as both
@@ -55,17 +79,23 @@ pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Appends `,name="value"` pairs (the first without the comma when `first` is true).
-pub fn write_labels(out: &mut Vec<u8>, labels: &[(&str, &str)], mut first: bool) {
+pub fn write_labels(out: &mut Vec<u8>, labels: &[(&str, &str)], first: bool) {
+    let mut first = first;
     for (name, value) in labels {
-        if !first {
-            out.push(b',');
-        }
+        write_label(out, name, value, first);
         first = false;
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"=\"");
-        escape_label_value(out, value);
-        out.push(b'"');
     }
+}
+
+/// Appends one `name="value"` pair, preceded by a comma unless it is the first.
+pub fn write_label(out: &mut Vec<u8>, name: &str, value: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    escape_label_value(out, value);
+    out.push(b'"');
 }
 
 /// A sample value. Integers are written exactly; floats in Rust's shortest round-trip form.
@@ -101,14 +131,31 @@ pub fn write_sample(
     labels: &[(&str, &str)],
     value: Value,
 ) {
+    let (names, values): (Vec<&str>, Vec<&str>) = labels.iter().copied().unzip();
+    write_sample_parts(out, family, prefix, &names, &values, value);
+}
+
+/// `write_sample` with label names and values in two parallel lists (no pairing needed).
+pub fn write_sample_parts(
+    out: &mut Vec<u8>,
+    family: &Family,
+    prefix: &[u8],
+    names: &[&str],
+    values: &[&str],
+    value: Value,
+) {
     out.extend_from_slice(family.name.as_bytes());
     if family.kind == MetricType::Counter {
         out.extend_from_slice(b"_total");
     }
-    if !prefix.is_empty() || !labels.is_empty() {
+    if !prefix.is_empty() || !names.is_empty() {
         out.push(b'{');
         out.extend_from_slice(prefix);
-        write_labels(out, labels, prefix.is_empty());
+        let mut first = prefix.is_empty();
+        for (name, v) in names.iter().zip(values) {
+            write_label(out, name, v, first);
+            first = false;
+        }
         out.push(b'}');
     }
     out.push(b' ');
@@ -163,6 +210,15 @@ mod tests {
         let mut out = Vec::new();
         escape_label_value(&mut out, "a\\b\"c\nd é ☃ \t");
         assert_eq!(String::from_utf8(out).unwrap(), "a\\\\b\\\"c\\nd é ☃ \t");
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, gzip;q=1.0, *;q=0.5")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
     }
 
     #[test]

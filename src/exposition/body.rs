@@ -1,0 +1,277 @@
+//! A scrape body, assembled from what the inventory keeps compressed.
+//!
+//! With gzip (what Prometheus always asks for) the body is a gzip member laid out from the
+//! stored segments as they are: a header, every segment, an empty final block, and a trailer
+//! whose CRC-32 is combined from the segments' own. Nothing the inventory already compressed is
+//! compressed again, and nothing is copied: the body is a list of shared buffers, streamed.
+//! Without gzip the segments are inflated on the fly into small chunks, so a scrape never holds
+//! the whole text.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::families::text::{write_header, write_trailer, Format};
+use crate::families::{self, Family};
+use crate::inventory::segment::{
+    gzip_trailer, Checksum, Compressor, Inflater, Segment, DEFLATE_END, GZIP_HEADER,
+};
+use crate::inventory::Snapshot;
+
+/// One piece of a scrape, in order.
+#[derive(Clone)]
+enum Piece {
+    Header(&'static Family),
+    Series(Segment),
+}
+
+/// What one scrape serves: the inventory's series in exposition order, then `tail` (the
+/// sidecar's own families, made for this scrape, and the OpenMetrics `# EOF`).
+pub struct Scrape {
+    format: Format,
+    pieces: Vec<Piece>,
+    tail: Vec<u8>,
+}
+
+/// The HELP and TYPE lines of every family, compressed once per format.
+fn compressed_headers(format: Format) -> &'static HashMap<&'static str, Segment> {
+    static TEXT: OnceLock<HashMap<&'static str, Segment>> = OnceLock::new();
+    static OPENMETRICS: OnceLock<HashMap<&'static str, Segment>> = OnceLock::new();
+    let cell = match format {
+        Format::Text => &TEXT,
+        Format::OpenMetrics => &OPENMETRICS,
+    };
+    cell.get_or_init(|| {
+        let mut compressor = Compressor::default();
+        families::all()
+            .into_iter()
+            .map(|f| (f.name, compressor.compress(&header_text(f, format))))
+            .collect()
+    })
+}
+
+fn header_text(family: &Family, format: Format) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    write_header(&mut out, family, format);
+    out
+}
+
+impl Scrape {
+    /// `tail` holds complete families; the trailer of the format is added here.
+    pub fn new(snapshot: &Snapshot, format: Format, mut tail: Vec<u8>) -> Scrape {
+        let groups: usize = snapshot
+            .kinds
+            .iter()
+            .map(|k| k.groups.len() * k.families.len())
+            .sum();
+        let mut pieces = Vec::with_capacity(groups + 64);
+        for kind in &snapshot.kinds {
+            for (f, family) in kind.families.iter().enumerate() {
+                pieces.push(Piece::Header(family));
+                for group in &kind.groups {
+                    if let Some(segment) = group.families.get(f).filter(|s| !s.is_empty()) {
+                        pieces.push(Piece::Series(segment.clone()));
+                    }
+                }
+            }
+        }
+        write_trailer(&mut tail, format);
+        Scrape {
+            format,
+            pieces,
+            tail,
+        }
+    }
+
+    /// The body as a gzip member, without compressing anything already compressed.
+    pub fn gzip(&self) -> GzipBody {
+        let headers = compressed_headers(self.format);
+        let mut sum = Checksum::default();
+        let mut chunks = Vec::with_capacity(self.pieces.len() + 4);
+        chunks.push(Bytes::from_static(&GZIP_HEADER));
+        for piece in &self.pieces {
+            let segment = match piece {
+                Piece::Header(f) => match headers.get(f.name) {
+                    Some(s) => s,
+                    None => continue,
+                },
+                Piece::Series(s) => s,
+            };
+            sum.push(segment);
+            chunks.push(segment.deflate.clone());
+        }
+        let tail = Compressor::default().compress(&self.tail);
+        sum.push(&tail);
+        chunks.push(tail.deflate);
+        chunks.push(Bytes::from_static(&DEFLATE_END));
+        chunks.push(Bytes::copy_from_slice(&gzip_trailer(sum.crc(), sum.len())));
+        GzipBody::new(chunks)
+    }
+
+    /// Length of the plain text.
+    pub fn text_len(&self) -> u64 {
+        let headers = compressed_headers(self.format);
+        let pieces: u64 = self
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Header(f) => headers.get(f.name).map_or(0, |s| s.len),
+                Piece::Series(s) => s.len,
+            })
+            .sum();
+        pieces + self.tail.len() as u64
+    }
+
+    /// Writes the plain text in chunks of about `chunk` bytes, handing each to `sink`; stops
+    /// early (returning `false`) when `sink` does (the scraper went away).
+    pub fn write_text(
+        &self,
+        chunk: usize,
+        mut sink: impl FnMut(Vec<u8>) -> bool,
+    ) -> Result<bool, crate::inventory::segment::DamagedSegment> {
+        let mut inflater = Inflater::default();
+        // A piece can overshoot the chunk size; a quarter more room saves most regrowth.
+        let room = chunk.min(1 << 20).saturating_add(chunk.min(1 << 20) / 4);
+        let mut buf = Vec::with_capacity(room);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Header(f) => write_header(&mut buf, f, self.format),
+                Piece::Series(s) => inflater.inflate(s, &mut buf)?,
+            }
+            if buf.len() >= chunk
+                && !sink(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(chunk + chunk / 4),
+                ))
+            {
+                return Ok(false);
+            }
+        }
+        buf.extend_from_slice(&self.tail);
+        Ok(sink(buf))
+    }
+
+    /// The whole plain text in one buffer (tests, and telemetry's small bodies).
+    pub fn text(&self) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
+        let mut out = Vec::with_capacity(usize::try_from(self.text_len()).unwrap_or(0));
+        self.write_text(usize::MAX, |part| {
+            out.extend_from_slice(&part);
+            true
+        })?;
+        Ok(out)
+    }
+}
+
+/// A gzip body: shared buffers sent one after the other, with its exact length known up front
+/// (so it goes out with `Content-Length`, not chunked).
+pub struct GzipBody {
+    chunks: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl GzipBody {
+    fn new(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        GzipBody {
+            chunks: chunks.into_iter(),
+            remaining,
+        }
+    }
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+    /// The whole body in one buffer (tests).
+    pub fn concat(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::try_from(self.remaining).unwrap_or(0));
+        for c in self.chunks {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+}
+
+impl http_body::Body for GzipBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        loop {
+            match self.chunks.next() {
+                Some(c) if c.is_empty() => continue,
+                Some(c) => {
+                    self.remaining -= c.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(c))));
+                }
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A plain body fed by a producer inflating segments on a blocking thread, a few chunks ahead
+/// of the network at most.
+pub struct TextBody {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    remaining: u64,
+}
+
+/// The producer could not finish the body (a damaged segment): the response ends short,
+/// which the scraper sees as a failed scrape instead of wrong data.
+#[derive(Debug, thiserror::Error)]
+#[error("the scrape body ended early")]
+pub struct BodyCut;
+
+impl TextBody {
+    pub fn new(chunks: tokio::sync::mpsc::Receiver<Bytes>, len: u64) -> Self {
+        TextBody {
+            chunks,
+            remaining: len,
+        }
+    }
+}
+
+impl http_body::Body for TextBody {
+    type Data = Bytes;
+    type Error = BodyCut;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.chunks.poll_recv(cx) {
+            Poll::Ready(Some(c)) => {
+                self.remaining = self.remaining.saturating_sub(c.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(c))))
+            }
+            Poll::Ready(None) if self.remaining > 0 => Poll::Ready(Some(Err(BodyCut))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}

@@ -1,0 +1,449 @@
+//! The families of a backup. PX-Backup 3.0's six backup information families come first: a
+//! deleted backup keeps every one of its series there with `status="Deleted"` and
+//! `previous_status` for the backfill window. Its status and numeric gauges exist while it is
+//! live, its deletion time once it is deleted.
+//!
+//! Counts are sample values of their own gauges, never label values: a label that changes
+//! with every run would start a new series each time.
+
+use super::{Family, Generator, KindFamilies, Samples, Value};
+use crate::labels;
+use crate::model::{elapsed_secs, Backup, BackupStatus, Timestamp};
+
+/// Labels that identify a backup, first on every one of its series.
+pub const IDENTITY: &[&str] = &[
+    "org_id",
+    "name",
+    "uid",
+    "cluster",
+    "cluster_uid",
+    "schedule_name",
+];
+
+/// A backup as it is exported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRow {
+    pub backup: Backup,
+    pub state: BackupState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupState {
+    /// `previous` is what `previous_status` becomes if the backup is deleted now (the
+    /// inventory keeps it up to date); while live it shows only once the backup has finished
+    /// and moved on to a non-terminal status (Deleting, DeletePending).
+    Live { previous: Option<BackupStatus> },
+    /// Kept for the backfill window after `deleted_at`.
+    Deleted {
+        previous: BackupStatus,
+        deleted_at: Timestamp,
+    },
+}
+
+const DELETED: &str = "Deleted";
+
+impl BackupRow {
+    fn live(&self) -> bool {
+        matches!(self.state, BackupState::Live { .. })
+    }
+
+    /// `status` of the backup's own info series.
+    fn status(&self) -> &'static str {
+        match self.state {
+            BackupState::Live { .. } => self.backup.status.as_str(),
+            BackupState::Deleted { .. } => DELETED,
+        }
+    }
+
+    /// `status` of a part's info series (a volume, a VM, a namespace): its own while the
+    /// backup is live (the backup's when the part has none), Deleted once the backup is.
+    fn part_status(&self, own: Option<&'static str>) -> &'static str {
+        match self.state {
+            BackupState::Live { .. } => own.unwrap_or(self.backup.status.as_str()),
+            BackupState::Deleted { .. } => DELETED,
+        }
+    }
+
+    /// `previous_status`, one value for every info series of the backup so that joins on it
+    /// agree.
+    fn previous(&self) -> &'static str {
+        match self.state {
+            BackupState::Live { previous: Some(p) }
+                if p.is_terminal() && !self.backup.status.is_terminal() =>
+            {
+                p.as_str()
+            }
+            BackupState::Live { .. } => "",
+            BackupState::Deleted { previous, .. } => previous.as_str(),
+        }
+    }
+
+    /// The namespaces of the backup as one label value: PX-Backup's alert rules template
+    /// `backup_namespace`; a backup of several namespaces joins them with commas.
+    fn namespaces(&self) -> String {
+        self.backup.namespaces.join(",")
+    }
+}
+
+fn identity(r: &BackupRow) -> Vec<&str> {
+    let b = &r.backup;
+    vec![
+        &b.owner.org_id,
+        &b.name,
+        &b.uid,
+        &b.owner.cluster,
+        &b.owner.cluster_uid,
+        &b.schedule_name,
+    ]
+}
+
+fn uint(v: Option<u64>) -> Option<Value> {
+    v.map(Value::Uint)
+}
+
+/// A gauge of a live backup.
+fn live(s: &mut Samples<'_>, r: &BackupRow, value: Option<Value>) {
+    if r.live() {
+        s.push_some(&[], value);
+    }
+}
+
+pub const DELETED_TIMESTAMP_LABELS: &[&str] = labels!(IDENTITY, "previous_status");
+
+pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
+    identity: IDENTITY,
+    identity_values: identity,
+    generators: &[
+        // The six backup information families.
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_object_info",
+                "Information about a backup; status Deleted marks a deleted backup kept for the backfill window, previous_status its last terminal status",
+                labels!(IDENTITY, "backup_namespace", "backup_location", "backup_object_type", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                let b = &r.backup;
+                s.push(
+                    &[
+                        &r.namespaces(),
+                        &b.backup_location,
+                        &b.backup_object_type,
+                        r.status(),
+                        r.previous(),
+                    ],
+                    Value::Int(1),
+                );
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_volume_info",
+                "Information about a volume of a backup; status Deleted once the backup is deleted",
+                labels!(IDENTITY, "volume", "pvc", "pvc_namespace", "storage_class", "driver", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                for v in &r.backup.volumes {
+                    s.push(
+                        &[
+                            &v.volume,
+                            &v.pvc,
+                            &v.pvc_namespace,
+                            &v.storage_class,
+                            &v.driver,
+                            r.part_status(v.status.map(BackupStatus::as_str)),
+                            r.previous(),
+                        ],
+                        Value::Int(1),
+                    );
+                }
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_virtual_machine_info",
+                "A virtual machine in a VM backup; status Deleted once the backup is deleted",
+                labels!(IDENTITY, "virtual_machine", "virtual_machine_namespace", "os_name", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                for vm in &r.backup.virtual_machines {
+                    s.push(
+                        &[
+                            &vm.name,
+                            &vm.namespace,
+                            &vm.os_name,
+                            r.part_status(vm.status.map(BackupStatus::as_str)),
+                            r.previous(),
+                        ],
+                        Value::Int(1),
+                    );
+                }
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_virtual_machine_resource_info",
+                "A Kubernetes resource in a VM backup and the VMs it belongs to (comma-separated); status Deleted once the backup is deleted",
+                labels!(IDENTITY, "resource_group", "resource_version", "resource_kind", "resource_name", "resource_namespace", "virtual_machine", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                for res in &r.backup.vm_resources {
+                    s.push(
+                        &[
+                            &res.group,
+                            &res.version,
+                            &res.kind,
+                            &res.name,
+                            &res.namespace,
+                            &res.virtual_machines.join(","),
+                            r.status(),
+                            r.previous(),
+                        ],
+                        Value::Int(1),
+                    );
+                }
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_resource_info",
+                "A namespace in a backup with how its backup went; status Deleted once the backup is deleted",
+                labels!(IDENTITY, "backup_namespace", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                for ns in &r.backup.namespace_resources {
+                    s.push(
+                        &[
+                            &ns.namespace,
+                            r.part_status(ns.status.map(|st| st.as_str())),
+                            r.previous(),
+                        ],
+                        Value::Int(1),
+                    );
+                }
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_resource_type_info",
+                "A resource type (group/version/kind) backed up in a namespace; status is the namespace's, Deleted once the backup is deleted",
+                labels!(IDENTITY, "backup_namespace", "resource_type", "status", "previous_status"),
+            ),
+            generate: |r, s| {
+                for ns in &r.backup.namespace_resources {
+                    let status = r.part_status(ns.status.map(|st| st.as_str()));
+                    for t in &ns.resource_types {
+                        s.push(&[&ns.namespace, &t.name, status, r.previous()], Value::Int(1));
+                    }
+                }
+            },
+        },
+        // Live backups.
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_status",
+                "Backup status as the PXB enum: Invalid 0, Pending 1, InProgress 2, Aborted 3, Failed 4, Deleting 5, Success 6, Captured 7, PartialSuccess 8, DeletePending 9, CloudBackupMissing 10",
+                labels!(IDENTITY, "backup_namespace"),
+            ),
+            generate: |r, s| {
+                if r.live() {
+                    s.push(&[&r.namespaces()], Value::Int(r.backup.status.value()));
+                }
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_size_bytes",
+                "Total size of the backup in bytes",
+                IDENTITY,
+            ),
+            generate: |r, s| live(s, r, uint(r.backup.size_bytes)),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_duration_seconds",
+                "Time from the start of the backup to its completion",
+                IDENTITY,
+            ),
+            generate: |r, s| {
+                let b = &r.backup;
+                live(s, r, elapsed_secs(b.created_at, b.completed_at).map(Value::Float));
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_volumes",
+                "Number of volumes in the backup",
+                IDENTITY,
+            ),
+            generate: |r, s| live(s, r, Some(Value::Uint(r.backup.volumes.len() as u64))),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_resources",
+                "Number of Kubernetes resources in the backup",
+                IDENTITY,
+            ),
+            generate: |r, s| live(s, r, uint(r.backup.resource_count)),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_failed_resources",
+                "Number of Kubernetes resources of the backup that failed",
+                IDENTITY,
+            ),
+            generate: |r, s| live(s, r, uint(r.backup.failed_resource_count)),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_failed_volumes",
+                "Number of volumes of the backup that failed",
+                IDENTITY,
+            ),
+            generate: |r, s| live(s, r, uint(r.backup.failed_volume_count)),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_created_timestamp_seconds",
+                "Unix time the backup started",
+                IDENTITY,
+            ),
+            generate: |r, s| {
+                live(s, r, r.backup.created_at.map(|t| Value::Float(t.as_secs_f64())));
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_completed_timestamp_seconds",
+                "Unix time the backup completed",
+                IDENTITY,
+            ),
+            generate: |r, s| {
+                live(s, r, r.backup.completed_at.map(|t| Value::Float(t.as_secs_f64())));
+            },
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_resources",
+                "Number of Kubernetes resources backed up in a namespace",
+                labels!(IDENTITY, "backup_namespace"),
+            ),
+            generate: |r, s| per_namespace(r, s, |ns| ns.total_resources),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_failed_resources",
+                "Number of Kubernetes resources of a namespace whose backup failed",
+                labels!(IDENTITY, "backup_namespace"),
+            ),
+            generate: |r, s| per_namespace(r, s, |ns| ns.failed_resources),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_volumes",
+                "Number of volumes backed up in a namespace",
+                labels!(IDENTITY, "backup_namespace"),
+            ),
+            generate: |r, s| per_namespace(r, s, |ns| ns.total_volumes),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_failed_volumes",
+                "Number of volumes of a namespace whose backup failed",
+                labels!(IDENTITY, "backup_namespace"),
+            ),
+            generate: |r, s| per_namespace(r, s, |ns| ns.failed_volumes),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_resource_type_resources",
+                "Number of resources of one type (group/version/kind) backed up in a namespace",
+                labels!(IDENTITY, "backup_namespace", "resource_type"),
+            ),
+            generate: |r, s| per_resource_type(r, s, |t| t.total_resources),
+        },
+        Generator {
+            family: Family::gauge(
+                "pxbackup_namespace_resource_type_failed_resources",
+                "Number of resources of one type (group/version/kind) in a namespace whose backup failed",
+                labels!(IDENTITY, "backup_namespace", "resource_type"),
+            ),
+            generate: |r, s| per_resource_type(r, s, |t| t.failed_resources),
+        },
+        // Deleted backups.
+        Generator {
+            family: Family::gauge(
+                "pxbackup_backup_deleted_timestamp_seconds",
+                "Unix time a deleted backup was deleted; present for the backfill window only",
+                DELETED_TIMESTAMP_LABELS,
+            ),
+            generate: |r, s| {
+                if let BackupState::Deleted {
+                    previous,
+                    deleted_at,
+                } = r.state
+                {
+                    s.push(
+                        &[previous.as_str()],
+                        Value::Float(deleted_at.as_secs_f64()),
+                    );
+                }
+            },
+        },
+    ],
+};
+
+fn per_namespace(
+    r: &BackupRow,
+    s: &mut Samples<'_>,
+    count: fn(&crate::model::NamespaceResources) -> Option<u64>,
+) {
+    if !r.live() {
+        return;
+    }
+    for ns in &r.backup.namespace_resources {
+        s.push_some(&[&ns.namespace], uint(count(ns)));
+    }
+}
+
+fn per_resource_type(
+    r: &BackupRow,
+    s: &mut Samples<'_>,
+    count: fn(&crate::model::ResourceType) -> Option<u64>,
+) {
+    if !r.live() {
+        return;
+    }
+    for ns in &r.backup.namespace_resources {
+        for t in &ns.resource_types {
+            s.push_some(&[&ns.namespace, &t.name], uint(count(t)));
+        }
+    }
+}
+
+/// How many series a backup's resource lists make in the two per-resource families (VM
+/// resources, namespace resource types): what `--max-resource-series-per-backup` bounds.
+pub fn resource_series(b: &Backup) -> usize {
+    b.vm_resources.len()
+        + b.namespace_resources
+            .iter()
+            .map(|ns| ns.resource_types.len())
+            .sum::<usize>()
+}
+
+/// Cuts a backup's resource lists to at most `max` series (VM resources first, then resource
+/// types namespace by namespace, in the order the source gave them). Returns how many series
+/// were cut.
+pub fn cap_resource_series(b: &mut Backup, max: usize) -> usize {
+    let before = resource_series(b);
+    if before <= max {
+        return 0;
+    }
+    let mut room = max;
+    b.vm_resources.truncate(room);
+    room -= b.vm_resources.len();
+    for ns in &mut b.namespace_resources {
+        ns.resource_types.truncate(room);
+        room -= ns.resource_types.len();
+    }
+    before - resource_series(b)
+}

@@ -1,0 +1,256 @@
+//! Every metric family this sidecar exports, each described once: its name, help, type and
+//! labels, and (for the families of inventory objects) the function that renders an object
+//! into it, as kube-state-metrics' `FamilyGenerator` does. The catalog
+//! (`pxbackup-sidecar catalog`), the renderer and the scrape all read these descriptions, so
+//! they cannot drift, and nothing depends on the position of a section.
+//!
+//! Data flows one way: `model` -> `families` (text of one object) -> `inventory` (keeps it
+//! rendered) -> `exposition` (serves it).
+
+pub mod backup;
+pub mod objects;
+pub mod sidecar;
+pub mod text;
+
+use serde::Serialize;
+
+pub use text::{Format, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    Gauge,
+    Counter,
+}
+
+/// A family's description.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    /// For counters, the name without `_total` (the OpenMetrics family name).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricType,
+    /// Label names in the order they are written.
+    pub labels: &'static [&'static str],
+}
+
+impl Family {
+    pub const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            labels,
+        }
+    }
+    pub const fn counter(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Counter,
+            labels,
+        }
+    }
+    /// The sample name PromQL uses (`_total` for counters).
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            MetricType::Counter => format!("{}_total", self.name),
+            MetricType::Gauge => self.name.to_owned(),
+        }
+    }
+}
+
+/// Joins an identity label list and a family's own labels into one `&'static` list, at
+/// compile time.
+#[macro_export]
+macro_rules! labels {
+    ($identity:path $(, $extra:literal)*) => {{
+        const L: &[&str] = &{
+            const ID: &[&str] = $identity;
+            let mut out = [""; ID.len() + [$($extra),*].len()];
+            let mut i = 0;
+            while i < ID.len() { out[i] = ID[i]; i += 1; }
+            let extra: &[&str] = &[$($extra),*];
+            let mut j = 0;
+            while j < extra.len() { out[i + j] = extra[j]; j += 1; }
+            out
+        };
+        L
+    }};
+}
+
+/// One family of an object kind: its description and how one object renders into it.
+pub struct Generator<T: ?Sized + 'static> {
+    pub family: Family,
+    pub generate: fn(&T, &mut Samples<'_>),
+}
+
+/// The families of one kind of object: the identity labels every series of the kind starts
+/// with, how to read them off an object, and the generators in exposition order.
+pub struct KindFamilies<T: ?Sized + 'static> {
+    pub identity: &'static [&'static str],
+    pub identity_values: for<'a> fn(&'a T) -> Vec<&'a str>,
+    pub generators: &'static [Generator<T>],
+}
+
+impl<T: ?Sized> KindFamilies<T> {
+    pub fn len(&self) -> usize {
+        self.generators.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.generators.is_empty()
+    }
+    pub fn families(&self) -> impl Iterator<Item = &'static Family> + '_ {
+        self.generators.iter().map(|g| &g.family)
+    }
+
+    /// Appends `object`'s series of family `i` to `outs[i]`, for every family: the identity
+    /// labels are escaped once per object, not once per series.
+    pub fn render(&self, object: &T, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
+        identity.clear();
+        let values = (self.identity_values)(object);
+        debug_assert_eq!(values.len(), self.identity.len());
+        let pairs: Vec<(&str, &str)> = self.identity.iter().copied().zip(values).collect();
+        text::write_labels(identity, &pairs, true);
+        for (generator, out) in self.generators.iter().zip(outs.iter_mut()) {
+            let mut samples = Samples {
+                out,
+                family: &generator.family,
+                identity,
+                extra: &generator.family.labels[self.identity.len()..],
+            };
+            (generator.generate)(object, &mut samples);
+        }
+    }
+}
+
+/// Where a generator writes the series of one object in one family. Label names come from the
+/// family's description; a generator gives only values, in the same order.
+pub struct Samples<'a> {
+    out: &'a mut Vec<u8>,
+    family: &'a Family,
+    identity: &'a [u8],
+    extra: &'a [&'static str],
+}
+
+impl Samples<'_> {
+    /// One series: `values` pair with the family's labels after the identity ones.
+    pub fn push(&mut self, values: &[&str], value: Value) {
+        debug_assert_eq!(
+            values.len(),
+            self.extra.len(),
+            "{}: label values do not match the description",
+            self.family.name
+        );
+        text::write_sample_parts(
+            self.out,
+            self.family,
+            self.identity,
+            self.extra,
+            values,
+            value,
+        );
+    }
+
+    /// One series when the value is known.
+    pub fn push_some(&mut self, values: &[&str], value: Option<Value>) {
+        if let Some(v) = value {
+            self.push(values, v);
+        }
+    }
+}
+
+/// Every family, in exposition order.
+pub fn all() -> Vec<&'static Family> {
+    let mut out: Vec<&'static Family> = Vec::new();
+    out.extend(backup::FAMILIES.families());
+    out.extend(objects::RESTORE.families());
+    out.extend(objects::SCHEDULE.families());
+    out.extend(objects::SCHEDULE_LAST_SUCCESS.families());
+    out.extend(objects::CLUSTER.families());
+    out.extend(objects::BACKUP_LOCATION.families());
+    out.extend(sidecar::ALL);
+    out
+}
+
+/// One catalog entry as `pxbackup-sidecar catalog` prints it: `name` is the sample name
+/// (with `_total` for counters), as PromQL uses it.
+#[derive(Serialize)]
+pub struct CatalogEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: MetricType,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+pub fn catalog() -> Vec<CatalogEntry> {
+    all()
+        .into_iter()
+        .map(|f| CatalogEntry {
+            name: f.sample_name(),
+            kind: f.kind,
+            help: f.help,
+            labels: f.labels,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_prefixed_and_never_use_reserved_labels() {
+        let all = all();
+        let mut names: Vec<_> = all.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        for f in all {
+            assert!(f.name.starts_with("pxbackup_"), "{}", f.name);
+            assert!(!f.help.contains(['\n', '\\', '"']), "{}", f.name);
+            let mut labels = f.labels.to_vec();
+            labels.sort_unstable();
+            labels.dedup();
+            assert_eq!(labels.len(), f.labels.len(), "{} repeats a label", f.name);
+            for l in f.labels {
+                // Target labels Prometheus (or its Kubernetes discovery) sets itself.
+                assert!(
+                    !matches!(*l, "job" | "instance" | "namespace" | "pod"),
+                    "{} uses {l}",
+                    f.name
+                );
+            }
+            // promtool: `_count` / `_sum` / `_bucket` belong to histograms and summaries.
+            if f.kind == MetricType::Gauge {
+                assert!(!f.name.ends_with("_count"), "{}", f.name);
+                assert!(!f.name.ends_with("_total"), "{}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn label_lists_join_identity_and_extras() {
+        assert_eq!(
+            backup::DELETED_TIMESTAMP_LABELS,
+            &[
+                "org_id",
+                "name",
+                "uid",
+                "cluster",
+                "cluster_uid",
+                "schedule_name",
+                "previous_status"
+            ]
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Series kept compressed: a segment is the text of some series as raw deflate data ending in
+//! a full flush, so that segments compressed independently can be sent one after the other as
+//! one deflate stream (pigz's trick). With the CRC-32 and length of each segment's text, a
+//! scrape assembles a valid gzip member without compressing anything it already has, and the
+//! plain text is inflated on the fly. Compressed text is about a tenth of the plain text, which
+//! is what keeps a large fleet within its memory target.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// zlib-rs level 2: dynamic Huffman codes (level 1 uses static ones and compresses backup
+/// text 30% worse), about 300 MB/s per core on this text.
+const LEVEL: u32 = 2;
+
+/// Some series as compressed text.
+#[derive(Clone, Debug, Default)]
+pub struct Segment {
+    /// Raw deflate blocks ending in a full flush; empty when the text is.
+    pub deflate: Bytes,
+    /// CRC-32 of the text.
+    pub crc: u32,
+    /// Length of the text.
+    pub len: u64,
+}
+
+impl Segment {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The segments of one group of objects, one per family of their kind.
+#[derive(Debug, Default)]
+pub struct GroupSegments {
+    pub families: Box<[Segment]>,
+}
+
+impl GroupSegments {
+    /// Compressed bytes held.
+    pub fn deflate_bytes(&self) -> usize {
+        self.families.iter().map(|s| s.deflate.len()).sum()
+    }
+}
+
+pub type SharedGroup = Arc<GroupSegments>;
+
+/// A reusable compressor: a zlib state is a few hundred KB, so each thread keeps one.
+pub struct Compressor {
+    state: Compress,
+    out: Vec<u8>,
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Compressor {
+            state: Compress::new(Compression::new(LEVEL), false),
+            out: Vec::new(),
+        }
+    }
+}
+
+impl Compressor {
+    pub fn compress(&mut self, text: &[u8]) -> Segment {
+        if text.is_empty() {
+            return Segment::default();
+        }
+        self.state.reset();
+        self.out.clear();
+        self.out.reserve(text.len() / 4 + 64);
+        let mut input = text;
+        loop {
+            if self.out.capacity() - self.out.len() < 64 {
+                self.out.reserve(self.out.len().max(4096));
+            }
+            let before = self.state.total_in();
+            // Compressing into a Vec with room cannot fail: errors are for misuse of the
+            // stream (a flush after finish), which this code never does.
+            let status = self
+                .state
+                .compress_vec(input, &mut self.out, FlushCompress::Full)
+                .unwrap_or(Status::StreamEnd);
+            let used = usize::try_from(self.state.total_in() - before).unwrap_or(input.len());
+            input = &input[used..];
+            // Done once all input is in and the flush marker fitted (room left over).
+            if input.is_empty() && self.out.len() < self.out.capacity() {
+                break;
+            }
+            if status == Status::StreamEnd {
+                break;
+            }
+        }
+        Segment {
+            deflate: Bytes::copy_from_slice(&self.out),
+            crc: crc32fast::hash(text),
+            len: text.len() as u64,
+        }
+    }
+}
+
+/// Inflates segments back to text, for scrapers that do not accept gzip.
+pub struct Inflater {
+    state: Decompress,
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater {
+            state: Decompress::new(false),
+        }
+    }
+}
+
+/// A segment that does not inflate to the length it was made with: a bug or memory damage.
+#[derive(Debug, thiserror::Error)]
+#[error("a compressed segment is damaged: {0}")]
+pub struct DamagedSegment(String);
+
+impl Inflater {
+    /// Appends the text of `segment` to `out`.
+    pub fn inflate(&mut self, segment: &Segment, out: &mut Vec<u8>) -> Result<(), DamagedSegment> {
+        if segment.is_empty() {
+            return Ok(());
+        }
+        self.state.reset(false);
+        let want = usize::try_from(segment.len).map_err(|e| DamagedSegment(e.to_string()))?;
+        out.reserve(want);
+        let start = out.len();
+        let mut input = &segment.deflate[..];
+        while out.len() - start < want {
+            let before = self.state.total_in();
+            self.state
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .map_err(|e| DamagedSegment(e.to_string()))?;
+            let used = usize::try_from(self.state.total_in() - before).unwrap_or(0);
+            input = &input[used..];
+            if used == 0 && out.len() == out.capacity() {
+                out.reserve(want - (out.len() - start));
+            } else if used == 0 && input.is_empty() {
+                break;
+            }
+        }
+        if out.len() - start != want {
+            return Err(DamagedSegment(format!(
+                "{} bytes of text instead of {want}",
+                out.len() - start
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The fixed-code final block that ends a deflate stream of full-flushed segments.
+pub const DEFLATE_END: [u8; 2] = [0x03, 0x00];
+
+/// A gzip member header: no name, no time (so equal bodies are equal bytes), unknown OS.
+pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// The gzip trailer for text with this CRC-32 and length.
+pub fn gzip_trailer(crc: u32, len: u64) -> [u8; 8] {
+    let mut t = [0u8; 8];
+    t[..4].copy_from_slice(&crc.to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    t[4..].copy_from_slice(&((len & 0xffff_ffff) as u32).to_le_bytes());
+    t
+}
+
+/// CRC-32 and length of texts laid end to end, from theirs.
+#[derive(Clone)]
+pub struct Checksum {
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Checksum {
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Checksum {
+    pub fn push(&mut self, segment: &Segment) {
+        if segment.is_empty() {
+            return;
+        }
+        let next = crc32fast::Hasher::new_with_initial_len(segment.crc, segment.len);
+        self.hasher.combine(&next);
+        self.len += segment.len;
+    }
+    pub fn crc(&self) -> u32 {
+        self.hasher.clone().finalize()
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn text(seed: u64, lines: usize) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut out = Vec::new();
+        for i in 0..lines {
+            out.extend_from_slice(
+                format!(
+                    "pxbackup_backup_status{{uid=\"{:x}\",name=\"nightly-{i}\"}} {}\n",
+                    rng.u64(..),
+                    rng.u8(0..11)
+                )
+                .as_bytes(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn segments_laid_end_to_end_are_one_gzip_member() {
+        let texts: Vec<Vec<u8>> = vec![text(1, 300), vec![], text(2, 1), text(3, 5000), text(4, 2)];
+        let mut c = Compressor::default();
+        let segments: Vec<Segment> = texts.iter().map(|t| c.compress(t)).collect();
+        let mut sum = Checksum::default();
+        let mut body = GZIP_HEADER.to_vec();
+        for s in &segments {
+            body.extend_from_slice(&s.deflate);
+            sum.push(s);
+        }
+        body.extend_from_slice(&DEFLATE_END);
+        body.extend_from_slice(&gzip_trailer(sum.crc(), sum.len()));
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, texts.concat());
+        // And each segment inflates alone.
+        let mut inflater = Inflater::default();
+        let mut plain = Vec::new();
+        for s in &segments {
+            inflater.inflate(s, &mut plain).unwrap();
+        }
+        assert_eq!(plain, texts.concat());
+    }
+
+    #[test]
+    fn a_damaged_segment_is_reported_not_served() {
+        let mut c = Compressor::default();
+        let mut s = c.compress(&text(5, 100));
+        s.len += 1;
+        assert!(Inflater::default().inflate(&s, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn compression_pays() {
+        let t = text(6, 2000);
+        let s = Compressor::default().compress(&t);
+        assert!(
+            s.deflate.len() * 3 < t.len(),
+            "{} of {}",
+            s.deflate.len(),
+            t.len()
+        );
+    }
+}
