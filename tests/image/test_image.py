@@ -157,7 +157,10 @@ def setUpModule():
     shutil.copy(ARCHIVE, Image.work / "first.tar")
     run(["bash", str(BUILD), "--binary", str(BIN)])
     Image.second_sha = sha256(ARCHIVE)
-    Image.epoch = int(run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"]).stdout)
+    Image.epoch = int(
+        os.environ.get("SOURCE_DATE_EPOCH")
+        or run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"]).stdout
+    )
 
     with tarfile.open(ARCHIVE) as t:
         def blob(digest):
@@ -578,6 +581,63 @@ class TestTls(unittest.TestCase):
         self.assertEqual(peer.seen(), [], "no request may get through an untrusted handshake")
         self.assertGreater(self.system_roots(sb), 100)
         self.assertEqual(sb.stop(), 0, sb.log())
+
+
+class TestContainerfile(unittest.TestCase):
+    """The Containerfile's own two-stage build, offline: a stand-in for the Rust builder image
+    (this machine's bash, coreutils, binutils, ldd, CA bundle, and a `cargo` that hands over the
+    release binary) lets buildah run both stages. Its layer must be the offline build's, byte for
+    byte: one root filesystem, whichever way the image is built."""
+
+    TOOLS = ("bash", "sh", "mkdir", "ls", "cp", "chmod", "chown", "find", "touch", "sort", "sed",
+             "grep", "tr", "dirname", "id", "cat", "head", "readelf", "strip", "ldd")
+
+    def test_two_stage_build_gives_the_offline_layer(self):
+        builder_ref = re.search(r"(?m)^FROM\s+(\S+)\s+AS build", (ROOT / "Containerfile").read_text()).group(1)
+        d = Image.work / "containerfile"
+        fake = d / "builder"
+        for tool in self.TOOLS:
+            path = os.path.realpath(shutil.which(tool)) if tool != "sh" else "/usr/bin/bash"
+            dst = fake / ("usr/bin/" + tool)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, dst)
+            for lib in ldd_libraries(path) if run(["ldd", path], check=False).returncode == 0 else ():
+                (fake / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(os.path.realpath(lib), fake / lib.lstrip("/"))
+        for lib in ldd_libraries(BIN):  # ldd of the release binary needs them all in the builder
+            (fake / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.realpath(lib), fake / lib.lstrip("/"))
+        (fake / "bin").symlink_to("usr/bin")
+        (fake / "etc/ssl/certs").mkdir(parents=True)
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", fake / "etc/ssl/certs")
+        (fake / "usr/local/bin").mkdir(parents=True)
+        shutil.copy(BIN, fake / "usr/local/bin/pxbackup-sidecar.release")
+        cargo = fake / "usr/local/bin/cargo"
+        cargo.write_text(
+            "#!/bin/bash\nset -e\n[ \"$*\" = 'build --release --locked --bin pxbackup-sidecar' ]\n"
+            "mkdir -p target/release\ncp /usr/local/bin/pxbackup-sidecar.release target/release/pxbackup-sidecar\n"
+        )
+        cargo.chmod(0o755)
+        b = ["buildah", "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs"]
+        try:
+            c = run([*b, "from", "scratch"]).stdout.strip()
+            run([*b, "copy", c, str(fake) + "/", "/"])
+            run([*b, "config", "--env", "PATH=/usr/local/bin:/usr/bin:/bin", c])
+            run([*b, "commit", "--quiet", c, builder_ref])
+            head = run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]).stdout.strip()
+            run([*b, "build", "--quiet", "--isolation", "chroot", "--pull=never", "--layers=false",
+                 "--timestamp", str(Image.epoch), "--build-arg", f"SOURCE_DATE_EPOCH={Image.epoch}",
+                 "--build-arg", f"VERSION={VERSION}", "--build-arg", f"REVISION={head}",
+                 "-f", str(ROOT / "Containerfile"), "-t", "localhost/two-stage:test", str(ROOT)])
+            built = json.loads(run([*b, "inspect", "--type", "image", "localhost/two-stage:test"]).stdout)["OCIv1"]
+        finally:
+            run([*b, "rmi", "--all", "--force"], check=False)
+            shutil.rmtree(d, ignore_errors=True)
+        self.assertEqual(built["rootfs"]["diff_ids"], Image.config["rootfs"]["diff_ids"])
+        for key in ("User", "Entrypoint", "Cmd", "ExposedPorts", "Env"):
+            self.assertEqual(built["config"].get(key), Image.config["config"].get(key), key)
+        strip_revision = lambda labels: {k: v for k, v in labels.items() if not k.endswith(".revision")}
+        self.assertEqual(strip_revision(built["config"]["Labels"]), strip_revision(Image.config["config"]["Labels"]))
 
 
 class TestSources(unittest.TestCase):
