@@ -12,7 +12,12 @@
 #   cargo build --release --locked --bin pxbackup-sidecar
 #   scripts/build-image.sh [--binary PATH] [--output PATH] [--image NAME:TAG]
 #
-# Needs root (or rootless buildah) and, from Debian: buildah, binutils, tar.
+#   SOURCE_DATE_EPOCH        every timestamp (default: the commit's time)
+#   PXBACKUP_IMAGE_SOURCE    label org.opencontainers.image.source
+#                            (default https://github.com/portworx/pxbackup-sidecar)
+#   PXBACKUP_IMAGE_REVISION  label ...revision outside a git checkout (inside: HEAD, -dirty if changed)
+#
+# Runs as root (rootless buildah is not tried), with Debian's buildah, binutils and tar.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
