@@ -649,6 +649,10 @@ class TestSources(unittest.TestCase):
         for ref in froms[:-1]:
             self.assertRegex(ref, r"@sha256:[0-9a-f]{64}$|:\d+\.\d+\.\d+[-\w.]*$", f"{ref} is not pinned")
 
+    def test_ignore_files_agree(self):
+        # buildah/podman read .containerignore, docker .dockerignore: the same build context.
+        self.assertEqual((ROOT / ".containerignore").read_text(), (ROOT / ".dockerignore").read_text())
+
     def test_build_script_explains_bad_input(self):
         p = run(["bash", str(BUILD), "--binary", "/nonexistent/pxbackup-sidecar"], check=False)
         self.assertNotEqual(p.returncode, 0)
