@@ -4,6 +4,10 @@ use clap::Parser;
 use pxbackup_sidecar::config::{Cli, Command, Settings};
 use pxbackup_sidecar::{app, families, logging, telemetry};
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
 
