@@ -28,11 +28,22 @@ impl Timestamp {
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         )
     }
-    /// Parses RFC 3339 (`2026-11-23T01:00:00Z`), the format of both the ingest API and
-    /// Kubernetes timestamps.
-    pub fn parse_rfc3339(s: &str) -> Result<Self, humantime::TimestampError> {
-        let t = humantime::parse_rfc3339_weak(s)?;
-        Ok(Timestamp::from_system_time(t))
+    /// Parses RFC 3339 with its zone: `2026-11-23T01:00:00Z` or `2026-11-23T03:00:00+02:00`,
+    /// the format of both the ingest API and Kubernetes timestamps. A time without a zone is
+    /// an error rather than UTC: taking a local time as UTC would shift it silently.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, TimestampError> {
+        use time::format_description::well_known::Rfc3339;
+        match time::OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => {
+                let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+                Ok(Timestamp(i64::try_from(ms).unwrap_or(i64::MAX)))
+            }
+            Err(_) if has_no_zone(s) => Err(TimestampError::NoZone(s.to_owned())),
+            Err(e) => Err(TimestampError::Invalid {
+                value: s.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
     }
     pub fn from_system_time(t: std::time::SystemTime) -> Self {
         match t.duration_since(std::time::UNIX_EPOCH) {
@@ -40,6 +51,32 @@ impl Timestamp {
             Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
         }
     }
+}
+
+/// Why a time could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("{0:?} has no time zone: add Z (UTC) or an offset such as +02:00")]
+    NoZone(String),
+    #[error("{value:?} is not an RFC 3339 time ({reason}); expected e.g. 2026-11-23T01:00:00Z")]
+    Invalid { value: String, reason: String },
+}
+
+/// A date and a time of day (`2026-11-23T01:00:00`) without `Z` or a numeric offset.
+fn has_no_zone(s: &str) -> bool {
+    let (Some(date), Some(time_of_day)) = (s.get(..10), s.get(11..)) else {
+        return false;
+    };
+    let is_date = date.bytes().enumerate().all(|(i, b)| {
+        if i == 4 || i == 7 {
+            b == b'-'
+        } else {
+            b.is_ascii_digit()
+        }
+    });
+    is_date
+        && matches!(s.as_bytes()[10], b'T' | b't')
+        && !time_of_day.contains(['Z', 'z', '+', '-'])
 }
 
 impl fmt::Display for Timestamp {
@@ -506,5 +543,37 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-11-23T01:00:00Z").unwrap();
         assert_eq!(t, Timestamp::from_secs(1_795_395_600));
         assert_eq!(t.to_string(), "2026-11-23T01:00:00.000Z");
+        for same in [
+            "2026-11-23T03:00:00+02:00",
+            "2026-11-22T20:00:00-05:00",
+            "2026-11-23T01:00:00.000Z",
+            "2026-11-23t01:00:00z",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(same), Ok(t), "{same}");
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-23T01:00:00.250+00:00"),
+            Ok(Timestamp(t.0 + 250))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1969-12-31T23:59:59.5Z"),
+            Ok(Timestamp(-500))
+        );
+    }
+
+    #[test]
+    fn a_time_without_a_zone_is_refused() {
+        for zoneless in ["2026-11-23T01:00:00", "2026-11-23T01:00:00.5"] {
+            let e = Timestamp::parse_rfc3339(zoneless).unwrap_err();
+            assert_eq!(e, TimestampError::NoZone(zoneless.into()));
+            assert!(e.to_string().contains("no time zone"), "{e}");
+        }
+        for bad in ["yesterday", "2026-11-23", "2026-13-23T01:00:00Z", ""] {
+            let e = Timestamp::parse_rfc3339(bad).unwrap_err();
+            assert!(
+                matches!(&e, TimestampError::Invalid { value, .. } if value == bad),
+                "{bad}: {e:?}"
+            );
+        }
     }
 }

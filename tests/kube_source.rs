@@ -15,6 +15,11 @@ const KUBE_SYSTEM_UID: &str = "8f1e2d3c-4b5a-4968-8776-655443322110";
 const BACKUPS: &str = "applicationbackups";
 const RESTORES: &str = "applicationrestores";
 const SCHEDULES: &str = "applicationbackupschedules";
+const POLICIES: &str = "schedulepolicies";
+const NAMESPACED_POLICIES: &str = "namespacedschedulepolicies";
+/// Watches of a sidecar watching all namespaces: backups, restores, schedules, namespaced
+/// schedule policies and (cluster-scoped) schedule policies.
+const WATCHES: usize = 5;
 
 /// uid of backup-pending.json (no PXB annotations: the CR's uid).
 const PENDING_UID: &str = "5a0c9e6e-1f7d-4c4e-9d55-2a3b4c5d6e01";
@@ -248,7 +253,7 @@ async fn an_ended_watch_resumes_without_a_relist_and_bookmarks_change_nothing() 
     s.sidecar.ready().await;
     let uid = [("uid", SUCCESSFUL_UID)];
     let before = s.until_value("pxbackup_backup_status", &uid, 6.0).await;
-    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+    s.wait_server("every watch open", |srv| srv.open_watches() == WATCHES)
         .await;
     let lists = s.server.lists();
 
@@ -256,7 +261,7 @@ async fn an_ended_watch_resumes_without_a_relist_and_bookmarks_change_nothing() 
         s.server.bookmark();
     }
     s.server.drop_watches();
-    s.wait_server("the watches resumed", |srv| srv.open_watches() == 3)
+    s.wait_server("the watches resumed", |srv| srv.open_watches() == WATCHES)
         .await;
     s.server.bookmark();
     s.server.put(
@@ -310,7 +315,7 @@ async fn lost_delete_is_found_by_the_relist(gone_as_http: bool) {
         .await;
     s.until_value("pxbackup_backup_status", &[("uid", other_uid)], 6.0)
         .await;
-    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+    s.wait_server("every watch open", |srv| srv.open_watches() == WATCHES)
         .await;
     let lists = s.server.lists();
 
@@ -577,7 +582,8 @@ async fn namespaced_watchers_see_only_their_namespaces_and_relist_independently(
         !text.contains(c),
         "a namespace not asked for is not watched"
     );
-    s.wait_server("six watches open", |srv| srv.open_watches() == 6)
+    // Four namespaced resources in each of two namespaces, and the cluster's policies.
+    s.wait_server("nine watches open", |srv| srv.open_watches() == 9)
         .await;
 
     s.server
@@ -636,7 +642,7 @@ async fn sigterm_stops_the_watchers_and_exits_cleanly() {
     )
     .await;
     s.sidecar.ready().await;
-    s.wait_server("three watches open", |srv| srv.open_watches() == 3)
+    s.wait_server("every watch open", |srv| srv.open_watches() == WATCHES)
         .await;
     let status = s.sidecar.terminate();
     assert!(status.success(), "{status}:\n{}", s.sidecar.log());
@@ -723,5 +729,334 @@ async fn a_backup_deleted_while_the_sidecar_was_down_is_tombstoned() {
     assert_eq!(
         value(&after, "pxbackup_backup_status", &[("uid", other_uid)]),
         Some(6.0)
+    );
+}
+
+/// The object_info series of `uid` that says it was deleted, if any.
+fn tombstoned(text: &str, uid: &str) -> bool {
+    samples(text, "pxbackup_backup_object_info")
+        .into_iter()
+        .any(|l| has_label(l, "uid", uid) && has_label(l, "status", "Deleted"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paginated_lists_survive_an_expired_continue_token() {
+    let uids: Vec<String> = (0..5)
+        .map(|i| format!("66666666-0000-4000-8000-00000000000{i}"))
+        .collect();
+    let mut s = start(
+        |srv| {
+            srv.set_page_size(Some(2));
+            for (i, uid) in uids.iter().enumerate() {
+                srv.put(BACKUPS, backup(&format!("paged-{i}"), uid, "Successful"));
+            }
+            // The first list's second page: 410 Expired, so the watcher lists again.
+            srv.expire_next_continue();
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let mut text = String::new();
+    for uid in &uids {
+        text = s
+            .until_value("pxbackup_backup_status", &[("uid", uid)], 6.0)
+            .await;
+    }
+    assert_eq!(s.server.continues_expired(), 1);
+    assert!(
+        !samples(&text, "pxbackup_backup_object_info")
+            .iter()
+            .any(|l| has_label(l, "status", "Deleted")),
+        "a list cut short by 410 deletes nothing:\n{text}"
+    );
+    s.wait_server("every watch open", |srv| srv.open_watches() == WATCHES)
+        .await;
+
+    // A lost delete found by a paginated re-list, itself cut short once more.
+    s.server.expire_next_continue();
+    s.server
+        .delete_while_disconnected(BACKUPS, "shop", "paged-3");
+    let text = s
+        .until_value(
+            "pxbackup_backup_object_info",
+            &deleted_after_success(&uids[3]),
+            1.0,
+        )
+        .await;
+    assert_eq!(s.server.continues_expired(), 2);
+    for (i, uid) in uids.iter().enumerate().filter(|(i, _)| *i != 3) {
+        assert_eq!(
+            value(&text, "pxbackup_backup_status", &[("uid", uid)]),
+            Some(6.0),
+            "paged-{i}"
+        );
+        assert!(!tombstoned(&text, uid), "paged-{i}");
+    }
+}
+
+/// Starts with `--namespaces shop,team-b` and a Successful backup in each, then restarts
+/// with the backups of `last` listed only after everything else.
+async fn restart_with_two_namespaces(last: &str) {
+    let first = if last == "shop" { "team-b" } else { "shop" };
+    let uid_in = |ns: &str| {
+        if ns == "shop" {
+            "77777777-0000-4000-8000-00000000000a"
+        } else {
+            "77777777-0000-4000-8000-00000000000b"
+        }
+    };
+    let mut s = start(
+        |srv| {
+            for ns in ["shop", "team-b"] {
+                let mut cr = backup(&format!("in-{ns}"), uid_in(ns), "Successful");
+                cr["metadata"]["namespace"] = json!(ns);
+                srv.put(BACKUPS, cr);
+            }
+        },
+        &["--namespaces", "shop,team-b"],
+    )
+    .await;
+    s.sidecar.ready().await;
+    for ns in ["shop", "team-b"] {
+        s.until_value("pxbackup_backup_status", &[("uid", uid_in(ns))], 6.0)
+            .await;
+    }
+    s.restart_holding(BACKUPS, last).await;
+    s.wait_server(&format!("{first}'s backups listed and watched"), |srv| {
+        srv.open_watches_on(BACKUPS, Some(first)) == 1
+    })
+    .await;
+    // The tracker handles the finished list on its own task: give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = s.sidecar.scrape().await;
+    for ns in ["shop", "team-b"] {
+        assert!(
+            !tombstoned(&text, uid_in(ns)),
+            "{ns}'s backup tombstoned while {last} was still listing:\n{text}"
+        );
+        assert_eq!(
+            value(&text, "pxbackup_backup_status", &[("uid", uid_in(ns))]),
+            Some(6.0),
+            "{ns}"
+        );
+    }
+
+    s.server.release_lists(BACKUPS, Some(last));
+    s.sidecar.ready().await;
+    let text = s
+        .until("every watch open", |_| s.server.open_watches() == 9)
+        .await;
+    for ns in ["shop", "team-b"] {
+        assert!(!tombstoned(&text, uid_in(ns)), "{ns}:\n{text}");
+        assert_eq!(
+            value(&text, "pxbackup_backup_status", &[("uid", uid_in(ns))]),
+            Some(6.0)
+        );
+    }
+}
+
+impl Setup {
+    /// Stops the sidecar (SIGTERM) and starts it again, the lists of `plural` in `namespace`
+    /// held back until `release_lists`.
+    async fn restart_holding(&mut self, plural: &str, namespace: &str) {
+        let status = self.sidecar.terminate();
+        assert!(status.success(), "{status}:\n{}", self.sidecar.log());
+        self.server.hold_lists(plural, Some(namespace));
+        self.start_again();
+        self.wait_server("the held list was asked for", |srv| {
+            srv.waiting_lists() == 1
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_two_namespaces_tombstones_nothing_when_team_b_lists_last() {
+    restart_with_two_namespaces("team-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_two_namespaces_tombstones_nothing_when_shop_lists_last() {
+    restart_with_two_namespaces("shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs journal format 2 (origin persisted)"]
+async fn a_backup_deleted_in_one_namespace_while_down_is_tombstoned_once_every_namespace_listed() {
+    let (kept, gone, other) = (
+        "88888888-0000-4000-8000-00000000000a",
+        "88888888-0000-4000-8000-00000000000b",
+        "88888888-0000-4000-8000-00000000000c",
+    );
+    let mut s = start(
+        |srv| {
+            for (ns, name, uid) in [
+                ("shop", "kept", kept),
+                ("shop", "gone", gone),
+                ("team-b", "other", other),
+            ] {
+                let mut cr = backup(name, uid, "Successful");
+                cr["metadata"]["namespace"] = json!(ns);
+                srv.put(BACKUPS, cr);
+            }
+        },
+        &["--namespaces", "shop,team-b"],
+    )
+    .await;
+    s.sidecar.ready().await;
+    for uid in [kept, gone, other] {
+        s.until_value("pxbackup_backup_status", &[("uid", uid)], 6.0)
+            .await;
+    }
+    // Deleted while the sidecar is down; team-b lists last after the restart.
+    s.sidecar.terminate();
+    s.server.delete(BACKUPS, "shop", "gone");
+    s.server.hold_lists(BACKUPS, Some("team-b"));
+    s.start_again();
+    s.wait_server("team-b's list waits, shop's is watched", |srv| {
+        srv.waiting_lists() == 1 && srv.open_watches_on(BACKUPS, Some("shop")) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = s.sidecar.scrape().await;
+    assert!(
+        !tombstoned(&text, gone),
+        "not before every namespace has listed"
+    );
+    s.server.release_lists(BACKUPS, Some("team-b"));
+    let text = s
+        .until_value(
+            "pxbackup_backup_object_info",
+            &deleted_after_success(gone),
+            1.0,
+        )
+        .await;
+    for uid in [kept, other] {
+        assert_eq!(
+            value(&text, "pxbackup_backup_status", &[("uid", uid)]),
+            Some(6.0)
+        );
+    }
+}
+
+fn schedule(ns: &str, name: &str, uid: &str, policy: &str) -> Value {
+    let mut cr = fixture("schedule-suspended.json");
+    cr["metadata"]["namespace"] = json!(ns);
+    cr["metadata"]["name"] = json!(name);
+    cr["metadata"]["uid"] = json!(uid);
+    cr["spec"]["suspend"] = json!(false);
+    cr["spec"]["schedulePolicyName"] = json!(policy);
+    cr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_intervals_come_from_their_policies_and_follow_changes() {
+    let (in_shop, in_crm) = (
+        "99999999-0000-4000-8000-00000000000a",
+        "99999999-0000-4000-8000-00000000000b",
+    );
+    let mut s = start(
+        |srv| {
+            // Both name "backup-policy": weekly for the cluster, daily in shop.
+            srv.put(POLICIES, fixture("schedulepolicy-weekly.json"));
+            srv.put(
+                NAMESPACED_POLICIES,
+                fixture("namespacedschedulepolicy-daily.json"),
+            );
+            srv.put(
+                SCHEDULES,
+                schedule("shop", "shop-nightly", in_shop, "backup-policy"),
+            );
+            srv.put(
+                SCHEDULES,
+                schedule("crm", "crm-weekly", in_crm, "backup-policy"),
+            );
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let interval = "pxbackup_backup_schedule_interval_seconds";
+    s.until_value(interval, &[("uid", in_shop)], 86_400.0).await;
+    s.until_value(interval, &[("uid", in_crm)], 604_800.0).await;
+
+    // The cluster policy becomes an interval policy: the crm schedule follows.
+    let mut policy = s.server.get(POLICIES, "", "backup-policy");
+    policy["policy"] = json!({"interval": {"intervalMinutes": 90, "retain": 5}});
+    s.server.put(POLICIES, policy.clone());
+    s.until_value(interval, &[("uid", in_crm)], 5_400.0).await;
+
+    // The namespaced policy goes: shop's schedule falls back to the cluster policy.
+    s.server
+        .delete(NAMESPACED_POLICIES, "shop", "backup-policy");
+    s.until_value(interval, &[("uid", in_shop)], 5_400.0).await;
+
+    // Monthly on the 31st runs in seven months only: 61 days at the longest.
+    policy["policy"] = json!({"monthly": {"date": 31, "time": "2:00AM"}});
+    s.server.put(POLICIES, policy.clone());
+    s.until_value(interval, &[("uid", in_shop)], 61.0 * 86_400.0)
+        .await;
+
+    // A policy Stork refuses: its schedules get no interval (the alert's default window).
+    policy["policy"] = json!({"daily": {"time": "25:00"}});
+    s.server.put(POLICIES, policy);
+    let text = s
+        .until("no interval", |t| {
+            value(t, interval, &[("uid", in_crm)]).is_none()
+        })
+        .await;
+    assert!(value(&text, interval, &[("uid", in_shop)]).is_none());
+    assert!(
+        s.sidecar.log().contains(r#"daily.time "25:00""#),
+        "the refused field is named:\n{}",
+        s.sidecar.log()
+    );
+    assert_eq!(
+        value(&text, "pxbackup_backup_schedule_status", &[("uid", in_crm)]),
+        Some(0.0),
+        "the schedule itself stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_and_namespace_backups_carry_their_resources() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-vm.json"));
+            srv.put(BACKUPS, fixture("backup-namespaces-partial.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let text = s
+        .until_value(
+            "pxbackup_backup_status",
+            &[("uid", "6d7e8f90-a1b2-4c3d-8e4f-5a6b7c8d9e07")],
+            8.0,
+        )
+        .await;
+    let info = samples(&text, "pxbackup_backup_object_info");
+    assert!(
+        info.iter()
+            .any(|l| has_label(l, "backup_object_type", "VirtualMachine")),
+        "{info:?}"
+    );
+    let text = s
+        .until_value(
+            "pxbackup_backup_status",
+            &[("uid", "7e8f9a0b-b2c3-4d4e-9f50-6b7c8d9e0f08")],
+            8.0,
+        )
+        .await;
+    assert_eq!(
+        value(
+            &text,
+            "pxbackup_sidecar_source_objects_invalid_total",
+            &[("source", "kube")]
+        ),
+        Some(0.0),
+        "Stork's resources and VM fields read as they are written"
     );
 }

@@ -326,6 +326,133 @@ async fn ingest_token_is_enforced() {
         !sc.log().contains("s3cret-token"),
         "the token reached a log line"
     );
+
+    // A client that announces 10 MB and sends none of it is answered 401 at once: the token
+    // is checked before the body is read.
+    let started = Instant::now();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let addr = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer wrong\r\n\
+              Content-Length: 10000000\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, "HTTP/1.1 401");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A tmpfs of a few megabytes on a fresh directory, unmounted when dropped: a disk that can
+/// be filled up. `None` where this process may not mount (not root, no CAP_SYS_ADMIN).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_batch_the_journal_cannot_take_is_refused_and_a_retry_makes_it_durable() {
+    let Some(disk) = SmallDisk::mount("2m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the full-disk case is not run");
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let state = disk.dir.path().join("state");
+    let args = ["--source", "ingest", "--state-dir", state.to_str().unwrap()];
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    let n = 200;
+    let upserts: Vec<String> = (0..n)
+        .map(|i| backup_line(&format!("uid-{i}"), &format!("nightly-{i}"), "Success"))
+        .collect();
+    assert_eq!(sc.push(&upserts.join("\n")).await.0, 200);
+
+    let filler = disk.fill();
+    let deletes: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"type":"backup","op":"delete","uid":"uid-{i}"}}"#))
+        .collect();
+    let deletes = deletes.join("\n");
+    for _ in 0..2 {
+        let r = client()
+            .post(format!("{}/v1/events", sc.ingest_url))
+            .body(deletes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "not durable: the producer must retry");
+        assert!(r.headers().contains_key("retry-after"));
+        let answer: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let reason = answer["error"].as_str().unwrap();
+        assert!(
+            reason.contains("journal") && reason.contains("space"),
+            "{reason}"
+        );
+    }
+    let text = sc.scrape().await;
+    assert!(text.contains(r#"pxbackup_sidecar_ingest_batches_total{result="not_durable"} 2"#));
+
+    // Space is back: the producer's retry is applied again (nothing changes: every delete is
+    // already applied) and makes the whole state durable.
+    std::fs::remove_file(filler).unwrap();
+    let (status, answer) = sc.push(&deletes).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ignored"].as_u64(), Some(n), "{answer}");
+    let before = deleted_lines(&sc.scrape().await);
+    assert_eq!(before.len(), n as usize);
+
+    sc.kill9();
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    assert_eq!(
+        deleted_lines(&sc.scrape().await),
+        before,
+        "every acknowledged delete survived kill -9"
+    );
+    sc.kill9();
 }
 
 #[tokio::test]

@@ -53,6 +53,9 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
             ("applied", &ingest.applied),
             ("rejected", &ingest.rejected),
             ("unauthorized", &ingest.unauthorized),
+            ("not_durable", &ingest.not_durable),
+            ("overloaded", &ingest.overloaded),
+            ("timed_out", &ingest.timed_out),
         ]
         .map(|(result, count)| (result, Value::Uint(count.load(Relaxed)))),
     );

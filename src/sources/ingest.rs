@@ -3,33 +3,78 @@
 //! For producers that are not Kubernetes objects (the PXB server, scripts). Unknown fields and
 //! fields that do not belong to the event's type are errors, so that typos are caught; a bad
 //! line gets 400 naming its line number and the reason, and nothing of the batch is applied.
+//!
+//! The endpoint defends itself before it spends anything on a request: the bearer token is
+//! checked (in constant time) before a byte of the body is read; the body must arrive within
+//! a deadline and without long stalls; only so many requests are served at once, the excess
+//! is answered 503 at once. A batch that is applied but could not be written to the journal
+//! is answered 503 too: the producer sends it again, and applying it again is idempotent.
 
+use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
-use bytes::Bytes;
+use axum::{BoxError, Json, Router};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tower::ServiceBuilder;
 
+use crate::inventory::ApplyError;
 use crate::model::{
-    Backup, BackupLocation, Cluster, Event, Kind, Object, Origin, Owner, Restore, Schedule,
-    SourceId, Timestamp, Volume,
+    Backup, BackupLocation, Cluster, Event, Kind, NamespaceResources, Object, Origin, Owner,
+    ResourceType, Restore, Schedule, SourceId, Timestamp, VirtualMachine, VmResource, Volume,
 };
 use crate::state::Shared;
 
 /// Largest batch accepted; larger bodies get 413.
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// How a producer may use the endpoint: limits that keep a slow or flooding client from
+/// tying up the sidecar.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The whole body must have arrived by then (a client trickling bytes is cut off).
+    pub body_deadline: Duration,
+    /// Longest silence between two chunks of a body (a stalled client is cut off early).
+    pub body_idle: Duration,
+    /// Requests served at once; more are answered 503 at once. HTTP/1 carries one request
+    /// at a time per connection, and idle connections are closed after the header read
+    /// timeout, so this also bounds the connections that cost anything.
+    pub in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_deadline: Duration::from_secs(60),
+            body_idle: Duration::from_secs(10),
+            in_flight: 16,
+        }
+    }
+}
+
+/// What a producer is told to wait before sending a refused batch again.
+const RETRY_AFTER_SECS: &str = "1";
+
 #[derive(Debug, Default)]
 pub struct IngestStats {
     pub applied: AtomicU64,
     pub rejected: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// Applied in memory, but the journal write failed: answered 503 so that it is sent again.
+    pub not_durable: AtomicU64,
+    /// Too many requests at once: answered 503 without being read.
+    pub overloaded: AtomicU64,
+    /// The body did not arrive in time (408).
+    pub timed_out: AtomicU64,
 }
 
 /// A line of a batch that could not be taken.
@@ -73,6 +118,58 @@ struct WireVolume {
     status: Option<String>,
 }
 
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct WireVirtualMachine {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    os_name: String,
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct WireVmResource {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    virtual_machines: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct WireNamespaceResources {
+    #[serde(default)]
+    namespace: String,
+    status: Option<String>,
+    total_resources: Option<u64>,
+    total_volumes: Option<u64>,
+    failed_resources: Option<u64>,
+    failed_volumes: Option<u64>,
+    #[serde(default)]
+    resource_types: Vec<WireResourceType>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct WireResourceType {
+    #[serde(default)]
+    name: String,
+    total_resources: Option<u64>,
+    failed_resources: Option<u64>,
+}
+
 /// One line as sent. Every type's fields live here; `check_fields` rejects those that do not
 /// belong to the line's type.
 #[derive(Deserialize, Debug)]
@@ -101,6 +198,11 @@ struct WireEvent {
     created_at: Option<String>,
     completed_at: Option<String>,
     deleted_at: Option<String>,
+    failed_resource_count: Option<u64>,
+    failed_volume_count: Option<u64>,
+    virtual_machines: Option<Vec<WireVirtualMachine>>,
+    vm_resources: Option<Vec<WireVmResource>>,
+    namespace_resources: Option<Vec<WireNamespaceResources>>,
 }
 
 const OWNER: &[&str] = &["org_id", "name", "cluster", "cluster_uid"];
@@ -132,7 +234,12 @@ impl WireEvent {
             volumes,
             created_at,
             completed_at,
-            deleted_at
+            deleted_at,
+            failed_resource_count,
+            failed_volume_count,
+            virtual_machines,
+            vm_resources,
+            namespace_resources
         );
         out
     }
@@ -152,6 +259,11 @@ impl WireEvent {
                 "volumes",
                 "created_at",
                 "completed_at",
+                "failed_resource_count",
+                "failed_volume_count",
+                "virtual_machines",
+                "vm_resources",
+                "namespace_resources",
             ]),
             (Op::Upsert, WireKind::Restore) => own(&[
                 "backup",
@@ -240,7 +352,58 @@ impl WireEvent {
                     .collect::<Result<_, String>>()?,
                 created_at,
                 completed_at,
-                ..Backup::default()
+                failed_resource_count: self.failed_resource_count,
+                failed_volume_count: self.failed_volume_count,
+                virtual_machines: self
+                    .virtual_machines
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|vm| {
+                        Ok(VirtualMachine {
+                            status: vm.status.as_deref().map(parse).transpose()?,
+                            name: vm.name,
+                            namespace: vm.namespace,
+                            os_name: vm.os_name,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+                vm_resources: self
+                    .vm_resources
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| VmResource {
+                        group: r.group,
+                        version: r.version,
+                        kind: r.kind,
+                        name: r.name,
+                        namespace: r.namespace,
+                        virtual_machines: r.virtual_machines,
+                    })
+                    .collect(),
+                namespace_resources: self
+                    .namespace_resources
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| {
+                        Ok(NamespaceResources {
+                            status: n.status.as_deref().map(parse).transpose()?,
+                            namespace: n.namespace,
+                            total_resources: n.total_resources,
+                            total_volumes: n.total_volumes,
+                            failed_resources: n.failed_resources,
+                            failed_volumes: n.failed_volumes,
+                            resource_types: n
+                                .resource_types
+                                .into_iter()
+                                .map(|t| ResourceType {
+                                    name: t.name,
+                                    total_resources: t.total_resources,
+                                    failed_resources: t.failed_resources,
+                                })
+                                .collect(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
             }),
             WireKind::Restore => Object::Restore(Restore {
                 uid: self.uid,
@@ -288,10 +451,7 @@ where
 
 fn time(field: &str, value: Option<&str>) -> Result<Option<Timestamp>, String> {
     value
-        .map(|v| {
-            Timestamp::parse_rfc3339(v)
-                .map_err(|e| format!("{field} {v:?} is not an RFC 3339 time: {e}"))
-        })
+        .map(|v| Timestamp::parse_rfc3339(v).map_err(|e| format!("{field}: {e}")))
         .transpose()
 }
 
@@ -327,16 +487,67 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
 struct IngestContext {
     shared: Arc<Shared>,
     token: Option<Arc<str>>,
+    limits: Limits,
 }
 
 pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+    router_with(shared, token, Limits::default())
+}
+
+/// The ingest routes with the given limits (tests shorten them).
+pub fn router_with(shared: Arc<Shared>, token: Option<String>, limits: Limits) -> Router {
+    let overloaded = {
+        let shared = shared.clone();
+        move |e: BoxError| {
+            let shared = shared.clone();
+            async move { refused(&shared, &*e) }
+        }
+    };
     Router::new()
         .route("/v1/events", post(post_events))
-        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+        // Outermost first: at the cap a request is refused before anything else runs; the
+        // body, once a handler reads it, may not stall longer than `body_idle`.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .layer(tower::load_shed::LoadShedLayer::new())
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.in_flight,
+                ))
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    limits.body_idle,
+                )),
+        )
         .with_state(IngestContext {
             shared,
             token: token.map(Arc::from),
+            limits,
         })
+}
+
+/// The answer to a request the layers refused (only the load shedder fails requests).
+fn refused(shared: &Shared, e: &(dyn StdError + 'static)) -> Response {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        shared.ingest.overloaded.fetch_add(1, Relaxed);
+        tracing::warn!("ingest: too many requests at once; refused one (503)");
+        return retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "too many requests at once; send again later"}),
+        );
+    }
+    tracing::error!(error = %e, "ingest: a request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({"error": "the request failed"})),
+    )
+        .into_response()
+}
+
+fn retry_later(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    resp
 }
 
 fn authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
@@ -348,21 +559,63 @@ fn authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Constant time in the token's length, so timing does not reveal a matching prefix.
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    // Constant time over the token's bytes, so timing does not reveal a matching prefix
+    // (only whether the length matches).
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-async fn post_events(
-    State(ctx): State<IngestContext>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Whether `e` or anything it was caused by is a `T`.
+fn caused_by<T: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.is::<T>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// Why a body could not be read, as an answer.
+enum BodyError {
+    TooLarge,
+    TooSlow,
+    Broken(String),
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Vec<u8>, BodyError> {
+    // A declared size over the cap is refused before a byte is read.
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BATCH_BYTES as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = tokio::time::timeout(
+        limits.body_deadline,
+        axum::body::to_bytes(body, MAX_BATCH_BYTES),
+    )
+    .await;
+    match read {
+        Err(_elapsed) => Err(BodyError::TooSlow),
+        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if caused_by::<http_body_util::LengthLimitError>(&*e) {
+                Err(BodyError::TooLarge)
+            } else if caused_by::<tower_http::timeout::TimeoutError>(&*e) {
+                Err(BodyError::TooSlow)
+            } else {
+                Err(BodyError::Broken(e.to_string()))
+            }
+        }
+    }
+}
+
+async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body: Body) -> Response {
     let stats = &ctx.shared.ingest;
+    // Before the body: an unauthenticated client gets nothing read on its behalf.
     if !authorized(ctx.token.as_deref(), &headers) {
         stats.unauthorized.fetch_add(1, Relaxed);
         return (
@@ -371,33 +624,77 @@ async fn post_events(
         )
             .into_response();
     }
-    match parse_batch(&body) {
-        Ok(events) => match ctx
-            .shared
-            .inventory
-            .apply_off_runtime(Origin::source(SourceId::Ingest), events)
-            .await
-        {
-            Ok(outcome) => {
-                stats.applied.fetch_add(1, Relaxed);
-                Json(serde_json::json!({"applied": outcome.applied, "ignored": outcome.ignored}))
-                    .into_response()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "applying an ingest batch failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(serde_json::json!({"error": "the batch could not be applied"})),
-                )
-                    .into_response()
-            }
-        },
+    let body = match read_body(body, &headers, &ctx.limits).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            stats.rejected.fetch_add(1, Relaxed);
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(serde_json::json!({
+                    "error": format!("a batch is at most {MAX_BATCH_BYTES} bytes; split it")
+                })),
+            )
+                .into_response();
+        }
+        Err(BodyError::TooSlow) => {
+            stats.timed_out.fetch_add(1, Relaxed);
+            tracing::warn!("ingest: the request body did not arrive in time (408)");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(serde_json::json!({"error": "the request body did not arrive in time"})),
+            )
+                .into_response();
+        }
+        Err(BodyError::Broken(reason)) => {
+            stats.rejected.fetch_add(1, Relaxed);
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "error": format!("the request body could not be read: {reason}")
+                })),
+            )
+                .into_response();
+        }
+    };
+    let events = match parse_batch(&body) {
+        Ok(events) => events,
         Err(e) => {
             stats.rejected.fetch_add(1, Relaxed);
             tracing::warn!(line = e.line, reason = %e.reason, "ingest batch rejected");
-            (
+            return (
                 StatusCode::BAD_REQUEST,
                 Json(serde_json::json!({"error": e.to_string(), "line": e.line})),
+            )
+                .into_response();
+        }
+    };
+    let applied = ctx
+        .shared
+        .inventory
+        .apply_off_runtime(Origin::source(SourceId::Ingest), events)
+        .await;
+    match applied {
+        Ok(outcome) => {
+            stats.applied.fetch_add(1, Relaxed);
+            Json(serde_json::json!({"applied": outcome.applied, "ignored": outcome.ignored}))
+                .into_response()
+        }
+        // Acknowledging it would let the producer forget a change that a restart loses.
+        Err(ApplyError::NotDurable(e)) => {
+            stats.not_durable.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "ingest batch applied but not journaled; answered 503");
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({
+                    "error": format!("{e}; send the batch again (applying it twice is harmless)")
+                }),
+            )
+        }
+        Err(e @ ApplyError::Task(_)) => {
+            tracing::error!(error = %e, "applying an ingest batch failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": "the batch could not be applied"})),
             )
                 .into_response()
         }
@@ -500,5 +797,256 @@ mod tests {
         assert!(!authorized(Some("s3cret"), &h));
         h.insert(AUTHORIZATION, "Bearer s3cret".parse().unwrap());
         assert!(authorized(Some("s3cret"), &h));
+    }
+
+    #[test]
+    fn times_with_offsets_are_taken_and_zoneless_times_name_their_field() {
+        let line = BACKUP.replace(
+            r#""created_at":"2026-11-23T01:00:00Z""#,
+            r#""created_at":"2026-11-23T03:00:00+02:00""#,
+        );
+        let events = parse_batch(line.as_bytes()).unwrap();
+        let Event::Upsert(Object::Backup(b)) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(b.created_at, Some(Timestamp::from_secs(1_795_395_600)));
+
+        let zoneless = BACKUP.replace("01:04:10Z", "01:04:10");
+        let e = error_of(&zoneless);
+        assert!(
+            e.reason.starts_with("completed_at: ") && e.reason.contains("no time zone"),
+            "{e}"
+        );
+        let e = error_of(
+            r#"{"type":"backup","op":"delete","uid":"x","deleted_at":"2026-11-23 09:00"}"#,
+        );
+        assert!(e.reason.starts_with("deleted_at: "), "{e}");
+    }
+
+    #[test]
+    fn backups_carry_vms_vm_resources_namespaces_and_failed_counts() {
+        let line = BACKUP.replace(
+            r#""created_at""#,
+            r#""failed_resource_count":1,"failed_volume_count":0,
+               "virtual_machines":[{"name":"vm-1","namespace":"vms","os_name":"rhel9","status":"Success"}],
+               "vm_resources":[{"group":"","version":"v1","kind":"PersistentVolumeClaim","name":"vm-1-disk","namespace":"vms","virtual_machines":["vm-1"]}],
+               "namespace_resources":[{"namespace":"shop","status":"PartialSuccess","total_resources":3,"total_volumes":1,"failed_resources":1,"failed_volumes":0,
+                  "resource_types":[{"name":"apps/v1/Deployment","total_resources":2,"failed_resources":1}]}],
+               "created_at""#,
+        ).replace('\n', "");
+        let events = parse_batch(line.as_bytes()).unwrap();
+        let Event::Upsert(Object::Backup(b)) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (b.failed_resource_count, b.failed_volume_count),
+            (Some(1), Some(0))
+        );
+        assert_eq!(
+            b.virtual_machines,
+            [VirtualMachine {
+                name: "vm-1".into(),
+                namespace: "vms".into(),
+                os_name: "rhel9".into(),
+                status: Some(BackupStatus::Success),
+            }]
+        );
+        assert_eq!(b.vm_resources[0].kind, "PersistentVolumeClaim");
+        assert_eq!(b.vm_resources[0].virtual_machines, ["vm-1"]);
+        let ns = &b.namespace_resources[0];
+        assert_eq!(
+            ns.status,
+            Some(crate::model::NamespaceStatus::PartialSuccess)
+        );
+        assert_eq!(
+            (ns.total_resources, ns.failed_resources),
+            (Some(3), Some(1))
+        );
+        assert_eq!(
+            ns.resource_types,
+            [ResourceType {
+                name: "apps/v1/Deployment".into(),
+                total_resources: Some(2),
+                failed_resources: Some(1),
+            }]
+        );
+
+        // Statuses use their enum's names; nested objects refuse unknown fields too.
+        let bad = BACKUP.replace(
+            r#""created_at""#,
+            r#""namespace_resources":[{"namespace":"a","status":"Partial"}],"created_at""#,
+        );
+        assert!(
+            error_of(&bad).reason.contains("\"Partial\""),
+            "{}",
+            error_of(&bad)
+        );
+        let bad = BACKUP.replace(
+            r#""created_at""#,
+            r#""virtual_machines":[{"name":"v","os":"x"}],"created_at""#,
+        );
+        assert!(error_of(&bad).reason.contains("`os`"), "{}", error_of(&bad));
+        let e = error_of(
+            r#"{"type":"restore","op":"upsert","uid":"r","status":"Success","vm_resources":[]}"#,
+        );
+        assert!(
+            e.reason
+                .contains("`vm_resources` does not belong to a restore upsert"),
+            "{e}"
+        );
+    }
+
+    mod endpoint {
+        use std::convert::Infallible;
+
+        use axum::http::Request;
+        use bytes::Bytes;
+        use futures::StreamExt;
+        use tower::ServiceExt;
+
+        use super::*;
+        use crate::clock::Clock;
+        use crate::inventory::Inventory;
+        use crate::sources::SourceStatus;
+
+        fn shared() -> Arc<Shared> {
+            let inventory = Inventory::in_memory(Clock::System, Duration::from_secs(3600));
+            Arc::new(Shared::new(
+                Arc::new(inventory),
+                SourceStatus::new(&[SourceId::Ingest]),
+            ))
+        }
+
+        fn post(body: Body, token: Option<&str>) -> Request<Body> {
+            let mut req = Request::post("/v1/events");
+            if let Some(token) = token {
+                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+            req.body(body).expect("request")
+        }
+
+        /// A body whose bytes never come.
+        fn stalled() -> Body {
+            Body::from_stream(futures::stream::pending::<Result<Bytes, Infallible>>())
+        }
+
+        /// A body that sends a byte every `every`, for ever.
+        fn trickle(every: Duration) -> Body {
+            Body::from_stream(futures::stream::repeat(()).then(move |()| async move {
+                tokio::time::sleep(every).await;
+                Ok::<_, Infallible>(Bytes::from_static(b" "))
+            }))
+        }
+
+        async fn json(resp: Response) -> serde_json::Value {
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .expect("answer body");
+            serde_json::from_slice(&bytes).expect("a JSON answer")
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_wrong_token_is_refused_before_the_body_is_read() {
+            let shared = shared();
+            let app = router(shared.clone(), Some("s3cret".into()));
+            let started = tokio::time::Instant::now();
+            for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret-and-more")] {
+                let resp = app.clone().oneshot(post(stalled(), token)).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+            }
+            // Time is paused and advances only while something waits on a timer: a handler
+            // that waited for the (never sent) body would have hit the body timeout instead.
+            assert_eq!(started.elapsed(), Duration::ZERO);
+            assert_eq!(shared.ingest.unauthorized.load(Relaxed), 4);
+
+            let resp = app
+                .oneshot(post(Body::from(BACKUP), Some("s3cret")))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_stalled_or_trickling_body_times_out() {
+            let shared = shared();
+            let limits = Limits::default();
+            let app = router_with(shared.clone(), None, limits);
+
+            let started = tokio::time::Instant::now();
+            let resp = app.clone().oneshot(post(stalled(), None)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(
+                started.elapsed(),
+                limits.body_idle,
+                "cut off after the idle gap"
+            );
+
+            // Never silent for long, never done: the overall deadline ends it.
+            let started = tokio::time::Instant::now();
+            let resp = app
+                .oneshot(post(trickle(limits.body_idle / 2), None))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(started.elapsed(), limits.body_deadline);
+            assert_eq!(shared.ingest.timed_out.load(Relaxed), 2);
+        }
+
+        #[tokio::test]
+        async fn requests_beyond_the_cap_are_refused_at_once() {
+            let shared = shared();
+            let limits = Limits {
+                in_flight: 2,
+                ..Limits::default()
+            };
+            let app = router_with(shared.clone(), None, limits);
+            let busy: Vec<_> = (0..2)
+                .map(|_| tokio::spawn(app.clone().oneshot(post(stalled(), None))))
+                .collect();
+            // Let both take their place.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let resp = app
+                .clone()
+                .oneshot(post(Body::from(BACKUP), None))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(resp.headers()[RETRY_AFTER], RETRY_AFTER_SECS);
+            assert!(json(resp).await["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("too many")));
+            assert_eq!(shared.ingest.overloaded.load(Relaxed), 1);
+
+            for task in busy {
+                task.abort();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let resp = app.oneshot(post(Body::from(BACKUP), None)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "room again");
+        }
+
+        #[tokio::test]
+        async fn an_oversized_batch_is_refused_by_its_declared_length() {
+            let shared = shared();
+            let app = router(shared.clone(), None);
+            let req = Request::post("/v1/events")
+                .header(CONTENT_LENGTH, (MAX_BATCH_BYTES + 1).to_string())
+                .body(stalled())
+                .expect("request");
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            // Without a declared length the cap holds while reading.
+            let big = vec![b' '; MAX_BATCH_BYTES + 1];
+            let resp = app
+                .oneshot(post(
+                    Body::from_stream(futures::stream::iter([Ok::<_, Infallible>(Bytes::from(
+                        big,
+                    ))])),
+                    None,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        }
     }
 }

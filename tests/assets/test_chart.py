@@ -164,8 +164,11 @@ def test_defaults_are_least_privilege_and_hardened(chart):
     ns_rule = rules[(("",), ("namespaces",))]
     assert ns_rule["resourceNames"] == ["kube-system"] and ns_rule["verbs"] == ["get"]
     stork = rules[(("stork.libopenstorage.org",),
-                   ("applicationbackups", "applicationrestores", "applicationbackupschedules"))]
+                   ("applicationbackups", "applicationrestores", "applicationbackupschedules",
+                    "namespacedschedulepolicies"))]
     assert stork["verbs"] == ["get", "list", "watch"]
+    policies = rules[(("stork.libopenstorage.org",), ("schedulepolicies",))]
+    assert policies["verbs"] == ["get", "list", "watch"]
     (role,) = by_kind(docs, "Role")
     for r in role["rules"]:
         assert r["apiGroups"] == [""]
@@ -232,9 +235,14 @@ def test_demo_only_needs_no_rbac(chart):
 def test_restricted_namespaces_get_roles_not_cluster_wide_access(chart):
     docs = render(chart, VALUE_SETS["kube-namespaces"])
     (cr,) = by_kind(docs, "ClusterRole")
-    assert [r["resources"] for r in cr["rules"]] == [["namespaces"]]
+    # SchedulePolicies are cluster-scoped: the one Stork grant a ClusterRole must hold.
+    assert [r["resources"] for r in cr["rules"]] == [["namespaces"], ["schedulepolicies"]]
     stork_roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-stork")]
     assert sorted(r["metadata"]["namespace"] for r in stork_roles) == ["crm", "shop"]
+    for role in stork_roles:
+        assert role["rules"][0]["resources"] == [
+            "applicationbackups", "applicationrestores", "applicationbackupschedules",
+            "namespacedschedulepolicies"]
     _, c = deployment_container(docs)
     assert env_of(c)["PXBACKUP_NAMESPACES"] == "shop,crm"
     assert env_of(c)["PXBACKUP_CLUSTER_NAME"] == "prod-east"

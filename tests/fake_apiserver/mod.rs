@@ -8,9 +8,14 @@
 //! resourceVersion older than the compaction point is answered 410 Gone, as an ERROR event in
 //! a 200 stream (what kube-apiserver does) or, on request, as an HTTP 410. The test drives it
 //! through the methods of `FakeApiServer`.
+//!
+//! Lists can be paginated (`limit` / `continue`, and a server-side page size), a continue
+//! token can be made to expire (`410 Expired`, as kube-apiserver answers once the list's
+//! snapshot is compacted), and the lists of a resource in a namespace can be held back, so
+//! that a test decides in which order watchers finish their lists.
 #![allow(dead_code)] // each test uses a different part
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +25,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub const STORK: &str = "stork.libopenstorage.org/v1alpha1";
 
@@ -56,6 +61,20 @@ struct World {
     watch_requests: u64,
     failed_requests: u64,
     uid_serial: u64,
+    /// Largest page the server answers, whatever `limit` the client asks for.
+    page_size: Option<usize>,
+    /// What is left of each paginated list, by continue token: the items and the list's
+    /// resourceVersion.
+    pages: HashMap<String, (Vec<Value>, u64)>,
+    page_serial: u64,
+    /// The next request with a continue token gets 410 Expired.
+    expire_next_continue: bool,
+    continues_expired: u64,
+    /// (plural, namespace) whose LIST requests wait until released; `None`: all namespaces.
+    held: HashSet<(String, Option<String>)>,
+    /// Bumped on every release, to wake the held requests.
+    gate: watch::Sender<u64>,
+    waiting_lists: usize,
 }
 
 pub struct FakeApiServer {
@@ -75,7 +94,25 @@ fn kind_of(plural: &str) -> &'static str {
         "applicationbackups" => "ApplicationBackup",
         "applicationrestores" => "ApplicationRestore",
         "applicationbackupschedules" => "ApplicationBackupSchedule",
+        "schedulepolicies" => "SchedulePolicy",
+        "namespacedschedulepolicies" => "NamespacedSchedulePolicy",
         _ => "Unknown",
+    }
+}
+
+/// Resources without a namespace (stored under namespace "").
+fn cluster_scoped(plural: &str) -> bool {
+    plural == "schedulepolicies"
+}
+
+/// `(namespace, plural)` of a Stork path: `/apis/<stork>/<plural>` or
+/// `/apis/<stork>/namespaces/<ns>/<plural>`.
+fn stork_route(path: &str) -> Option<(Option<String>, String)> {
+    let rest = path.strip_prefix(&format!("/apis/{STORK}/"))?;
+    match rest.split('/').collect::<Vec<_>>()[..] {
+        [plural] => Some((None, plural.to_owned())),
+        ["namespaces", ns, plural] => Some((Some(ns.to_owned()), plural.to_owned())),
+        _ => None,
     }
 }
 
@@ -144,6 +181,14 @@ impl FakeApiServer {
             watch_requests: 0,
             failed_requests: 0,
             uid_serial: 0,
+            page_size: None,
+            pages: HashMap::new(),
+            page_serial: 0,
+            expire_next_continue: false,
+            continues_expired: 0,
+            held: HashSet::new(),
+            gate: watch::channel(0).0,
+            waiting_lists: 0,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -181,10 +226,14 @@ impl FakeApiServer {
         let mut w = self.world();
         w.rv += 1;
         let rv = w.rv;
-        let ns = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
+        let ns = if cluster_scoped(plural) {
+            String::new()
+        } else {
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned()
+        };
         let name = object["metadata"]["name"]
             .as_str()
             .expect("metadata.name")
@@ -282,6 +331,51 @@ impl FakeApiServer {
         }
     }
 
+    /// Lists are answered in pages of at most `size` items (`None`: as the client asks).
+    pub fn set_page_size(&self, size: Option<usize>) {
+        self.world().page_size = size;
+    }
+
+    /// The next request that carries a continue token is answered 410 Expired, as
+    /// kube-apiserver does once the list's snapshot has been compacted away.
+    pub fn expire_next_continue(&self) {
+        self.world().expire_next_continue = true;
+    }
+
+    pub fn continues_expired(&self) -> u64 {
+        self.world().continues_expired
+    }
+
+    /// LIST requests of `plural` in `namespace` (`None`: across all namespaces) wait until
+    /// `release_lists`.
+    pub fn hold_lists(&self, plural: &str, namespace: Option<&str>) {
+        self.world()
+            .held
+            .insert((plural.to_owned(), namespace.map(str::to_owned)));
+    }
+
+    pub fn release_lists(&self, plural: &str, namespace: Option<&str>) {
+        let mut w = self.world();
+        w.held
+            .remove(&(plural.to_owned(), namespace.map(str::to_owned)));
+        w.gate.send_modify(|n| *n += 1);
+    }
+
+    /// LIST requests waiting in `hold_lists`.
+    pub fn waiting_lists(&self) -> usize {
+        self.world().waiting_lists
+    }
+
+    /// Open watches of `plural` in `namespace` (`None`: across all namespaces).
+    pub fn open_watches_on(&self, plural: &str, namespace: Option<&str>) -> usize {
+        let mut w = self.world();
+        w.watches.retain(|watch| !watch.tx.is_closed());
+        w.watches
+            .iter()
+            .filter(|watch| watch.plural == plural && watch.namespace.as_deref() == namespace)
+            .count()
+    }
+
     pub fn lists(&self) -> u64 {
         self.world().lists
     }
@@ -305,6 +399,10 @@ async fn handle(
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    let is_watch = query.get("watch").map(String::as_str) == Some("true");
+    if let (false, Some((namespace, plural))) = (is_watch, stork_route(uri.path())) {
+        wait_while_held(&world, &plural, namespace).await;
+    }
     let mut w = match world.lock() {
         Ok(w) => w,
         Err(_) => return status_response(500, "InternalError", "poisoned"),
@@ -325,29 +423,62 @@ async fn handle(
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         return ([("content-type", "application/json")], body.to_string()).into_response();
     }
-    let Some(rest) = path.strip_prefix(&format!("/apis/{STORK}/")) else {
+    let Some((namespace, plural)) = stork_route(path) else {
         return status_response(404, "NotFound", &format!("no route for {path}"));
-    };
-    let (namespace, plural) = match rest.split('/').collect::<Vec<_>>()[..] {
-        [plural] => (None, plural.to_owned()),
-        ["namespaces", ns, plural] => (Some(ns.to_owned()), plural.to_owned()),
-        _ => return status_response(404, "NotFound", &format!("no route for {path}")),
     };
     if kind_of(&plural) == "Unknown" {
         return status_response(404, "NotFound", &format!("no resource {plural}"));
     }
     let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
 
-    if query.get("watch").map(String::as_str) != Some("true") {
+    if !is_watch {
         w.lists += 1;
-        let items: Vec<Value> = w
-            .objects
-            .iter()
-            .filter(|((p, ns, _), _)| *p == plural && in_scope(ns))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let token = query.get("continue").filter(|t| !t.is_empty());
+        let (items, rv) = match token {
+            Some(_) if std::mem::take(&mut w.expire_next_continue) => {
+                w.continues_expired += 1;
+                return status_response(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list \
+                     result. You can start a new list without the continue parameter.",
+                );
+            }
+            Some(token) => match w.pages.remove(token) {
+                Some(rest) => rest,
+                None => return status_response(410, "Expired", "unknown continue token"),
+            },
+            None => (
+                w.objects
+                    .iter()
+                    .filter(|((p, ns, _), _)| *p == plural && in_scope(ns))
+                    .map(|(_, v)| v.clone())
+                    .collect::<Vec<Value>>(),
+                w.rv,
+            ),
+        };
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let page = [limit, w.page_size].into_iter().flatten().min();
+        let (items, next) = match page {
+            Some(n) if items.len() > n => {
+                let mut items = items;
+                let rest = items.split_off(n);
+                w.page_serial += 1;
+                let token = format!("page-{}", w.page_serial);
+                w.pages.insert(token.clone(), (rest, rv));
+                (items, Some(token))
+            }
+            _ => (items, None),
+        };
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if let Some(next) = next {
+            metadata["continue"] = json!(next);
+        }
         let body = json!({"apiVersion": STORK, "kind": format!("{}List", kind_of(&plural)),
-                          "metadata": {"resourceVersion": w.rv.to_string()}, "items": items});
+                          "metadata": metadata, "items": items});
         return ([("content-type", "application/json")], body.to_string()).into_response();
     }
 
@@ -388,4 +519,30 @@ async fn handle(
         .header("content-type", "application/json")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| status_response(500, "InternalError", "response"))
+}
+
+/// Waits while LIST requests of `plural` in `namespace` are held (`hold_lists`).
+async fn wait_while_held(world: &Mutex<World>, plural: &str, namespace: Option<String>) {
+    let key = (plural.to_owned(), namespace);
+    let mut counted = false;
+    loop {
+        let mut gate = {
+            let Ok(mut w) = world.lock() else { return };
+            if !w.held.contains(&key) {
+                if counted {
+                    w.waiting_lists -= 1;
+                }
+                return;
+            }
+            if !counted {
+                w.waiting_lists += 1;
+                counted = true;
+            }
+            // Subscribed under the lock: a release after this point wakes us.
+            w.gate.subscribe()
+        };
+        if gate.changed().await.is_err() {
+            return;
+        }
+    }
 }

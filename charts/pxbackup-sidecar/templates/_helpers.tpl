@@ -46,7 +46,7 @@ app.kubernetes.io/part-of: px-backup
 {{/* What the kube source reads: Stork's backup objects. */}}
 {{- define "pxbackup-sidecar.storkRule" -}}
 apiGroups: ["stork.libopenstorage.org"]
-resources: ["applicationbackups", "applicationrestores", "applicationbackupschedules"]
+resources: ["applicationbackups", "applicationrestores", "applicationbackupschedules", "namespacedschedulepolicies"]
 verbs: ["get", "list", "watch"]
 {{- end }}
 

@@ -1,6 +1,7 @@
 //! Typed views of Stork's custom resources (`stork.libopenstorage.org/v1alpha1`), holding only
 //! the fields the sidecar reads. Field names follow Stork's Go types
-//! (`pkg/apis/stork/v1alpha1/application{backup,restore,backupschedule}.go`).
+//! (`pkg/apis/stork/v1alpha1/application{backup,restore,backupschedule}.go`,
+//! `schedulepolicy.go`, `namespacedschedulepolicy.go`).
 //!
 //! Stork's status structs are not pointers and carry no `omitempty`, so a fresh object is
 //! serialised with `null` for every unset list and time: every field is an `Option` and
@@ -10,18 +11,22 @@
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::core::{NamespaceResourceScope, Resource};
+use kube::core::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::Deserialize;
 
 pub const GROUP: &str = "stork.libopenstorage.org";
 pub const VERSION: &str = "v1alpha1";
 
-/// Implements `kube::Resource` for a Stork CR: namespaced, static type information.
+/// Implements `kube::Resource` for a Stork CR: static type information, namespaced unless
+/// a scope is given.
 macro_rules! stork_resource {
     ($ty:ident, $kind:literal, $plural:literal) => {
+        stork_resource!($ty, $kind, $plural, NamespaceResourceScope);
+    };
+    ($ty:ident, $kind:literal, $plural:literal, $scope:ty) => {
         impl Resource for $ty {
             type DynamicType = ();
-            type Scope = NamespaceResourceScope;
+            type Scope = $scope;
 
             fn kind(_: &()) -> Cow<'_, str> {
                 Cow::Borrowed($kind)
@@ -90,6 +95,34 @@ pub struct ApplicationBackupStatus {
     pub total_size: Option<u64>,
     #[serde(default)]
     pub resource_count: Option<u64>,
+    /// The Kubernetes resources backed up, each with its outcome. Empty when
+    /// `largeResourceEnabled` (Stork then keeps the list out of the CR).
+    #[serde(default)]
+    pub resources: Option<Vec<Option<ApplicationBackupResourceInfo>>>,
+    #[serde(default)]
+    pub large_resource_enabled: Option<bool>,
+    #[serde(default)]
+    pub failed_vol_count: Option<u64>,
+}
+
+/// `ApplicationBackupResourceInfo`: an `ObjectInfo` (name, namespace and the inlined
+/// `GroupVersionKind`) and its outcome.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationBackupResourceInfo {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// An `ApplicationBackupStatusType`, as for the backup.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -182,4 +215,82 @@ pub struct ApplicationBackupScheduleSpec {
     /// `*bool` in Stork: absent means not suspended.
     #[serde(default)]
     pub suspend: Option<bool>,
+    /// The policy that says when the schedule runs: a `NamespacedSchedulePolicy` of that name
+    /// in the schedule's namespace, else the cluster-scoped `SchedulePolicy`.
+    #[serde(default)]
+    pub schedule_policy_name: Option<String>,
+}
+
+/// `SchedulePolicy`: cluster-scoped.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SchedulePolicy {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub policy: Option<SchedulePolicyItem>,
+}
+stork_resource!(
+    SchedulePolicy,
+    "SchedulePolicy",
+    "schedulepolicies",
+    ClusterResourceScope
+);
+
+/// `NamespacedSchedulePolicy`: Stork's Go type inlines a `*SchedulePolicy`, so it is the same
+/// document, in a namespace.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NamespacedSchedulePolicy {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub policy: Option<SchedulePolicyItem>,
+}
+stork_resource!(
+    NamespacedSchedulePolicy,
+    "NamespacedSchedulePolicy",
+    "namespacedschedulepolicies"
+);
+
+/// `SchedulePolicyItem`: any of the four may be set, and each one that is triggers runs.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct SchedulePolicyItem {
+    #[serde(default)]
+    pub interval: Option<IntervalPolicy>,
+    #[serde(default)]
+    pub daily: Option<DailyPolicy>,
+    #[serde(default)]
+    pub weekly: Option<WeeklyPolicy>,
+    #[serde(default)]
+    pub monthly: Option<MonthlyPolicy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IntervalPolicy {
+    #[serde(default)]
+    pub interval_minutes: Option<i64>,
+}
+
+/// `time` is Go's `time.Kitchen` layout: `3:04PM` (or `3:04pm`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct DailyPolicy {
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct WeeklyPolicy {
+    #[serde(default)]
+    pub day: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct MonthlyPolicy {
+    /// Day of the month, 1 to 31.
+    #[serde(default)]
+    pub date: Option<i64>,
+    #[serde(default)]
+    pub time: Option<String>,
 }

@@ -4,16 +4,23 @@
 //! does not know) comes back with the object, and the watcher logs it with the namespace and
 //! name of the CR.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::core::{NamespaceResourceScope, Resource};
+use kube::core::Resource;
 use serde::de::DeserializeOwned;
 
-use super::crd::{ApplicationBackup, ApplicationBackupSchedule, ApplicationRestore};
+use super::crd::{
+    ApplicationBackup, ApplicationBackupResourceInfo, ApplicationBackupSchedule,
+    ApplicationBackupVolumeInfo, ApplicationRestore, NamespacedSchedulePolicy, SchedulePolicy,
+    SchedulePolicyItem,
+};
+use super::policy;
 use crate::model::{
-    Backup, BackupStatus, Kind, Object, Owner, Restore, RestoreStatus, Schedule, ScheduleStatus,
-    Timestamp, UnknownStatus, Volume,
+    Backup, BackupStatus, Kind, NamespaceResources, NamespaceStatus, Object, Owner, ResourceType,
+    Restore, RestoreStatus, Schedule, ScheduleStatus, Timestamp, UnknownStatus, VirtualMachine,
+    VmResource, Volume,
 };
 
 /// Set by PXB on the ApplicationBackups it creates: the backup's uid in PXB, which PXB's own
@@ -51,17 +58,59 @@ pub struct Mapped {
     pub unknown_statuses: Vec<UnknownStatus>,
 }
 
+/// What a watcher of a Stork resource feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Watched {
+    /// Inventory objects of this kind.
+    Objects(Kind),
+    /// Schedule policies: not exported themselves, they give schedules their interval.
+    SchedulePolicies,
+}
+
+/// A schedule policy's name, and its namespace for a `NamespacedSchedulePolicy`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// What the tracker is told about a listed, added or modified object.
+// Moved once, from the watcher to the tracker, like `model::Event`: boxing the large variant
+// would add an allocation per object and save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    /// Applied to the inventory as it is.
+    Object(Object),
+    /// A schedule; its interval is that of the policy it names, which the tracker resolves
+    /// (and resolves again when the policy changes).
+    Schedule {
+        schedule: Schedule,
+        namespace: String,
+        policy_name: String,
+    },
+    /// A schedule policy and the longest gap between two of its runs (`None`: it never runs).
+    Policy {
+        key: PolicyKey,
+        longest_gap: Option<u64>,
+    },
+}
+
+/// An `Item` and what in the object was not understood, for the watcher to log with the
+/// object's namespace and name.
+#[derive(Debug, PartialEq)]
+pub struct Observed {
+    pub item: Item,
+    pub warnings: Vec<String>,
+    /// Part of the object is unusable (a policy Stork refuses): counted as an invalid object.
+    pub invalid: bool,
+}
+
 /// What the kube source needs from each Stork CR type.
 pub trait StorkResource:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + DeserializeOwned
-    + Clone
-    + Debug
-    + Send
-    + Sync
-    + 'static
+    Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + Sync + 'static
 {
-    const KIND: Kind;
+    const WATCHED: Watched;
 
     /// The uid the inventory keys this object by. It must be computable from metadata alone,
     /// since a delete (or a malformed object) brings nothing else.
@@ -69,7 +118,26 @@ pub trait StorkResource:
         non_empty(meta.uid.as_deref())
     }
 
-    fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError>;
+    fn observe(&self, cluster: &ClusterIdentity) -> Result<Observed, MappingError>;
+
+    /// What a malformed object still tells from its metadata. Nothing, for inventory objects
+    /// (their last good state stays); a policy that cannot be read still shadows a
+    /// cluster-wide one of its name, as in Stork, and runs nothing.
+    fn observe_malformed(_meta: &ObjectMeta) -> Option<Item> {
+        None
+    }
+}
+
+fn observed(mapped: Mapped) -> Observed {
+    Observed {
+        item: Item::Object(mapped.object),
+        warnings: mapped
+            .unknown_statuses
+            .iter()
+            .map(|u| format!("{u}; exported as Invalid"))
+            .collect(),
+        invalid: false,
+    }
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -143,32 +211,220 @@ pub fn restore_status(stork: Option<&str>) -> Result<RestoreStatus, UnknownStatu
 }
 
 impl StorkResource for ApplicationBackup {
-    const KIND: Kind = Kind::Backup;
+    const WATCHED: Watched = Watched::Objects(Kind::Backup);
 
     fn inventory_uid(meta: &ObjectMeta) -> Option<String> {
         non_empty(annotation(meta, ANNOTATION_BACKUP_UID))
             .or_else(|| non_empty(meta.uid.as_deref()))
     }
 
-    fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
+    fn observe(&self, cluster: &ClusterIdentity) -> Result<Observed, MappingError> {
+        self.to_object(cluster).map(observed)
+    }
+}
+
+/// `spec.backupObjectType` of a backup of selected virtual machines.
+pub const VM_BACKUP: &str = "VirtualMachine";
+/// KubeVirt's group: its `VirtualMachine` resources are the VMs of a VM backup.
+pub const KUBEVIRT_GROUP: &str = "kubevirt.io";
+
+/// `group/version/kind` as PXB writes a resource type; Stork writes the core group as "" or
+/// "core", both become "" (`/v1/ConfigMap`) so that one type has one name.
+fn api_group(group: Option<&str>) -> String {
+    match group.unwrap_or("") {
+        "core" => String::new(),
+        g => g.to_owned(),
+    }
+}
+
+fn is_failed(stork_status: Option<&str>) -> bool {
+    stork_status == Some("Failed")
+}
+
+/// The PXB status of a Stork backup status; `Invalid` (and the name noted in `unknown`) for
+/// one this version does not know.
+fn status_or_invalid(stork: Option<&str>, unknown: &mut Vec<UnknownStatus>) -> BackupStatus {
+    backup_status(stork).unwrap_or_else(|e| {
+        unknown.push(e);
+        BackupStatus::Invalid
+    })
+}
+
+/// The status of one resource of a backup: unset until Stork has written one.
+fn resource_status(stork: Option<&str>, unknown: &mut Vec<UnknownStatus>) -> Option<BackupStatus> {
+    match stork {
+        None | Some("") => None,
+        Some(s) => Some(status_or_invalid(Some(s), unknown)),
+    }
+}
+
+/// Counts of one namespace of a namespace backup, while they are gathered.
+#[derive(Default)]
+struct NamespaceTally {
+    resources: u64,
+    failed_resources: u64,
+    volumes: u64,
+    failed_volumes: u64,
+    /// (total, failed) by `group/version/kind`.
+    types: BTreeMap<String, (u64, u64)>,
+}
+
+/// Each namespace of a namespace backup, from `spec.namespaces` and what `status.resources`
+/// and `status.volumes` hold, with per-type counts. Resource counts are absent when Stork did
+/// not record the resources (`resources` is `None`).
+fn namespace_resources(
+    namespaces: &[String],
+    resources: Option<&[ApplicationBackupResourceInfo]>,
+    volumes: &[ApplicationBackupVolumeInfo],
+    stork_status: Option<&str>,
+) -> Vec<NamespaceResources> {
+    let mut tally: BTreeMap<String, NamespaceTally> = namespaces
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| (n.clone(), NamespaceTally::default()))
+        .collect();
+    for r in resources.unwrap_or_default() {
+        // Cluster-scoped resources (a PV, a CRD) belong to no namespace.
+        let Some(ns) = r.namespace.as_deref().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let t = tally.entry(ns.to_owned()).or_default();
+        let failed = u64::from(is_failed(r.status.as_deref()));
+        t.resources += 1;
+        t.failed_resources += failed;
+        let name = format!(
+            "{}/{}/{}",
+            api_group(r.group.as_deref()),
+            r.version.as_deref().unwrap_or(""),
+            r.kind.as_deref().unwrap_or("")
+        );
+        let counts = t.types.entry(name).or_default();
+        counts.0 += 1;
+        counts.1 += failed;
+    }
+    for v in volumes {
+        let Some(ns) = v.namespace.as_deref().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        let t = tally.entry(ns.to_owned()).or_default();
+        t.volumes += 1;
+        t.failed_volumes += u64::from(is_failed(v.status.as_deref()));
+    }
+    let recorded = resources.is_some();
+    let backup = backup_status(stork_status).ok();
+    tally
+        .into_iter()
+        .map(|(namespace, t)| {
+            let items = t.volumes + if recorded { t.resources } else { 0 };
+            let failed = t.failed_volumes + if recorded { t.failed_resources } else { 0 };
+            let status = match backup {
+                Some(BackupStatus::Pending | BackupStatus::InProgress) => {
+                    Some(NamespaceStatus::InProgress)
+                }
+                // The backup as a whole is unusable, or whole: so is each namespace of it.
+                Some(BackupStatus::Failed) => Some(NamespaceStatus::Failed),
+                Some(BackupStatus::Success) => Some(NamespaceStatus::Success),
+                // Partly: each namespace by what failed in it, unknown when nothing is recorded.
+                Some(BackupStatus::PartialSuccess) if items > 0 => Some(if failed == 0 {
+                    NamespaceStatus::Success
+                } else if failed == items {
+                    NamespaceStatus::Failed
+                } else {
+                    NamespaceStatus::PartialSuccess
+                }),
+                _ => None,
+            };
+            NamespaceResources {
+                namespace,
+                status,
+                total_resources: recorded.then_some(t.resources),
+                total_volumes: Some(t.volumes),
+                failed_resources: recorded.then_some(t.failed_resources),
+                failed_volumes: Some(t.failed_volumes),
+                resource_types: t
+                    .types
+                    .into_iter()
+                    .map(|(name, (total, failed))| ResourceType {
+                        name,
+                        total_resources: Some(total),
+                        failed_resources: Some(failed),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+impl ApplicationBackup {
+    pub fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
         let meta = &self.metadata;
         let uid = Self::inventory_uid(meta).ok_or(MappingError::NoUid)?;
         let spec = self.spec.clone().unwrap_or_default();
         let status = self.status.clone().unwrap_or_default();
         let mut unknown_statuses = Vec::new();
-        let mut status_or_invalid = |s: Option<&str>| {
-            backup_status(s).unwrap_or_else(|e| {
-                unknown_statuses.push(e);
-                BackupStatus::Invalid
-            })
-        };
-        let mut backup_state = status_or_invalid(status.status.as_deref());
+        let mut backup_state = status_or_invalid(status.status.as_deref(), &mut unknown_statuses);
         if meta.deletion_timestamp.is_some() {
             backup_state = BackupStatus::Deleting;
         }
-        let volumes = status
-            .volumes
-            .unwrap_or_default()
+        let stork_volumes = status.volumes.clone().unwrap_or_default();
+        // With `largeResourceEnabled` Stork keeps the resource list out of the CR: unknown,
+        // not empty.
+        let resources: Option<Vec<ApplicationBackupResourceInfo>> =
+            match status.large_resource_enabled {
+                Some(true) => None,
+                _ => status
+                    .resources
+                    .clone()
+                    .map(|r| r.into_iter().flatten().collect()),
+            };
+        let is_vm_backup = spec.backup_object_type.as_deref() == Some(VM_BACKUP);
+        let (mut virtual_machines, mut vm_resources) = (Vec::new(), Vec::new());
+        let mut namespace_backup = Vec::new();
+        if is_vm_backup {
+            let all = resources.as_deref().unwrap_or_default();
+            let is_vm = |r: &ApplicationBackupResourceInfo| {
+                r.kind.as_deref() == Some("VirtualMachine")
+                    && r.group.as_deref() == Some(KUBEVIRT_GROUP)
+            };
+            for r in all.iter().filter(|r| is_vm(r)) {
+                virtual_machines.push(VirtualMachine {
+                    name: r.name.clone().unwrap_or_default(),
+                    namespace: r.namespace.clone().unwrap_or_default(),
+                    // The guest OS is on the VirtualMachine object, not in the backup CR.
+                    os_name: String::new(),
+                    status: resource_status(r.status.as_deref(), &mut unknown_statuses),
+                });
+            }
+            for r in all.iter().filter(|r| !is_vm(r)) {
+                let namespace = r.namespace.clone().unwrap_or_default();
+                // Stork does not record which VM a resource was taken for. When its
+                // namespace holds one VM of the backup, it is that VM's; otherwise unknown
+                // rather than guessed.
+                let mut in_namespace = virtual_machines
+                    .iter()
+                    .filter(|vm| vm.namespace == namespace);
+                let owner = match (in_namespace.next(), in_namespace.next()) {
+                    (Some(vm), None) => vec![vm.name.clone()],
+                    _ => Vec::new(),
+                };
+                vm_resources.push(VmResource {
+                    group: api_group(r.group.as_deref()),
+                    version: r.version.clone().unwrap_or_default(),
+                    kind: r.kind.clone().unwrap_or_default(),
+                    name: r.name.clone().unwrap_or_default(),
+                    namespace,
+                    virtual_machines: owner,
+                });
+            }
+        } else {
+            namespace_backup = namespace_resources(
+                spec.namespaces.as_deref().unwrap_or_default(),
+                resources.as_deref(),
+                &stork_volumes,
+                status.status.as_deref(),
+            );
+        }
+        let volumes = stork_volumes
             .into_iter()
             .map(|v| Volume {
                 volume: v.volume.unwrap_or_default(),
@@ -176,7 +432,10 @@ impl StorkResource for ApplicationBackup {
                 pvc_namespace: v.namespace.unwrap_or_default(),
                 storage_class: v.storage_class.unwrap_or_default(),
                 driver: v.driver_name.unwrap_or_default(),
-                status: v.status.as_deref().map(|s| status_or_invalid(Some(s))),
+                status: v
+                    .status
+                    .as_deref()
+                    .map(|s| status_or_invalid(Some(s), &mut unknown_statuses)),
             })
             .collect();
         let backup = Backup {
@@ -202,7 +461,13 @@ impl StorkResource for ApplicationBackup {
                 .or(meta.creation_timestamp.as_ref())
                 .map(timestamp),
             completed_at: status.finish_timestamp.as_ref().map(timestamp),
-            ..Backup::default()
+            failed_resource_count: resources
+                .as_ref()
+                .map(|r| r.iter().filter(|r| is_failed(r.status.as_deref())).count() as u64),
+            failed_volume_count: status.failed_vol_count,
+            virtual_machines,
+            vm_resources,
+            namespace_resources: namespace_backup,
         };
         Ok(Mapped {
             object: Object::Backup(backup),
@@ -212,9 +477,15 @@ impl StorkResource for ApplicationBackup {
 }
 
 impl StorkResource for ApplicationRestore {
-    const KIND: Kind = Kind::Restore;
+    const WATCHED: Watched = Watched::Objects(Kind::Restore);
 
-    fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
+    fn observe(&self, cluster: &ClusterIdentity) -> Result<Observed, MappingError> {
+        self.to_object(cluster).map(observed)
+    }
+}
+
+impl ApplicationRestore {
+    pub fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
         let meta = &self.metadata;
         let uid = Self::inventory_uid(meta).ok_or(MappingError::NoUid)?;
         let spec = self.spec.clone().unwrap_or_default();
@@ -247,12 +518,39 @@ impl StorkResource for ApplicationRestore {
 }
 
 impl StorkResource for ApplicationBackupSchedule {
-    const KIND: Kind = Kind::Schedule;
+    const WATCHED: Watched = Watched::Objects(Kind::Schedule);
 
-    fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
+    fn observe(&self, cluster: &ClusterIdentity) -> Result<Observed, MappingError> {
+        let schedule = self.schedule(cluster)?;
+        Ok(Observed {
+            item: Item::Schedule {
+                schedule,
+                namespace: self.metadata.namespace.clone().unwrap_or_default(),
+                policy_name: self
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.schedule_policy_name.clone())
+                    .unwrap_or_default(),
+            },
+            warnings: Vec::new(),
+            invalid: false,
+        })
+    }
+}
+
+impl ApplicationBackupSchedule {
+    /// The schedule without its interval, which the tracker resolves from the policy.
+    pub fn to_object(&self, cluster: &ClusterIdentity) -> Result<Mapped, MappingError> {
+        Ok(Mapped {
+            object: Object::Schedule(self.schedule(cluster)?),
+            unknown_statuses: Vec::new(),
+        })
+    }
+
+    fn schedule(&self, cluster: &ClusterIdentity) -> Result<Schedule, MappingError> {
         let meta = &self.metadata;
         let suspended = self.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-        let schedule = Schedule {
+        Ok(Schedule {
             uid: Self::inventory_uid(meta).ok_or(MappingError::NoUid)?,
             name: meta.name.clone().unwrap_or_default(),
             owner: owner(meta, cluster),
@@ -261,12 +559,70 @@ impl StorkResource for ApplicationBackupSchedule {
             } else {
                 ScheduleStatus::Active
             },
-            // The interval lives in the SchedulePolicy the schedule names; not read yet.
+            // The interval lives in the policy the schedule names: resolved by the tracker.
             interval_seconds: None,
-        };
-        Ok(Mapped {
-            object: Object::Schedule(schedule),
-            unknown_statuses: Vec::new(),
+        })
+    }
+}
+
+/// A policy as the tracker needs it: its key and longest gap, or why Stork refuses it.
+fn observe_policy(key: PolicyKey, policy: Option<&SchedulePolicyItem>) -> Observed {
+    let (longest_gap, warnings) = match policy.map(policy::longest_gap_seconds) {
+        Some(Ok(gap)) => (gap, Vec::new()),
+        None => (None, Vec::new()),
+        Some(Err(e)) => (
+            None,
+            vec![format!(
+                "{e}: Stork runs nothing for this policy, so its schedules get no interval"
+            )],
+        ),
+    };
+    Observed {
+        invalid: !warnings.is_empty(),
+        item: Item::Policy { key, longest_gap },
+        warnings,
+    }
+}
+
+fn policy_key(meta: &ObjectMeta, namespaced: bool) -> PolicyKey {
+    PolicyKey {
+        namespace: namespaced.then(|| meta.namespace.clone().unwrap_or_default()),
+        name: meta.name.clone().unwrap_or_default(),
+    }
+}
+
+impl StorkResource for SchedulePolicy {
+    const WATCHED: Watched = Watched::SchedulePolicies;
+
+    fn observe(&self, _: &ClusterIdentity) -> Result<Observed, MappingError> {
+        Ok(observe_policy(
+            policy_key(&self.metadata, false),
+            self.policy.as_ref(),
+        ))
+    }
+
+    fn observe_malformed(meta: &ObjectMeta) -> Option<Item> {
+        Some(Item::Policy {
+            key: policy_key(meta, false),
+            longest_gap: None,
+        })
+    }
+}
+
+impl StorkResource for NamespacedSchedulePolicy {
+    const WATCHED: Watched = Watched::SchedulePolicies;
+
+    fn observe(&self, _: &ClusterIdentity) -> Result<Observed, MappingError> {
+        Ok(observe_policy(
+            policy_key(&self.metadata, true),
+            self.policy.as_ref(),
+        ))
+    }
+
+    fn observe_malformed(meta: &ObjectMeta) -> Option<Item> {
+        Some(Item::Policy {
+            key: policy_key(meta, true),
+            longest_gap: None,
         })
     }
 }

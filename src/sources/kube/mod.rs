@@ -1,16 +1,20 @@
 //! The Kubernetes source: watches Stork's ApplicationBackup, ApplicationRestore and
-//! ApplicationBackupSchedule CRs and feeds the inventory (see `docs/kube-source.md`).
+//! ApplicationBackupSchedule CRs and feeds the inventory, and the SchedulePolicy and
+//! NamespacedSchedulePolicy CRs that give schedules their interval (see
+//! `docs/kube-source.md`).
 //!
 //! One kube-runtime watcher per resource and per namespace (or one per resource across all
-//! namespaces) runs in its own task and reports `tracker::Signal`s over a channel to one
-//! consumer, the `Tracker`, which alone applies events; so the lost-delete bookkeeping needs
-//! no lock. A watch stream that simply ends is resumed by kube-runtime from the last
+//! namespaces; cluster-scoped SchedulePolicies always have one) runs in its own task and
+//! reports `tracker::Signal`s over a channel to one consumer, the `Tracker`, which alone
+//! applies events; so the lost-delete bookkeeping needs no lock. Each namespace's watchers
+//! apply under their own `Origin`, so that a re-list deletes only within its namespace. A watch stream that simply ends is resumed by kube-runtime from the last
 //! resourceVersion; any error (a failed list or watch, 410 Gone, a 5xx) makes the watcher
 //! start over with a full list after a backoff (kube-runtime's `DefaultBackoff`), the way
 //! client-go's reflector does, and the re-list finds what was deleted meanwhile.
 
 pub mod crd;
 pub mod mapping;
+pub mod policy;
 pub mod tracker;
 
 use std::collections::HashMap;
@@ -22,16 +26,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, NamespaceResourceScope};
 use kube::runtime::watcher::{self, DefaultBackoff};
 use kube::{Api, Client, Resource};
 use tokio::sync::mpsc;
 
-use crate::model::{Event, SourceId};
+use crate::model::{Event, Origin, SourceId};
 use crate::state::Shared;
-use crd::{ApplicationBackup, ApplicationBackupSchedule, ApplicationRestore};
-use mapping::{ClusterIdentity, StorkResource};
-use tracker::{Signal, Tracker};
+use crd::{
+    ApplicationBackup, ApplicationBackupSchedule, ApplicationRestore, NamespacedSchedulePolicy,
+    SchedulePolicy,
+};
+use mapping::{ClusterIdentity, Item, StorkResource, Watched};
+use tracker::{Signal, Tracker, WatcherSpec};
 
 /// Upper bound of a backoff step when `DefaultBackoff` gives none (it always does today).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -115,26 +122,38 @@ pub async fn run(
         listed.into_iter().map(Some).collect()
     };
     let (tx, mut rx) = mpsc::channel::<(usize, Signal)>(1024);
-    let mut watchers = tokio::task::JoinSet::new();
-    let mut kinds = Vec::new();
-    let mut task_watcher = HashMap::new();
-    let ctx = Arc::new(WatchContext {
-        shared: shared.clone(),
-        cluster: cluster.clone(),
-    });
+    let mut set = WatcherSet {
+        tasks: tokio::task::JoinSet::new(),
+        specs: Vec::new(),
+        task_watcher: HashMap::new(),
+        ctx: Arc::new(WatchContext {
+            shared: shared.clone(),
+            cluster: cluster.clone(),
+        }),
+        tx,
+    };
     for ns in &namespaces {
-        for spawn in [
-            spawn_watcher::<ApplicationBackup>,
-            spawn_watcher::<ApplicationRestore>,
-            spawn_watcher::<ApplicationBackupSchedule>,
-        ] {
-            let task = spawn(&mut watchers, &mut kinds, &client, ns, &ctx, &tx);
-            task_watcher.insert(task, kinds.len() - 1);
-        }
+        set.namespaced::<ApplicationBackup>(&client, ns.as_deref());
+        set.namespaced::<ApplicationRestore>(&client, ns.as_deref());
+        set.namespaced::<ApplicationBackupSchedule>(&client, ns.as_deref());
+        set.namespaced::<NamespacedSchedulePolicy>(&client, ns.as_deref());
     }
+    // Cluster-scoped: one watcher, whatever the namespaces.
+    set.spawn::<SchedulePolicy>(
+        Api::all(client.clone()),
+        Origin::source(SourceId::Kube),
+        None,
+    );
+    let WatcherSet {
+        tasks: mut watchers,
+        specs,
+        task_watcher,
+        tx,
+        ..
+    } = set;
     drop(tx);
 
-    let mut tracker = Tracker::new(&shared.inventory, &shared.sources, cluster, &kinds);
+    let mut tracker = Tracker::new(&shared.inventory, &shared.sources, cluster, &specs);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -191,30 +210,61 @@ struct WatchContext {
     cluster: ClusterIdentity,
 }
 
-fn spawn_watcher<K: StorkResource>(
-    tasks: &mut tokio::task::JoinSet<()>,
-    kinds: &mut Vec<crate::model::Kind>,
-    client: &Client,
-    namespace: &Option<String>,
-    ctx: &Arc<WatchContext>,
-    tx: &mpsc::Sender<(usize, Signal)>,
-) -> tokio::task::Id {
-    let id = kinds.len();
-    kinds.push(K::KIND);
-    let api: Api<DeserializeGuard<K>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (ctx, tx) = (ctx.clone(), tx.clone());
-    let target = format!(
-        "{}/{} in {}",
-        K::group(&()),
-        K::plural(&()),
-        namespace.as_deref().unwrap_or("all namespaces")
-    );
-    tasks
-        .spawn(async move { watch::<K>(id, api, target, ctx, tx).await })
-        .id()
+/// The watcher tasks being started, and what the tracker must know of each.
+struct WatcherSet {
+    tasks: tokio::task::JoinSet<()>,
+    /// By watcher number.
+    specs: Vec<WatcherSpec>,
+    task_watcher: HashMap<tokio::task::Id, usize>,
+    ctx: Arc<WatchContext>,
+    tx: mpsc::Sender<(usize, Signal)>,
+}
+
+impl WatcherSet {
+    /// A watcher of a namespaced resource in `namespace`, or across all namespaces; what it
+    /// applies is of that namespace's origin (of the whole source across all namespaces).
+    fn namespaced<K>(&mut self, client: &Client, namespace: Option<&str>)
+    where
+        K: StorkResource + Resource<Scope = NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => self.spawn::<K>(
+                Api::namespaced(client.clone(), ns),
+                Origin::scoped(SourceId::Kube, ns),
+                Some(ns),
+            ),
+            None => self.spawn::<K>(
+                Api::all(client.clone()),
+                Origin::source(SourceId::Kube),
+                None,
+            ),
+        }
+    }
+
+    fn spawn<K: StorkResource>(
+        &mut self,
+        api: Api<DeserializeGuard<K>>,
+        origin: Origin,
+        namespace: Option<&str>,
+    ) {
+        let id = self.specs.len();
+        self.specs.push(WatcherSpec {
+            watched: K::WATCHED,
+            origin,
+        });
+        let (ctx, tx) = (self.ctx.clone(), self.tx.clone());
+        let target = format!(
+            "{}/{} in {}",
+            K::group(&()),
+            K::plural(&()),
+            namespace.unwrap_or("all namespaces")
+        );
+        let task = self
+            .tasks
+            .spawn(async move { watch::<K>(id, api, target, ctx, tx).await })
+            .id();
+        self.task_watcher.insert(task, id);
+    }
 }
 
 /// One watcher, for ever: reports what it sees; on an error, reports it, waits out the
@@ -235,12 +285,12 @@ async fn watch<K: StorkResource>(
             let signal = match item {
                 Ok(watcher::Event::Init) => Signal::Relist,
                 Ok(watcher::Event::InitApply(obj)) => match ctx.observe(obj) {
-                    Some((uid, event)) => Signal::Listed { uid, event },
+                    Some((uid, item)) => Signal::Listed { uid, item },
                     None => continue,
                 },
                 Ok(watcher::Event::InitDone) => Signal::ListDone,
                 Ok(watcher::Event::Apply(obj)) => match ctx.observe(obj) {
-                    Some((uid, event)) => Signal::Changed { uid, event },
+                    Some((uid, item)) => Signal::Changed { uid, item },
                     None => continue,
                 },
                 Ok(watcher::Event::Delete(obj)) => match deletion(&obj) {
@@ -264,20 +314,21 @@ async fn watch<K: StorkResource>(
 }
 
 impl WatchContext {
-    /// The inventory uid of an added, modified or listed object, and the event to apply
+    /// The uid of an added, modified or listed object, and what it means for the tracker
     /// (`None` for a malformed object, which is logged and counted). `None` altogether for an
     /// object without a uid, which the API server never sends.
     fn observe<K: StorkResource>(
         &self,
         obj: DeserializeGuard<K>,
-    ) -> Option<(String, Option<Event>)> {
+    ) -> Option<(String, Option<Item>)> {
         let meta = obj.meta();
         let (namespace, name) = (
             meta.namespace.clone().unwrap_or_default(),
             meta.name.clone().unwrap_or_default(),
         );
+        let what = K::kind(&());
         let Some(uid) = K::inventory_uid(meta) else {
-            tracing::warn!(kind = %K::KIND, %namespace, %name, "object without a uid; skipped");
+            tracing::warn!(kind = %what, %namespace, %name, "object without a uid; skipped");
             self.shared.sources.count_invalid_object(SourceId::Kube);
             return None;
         };
@@ -285,22 +336,25 @@ impl WatchContext {
             Ok(cr) => cr,
             Err(invalid) => {
                 tracing::warn!(
-                    kind = %K::KIND, %namespace, %name, error = %invalid.error,
+                    kind = %what, %namespace, %name, error = %invalid.error,
                     "malformed object skipped (its last good state, if any, stays)"
                 );
                 self.shared.sources.count_invalid_object(SourceId::Kube);
-                return Some((uid, None));
+                return Some((uid, K::observe_malformed(&invalid.metadata)));
             }
         };
-        match cr.to_object(&self.cluster) {
-            Ok(mapped) => {
-                for unknown in &mapped.unknown_statuses {
-                    tracing::warn!(kind = %K::KIND, %namespace, %name, "{unknown}; exported as Invalid");
+        match cr.observe(&self.cluster) {
+            Ok(observed) => {
+                for warning in &observed.warnings {
+                    tracing::warn!(kind = %what, %namespace, %name, "{warning}");
                 }
-                Some((uid, Some(Event::Upsert(mapped.object))))
+                if observed.invalid {
+                    self.shared.sources.count_invalid_object(SourceId::Kube);
+                }
+                Some((uid, Some(observed.item)))
             }
             Err(e) => {
-                tracing::warn!(kind = %K::KIND, %namespace, %name, error = %e, "object skipped");
+                tracing::warn!(kind = %what, %namespace, %name, error = %e, "object skipped");
                 self.shared.sources.count_invalid_object(SourceId::Kube);
                 Some((uid, None))
             }
@@ -308,15 +362,19 @@ impl WatchContext {
     }
 }
 
-/// The delete event for a deleted object; its `deletionTimestamp`, when set, is when the
-/// deletion was asked for, which is the deletion time PXB shows.
-fn deletion<K: StorkResource>(obj: &DeserializeGuard<K>) -> Option<(String, Event)> {
+/// The uid of a deleted object and its deletion for the inventory (none for a schedule
+/// policy). Its `deletionTimestamp`, when set, is when the deletion was asked for, which is
+/// the deletion time PXB shows.
+fn deletion<K: StorkResource>(obj: &DeserializeGuard<K>) -> Option<(String, Option<Event>)> {
     let meta = obj.meta();
     let uid = K::inventory_uid(meta)?;
-    let event = Event::Delete {
-        kind: K::KIND,
-        uid: uid.clone(),
-        deleted_at: meta.deletion_timestamp.as_ref().map(mapping::timestamp),
+    let event = match K::WATCHED {
+        Watched::Objects(kind) => Some(Event::Delete {
+            kind,
+            uid: uid.clone(),
+            deleted_at: meta.deletion_timestamp.as_ref().map(mapping::timestamp),
+        }),
+        Watched::SchedulePolicies => None,
     };
     Some((uid, event))
 }

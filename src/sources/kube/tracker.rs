@@ -1,20 +1,30 @@
 //! Bookkeeping of the kube source's watchers: what each one has listed, which objects are
-//! live, whether every watcher has synced, and whether any is failing.
+//! live, whether every watcher has synced, whether any is failing; and the schedule policies,
+//! which give schedules their interval.
 //!
 //! Lost deletes: kube-runtime's watcher does not report objects deleted while it was
-//! disconnected; it lists again instead. After each list (`InitDone`), every live object of
-//! that kind that no watcher knows about was deleted meanwhile, and `Inventory::resync` makes
-//! it a tombstone. Watchers of one kind in different namespaces share the inventory's table,
-//! so the set handed to `resync` is this watcher's new list plus what the other watchers of
-//! that kind hold live; otherwise a re-list in one namespace would delete the others.
+//! disconnected; it lists again instead. After a list (`InitDone`), every live object of that
+//! watcher's origin (its namespace, or the whole source for an all-namespaces watcher) that
+//! the list no longer holds was deleted meanwhile, and `Inventory::resync` makes it a
+//! tombstone. Two rules keep that from deleting what exists:
+//! - a watcher's resync covers only its own origin: a list of one namespace says nothing
+//!   about another;
+//! - after a start, no watcher of a kind resyncs before every watcher of that kind has
+//!   finished a first list (the journal brought back objects that a watcher still listing
+//!   would vouch for); the deferred resyncs run when the last of them finishes.
+//!
+//! Schedule policies are held here only (they are not exported). A schedule's interval is that
+//! of the policy it names: a `NamespacedSchedulePolicy` of that name in the schedule's
+//! namespace, else the cluster-wide `SchedulePolicy` (Stork's order). When a policy changes,
+//! appears or goes, every schedule that resolves through it is applied again.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::inventory::Inventory;
-use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, Origin, SourceId};
+use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, Origin, Schedule, SourceId};
 use crate::sources::SourceStatus;
 
-use super::mapping::{ClusterIdentity, DEFAULT_ORG_ID};
+use super::mapping::{ClusterIdentity, Item, PolicyKey, Watched, DEFAULT_ORG_ID};
 
 /// InitApply objects are applied in batches of this size (one journal write each) rather than
 /// all at the end of a list, so that a huge list does not sit twice in memory.
@@ -25,22 +35,30 @@ const LIST_BATCH: usize = 256;
 pub enum Signal {
     /// A (re-)list starts.
     Relist,
-    /// An object of the list. `event` is `None` when the object is malformed: it exists (so
+    /// An object of the list. `item` is `None` when the object is malformed: it exists (so
     /// it is not deleted) but there is nothing to apply.
-    Listed { uid: String, event: Option<Event> },
+    Listed { uid: String, item: Option<Item> },
     /// The list is complete.
     ListDone,
     /// An object was added or modified while watching.
-    Changed { uid: String, event: Option<Event> },
-    /// An object was deleted while watching.
-    Gone { uid: String, event: Event },
+    Changed { uid: String, item: Option<Item> },
+    /// An object was deleted while watching; `event` is its deletion for the inventory
+    /// (`None` for a schedule policy, which is not an inventory object).
+    Gone { uid: String, event: Option<Event> },
     /// The watcher failed (list, watch, or an ERROR event) and will list again after a backoff.
     Failed,
 }
 
+/// A watcher as the tracker knows it: what it feeds, and the origin of what it applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatcherSpec {
+    pub watched: Watched,
+    pub origin: Origin,
+}
+
 #[derive(Debug)]
 struct WatcherState {
-    kind: Kind,
+    spec: WatcherSpec,
     live: HashSet<String>,
     /// UIDs seen since `Relist`, while a list is in progress.
     listing: Option<HashSet<String>>,
@@ -48,42 +66,64 @@ struct WatcherState {
     failing: bool,
 }
 
+/// A live schedule and what its interval was resolved from.
+#[derive(Debug)]
+struct ScheduleEntry {
+    /// As mapped: without its interval.
+    schedule: Schedule,
+    namespace: String,
+    policy_name: String,
+    origin: Origin,
+    /// The interval it was last applied with.
+    applied_interval: Option<u64>,
+}
+
 pub struct Tracker<'a> {
     inventory: &'a Inventory,
-    origin: Origin,
     sources: &'a SourceStatus,
     cluster: ClusterIdentity,
     watchers: Vec<WatcherState>,
-    pending: Vec<Event>,
+    /// Events of lists in progress, not applied yet, and the origin they are applied with.
+    pending: Option<(Origin, Vec<Event>)>,
+    /// Kinds whose watchers have all finished a first list since start: resyncs may run.
+    resync_allowed: HashSet<Kind>,
+    /// Longest gap between runs by policy (`None`: the policy never runs).
+    policies: HashMap<PolicyKey, Option<u64>>,
+    /// The key of each policy object, by uid (a deletion brings its uid).
+    policy_keys: HashMap<String, PolicyKey>,
+    schedules: HashMap<String, ScheduleEntry>,
     /// What the Cluster object last said, to upsert it only on a change.
     cluster_status: Option<ClusterStatus>,
     synced_reported: bool,
 }
 
 impl<'a> Tracker<'a> {
-    /// `kinds[i]` is the kind watched by watcher `i`.
+    /// `watchers[i]` describes the watcher whose signals come as number `i`.
     pub fn new(
         inventory: &'a Inventory,
         sources: &'a SourceStatus,
         cluster: ClusterIdentity,
-        kinds: &[Kind],
+        watchers: &[WatcherSpec],
     ) -> Self {
         let mut t = Tracker {
             inventory,
-            origin: Origin::source(SourceId::Kube),
             sources,
             cluster,
-            watchers: kinds
+            watchers: watchers
                 .iter()
-                .map(|kind| WatcherState {
-                    kind: *kind,
+                .map(|spec| WatcherState {
+                    spec: spec.clone(),
                     live: HashSet::new(),
                     listing: None,
                     synced_once: false,
                     failing: false,
                 })
                 .collect(),
-            pending: Vec::new(),
+            pending: None,
+            resync_allowed: HashSet::new(),
+            policies: HashMap::new(),
+            policy_keys: HashMap::new(),
+            schedules: HashMap::new(),
             cluster_status: None,
             synced_reported: false,
         };
@@ -102,45 +142,50 @@ impl<'a> Tracker<'a> {
                 self.flush();
                 self.watchers[watcher].listing = Some(HashSet::new());
             }
-            Signal::Listed { uid, event } => {
+            Signal::Listed { uid, item } => {
                 self.watchers[watcher]
                     .listing
                     .get_or_insert_with(HashSet::new)
-                    .insert(uid);
-                if let Some(event) = event {
-                    self.pending.push(event);
-                    if self.pending.len() >= LIST_BATCH {
-                        self.flush();
-                    }
+                    .insert(uid.clone());
+                if let Some(item) = item {
+                    self.take(watcher, uid, item);
+                }
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|(_, e)| e.len() >= LIST_BATCH)
+                {
+                    self.flush();
                 }
             }
             Signal::ListDone => {
                 self.flush();
                 let w = &mut self.watchers[watcher];
-                let kind = w.kind;
-                w.live = w.listing.take().unwrap_or_default();
+                let listed = w.listing.take().unwrap_or_default();
+                let before = std::mem::replace(&mut w.live, listed);
                 w.synced_once = true;
                 w.failing = false;
-                let mut known: HashSet<String> = HashSet::new();
-                for other in self.watchers.iter().filter(|o| o.kind == kind) {
-                    known.extend(other.live.iter().cloned());
-                }
-                // A journal failure is logged and counted by the inventory.
-                let gone = self
-                    .inventory
-                    .resync(&self.origin, kind, &known)
-                    .unwrap_or_default();
-                if gone > 0 {
-                    tracing::info!(%kind, gone, "deleted while not watched (found by a re-list)");
+                match w.spec.watched {
+                    Watched::Objects(kind) => self.listed_objects(watcher, kind),
+                    Watched::SchedulePolicies => {
+                        let gone: Vec<String> = before
+                            .difference(&self.watchers[watcher].live)
+                            .cloned()
+                            .collect();
+                        for uid in gone {
+                            self.policy_gone(&uid);
+                        }
+                    }
                 }
                 self.update_health();
             }
-            Signal::Changed { uid, event } => {
+            Signal::Changed { uid, item } => {
                 let w = &mut self.watchers[watcher];
-                w.live.insert(uid);
+                w.live.insert(uid.clone());
                 let recovered = std::mem::replace(&mut w.failing, false);
-                if let Some(event) = event {
-                    self.apply(vec![event]);
+                if let Some(item) = item {
+                    self.take(watcher, uid, item);
+                    self.flush();
                 }
                 if recovered {
                     self.update_health();
@@ -150,7 +195,18 @@ impl<'a> Tracker<'a> {
                 let w = &mut self.watchers[watcher];
                 w.live.remove(&uid);
                 let recovered = std::mem::replace(&mut w.failing, false);
-                self.apply(vec![event]);
+                let (watched, origin) = (w.spec.watched, w.spec.origin.clone());
+                match watched {
+                    Watched::SchedulePolicies => self.policy_gone(&uid),
+                    Watched::Objects(Kind::Schedule) => {
+                        self.schedules.remove(&uid);
+                    }
+                    Watched::Objects(_) => {}
+                }
+                if let Some(event) = event {
+                    self.flush();
+                    self.apply(&origin, vec![event]);
+                }
                 if recovered {
                     self.update_health();
                 }
@@ -167,17 +223,169 @@ impl<'a> Tracker<'a> {
         }
     }
 
+    /// Takes what a watcher saw: queues an object for the inventory, or records a policy.
+    fn take(&mut self, watcher: usize, uid: String, item: Item) {
+        let origin = self.watchers[watcher].spec.origin.clone();
+        match item {
+            Item::Object(object) => self.queue(origin, Event::Upsert(object)),
+            Item::Schedule {
+                schedule,
+                namespace,
+                policy_name,
+            } => {
+                let interval = self.resolve(&namespace, &policy_name);
+                let event = Event::Upsert(Object::Schedule(Schedule {
+                    interval_seconds: interval,
+                    ..schedule.clone()
+                }));
+                self.schedules.insert(
+                    uid,
+                    ScheduleEntry {
+                        schedule,
+                        namespace,
+                        policy_name,
+                        origin: origin.clone(),
+                        applied_interval: interval,
+                    },
+                );
+                self.queue(origin, event);
+            }
+            Item::Policy { key, longest_gap } => {
+                if let Some(old) = self.policy_keys.insert(uid, key.clone()) {
+                    if old != key {
+                        // A policy object does not change its name; should one, its old
+                        // name is gone.
+                        self.policies.remove(&old);
+                        self.policy_changed(&old);
+                    }
+                }
+                if self.policies.insert(key.clone(), longest_gap) != Some(longest_gap) {
+                    self.policy_changed(&key);
+                }
+            }
+        }
+    }
+
+    fn policy_gone(&mut self, uid: &str) {
+        if let Some(key) = self.policy_keys.remove(uid) {
+            self.policies.remove(&key);
+            self.policy_changed(&key);
+        }
+    }
+
+    /// The interval of a schedule in `namespace` that names `policy`.
+    fn resolve(&self, namespace: &str, policy: &str) -> Option<u64> {
+        if policy.is_empty() {
+            return None;
+        }
+        let namespaced = PolicyKey {
+            namespace: Some(namespace.to_owned()),
+            name: policy.to_owned(),
+        };
+        match self.policies.get(&namespaced) {
+            Some(gap) => *gap,
+            None => self
+                .policies
+                .get(&PolicyKey {
+                    namespace: None,
+                    name: policy.to_owned(),
+                })
+                .copied()
+                .flatten(),
+        }
+    }
+
+    /// Applies again every schedule whose interval `key` may decide, when it changed.
+    fn policy_changed(&mut self, key: &PolicyKey) {
+        // Queued schedule upserts carry the interval they were resolved with: they go first,
+        // so that what follows supersedes them.
+        self.flush();
+        let mut changed: BTreeMap<Origin, Vec<Event>> = BTreeMap::new();
+        let uses_key = |e: &ScheduleEntry| {
+            e.policy_name == key.name && key.namespace.as_deref().is_none_or(|ns| ns == e.namespace)
+        };
+        let resolved: Vec<(String, Option<u64>)> = self
+            .schedules
+            .iter()
+            .filter(|(_, e)| uses_key(e))
+            .map(|(uid, e)| (uid.clone(), self.resolve(&e.namespace, &e.policy_name)))
+            .collect();
+        for (uid, interval) in resolved {
+            let Some(entry) = self.schedules.get_mut(&uid) else {
+                continue;
+            };
+            if entry.applied_interval == interval {
+                continue;
+            }
+            entry.applied_interval = interval;
+            changed
+                .entry(entry.origin.clone())
+                .or_default()
+                .push(Event::Upsert(Object::Schedule(Schedule {
+                    interval_seconds: interval,
+                    ..entry.schedule.clone()
+                })));
+        }
+        for (origin, events) in changed {
+            self.apply(&origin, events);
+        }
+    }
+
+    /// After a complete list of `kind` by `watcher`: resync its origin, once every watcher of
+    /// that kind has finished a first list; the first time, the others' deferred resyncs too.
+    fn listed_objects(&mut self, watcher: usize, kind: Kind) {
+        let of_kind: Vec<usize> = (0..self.watchers.len())
+            .filter(|i| self.watchers[*i].spec.watched == Watched::Objects(kind))
+            .collect();
+        let due: Vec<usize> = if self.resync_allowed.contains(&kind) {
+            vec![watcher]
+        } else if of_kind.iter().all(|i| self.watchers[*i].synced_once) {
+            self.resync_allowed.insert(kind);
+            of_kind
+        } else {
+            tracing::debug!(%kind, "re-list deferred until every watcher of this kind has listed");
+            return;
+        };
+        for i in due {
+            let w = &self.watchers[i];
+            let origin = w.spec.origin.clone();
+            // A journal failure is logged and counted by the inventory; the change is applied
+            // in memory and the next re-list repeats it.
+            let gone = self
+                .inventory
+                .resync(&origin, kind, &w.live)
+                .unwrap_or_default();
+            if gone > 0 {
+                tracing::info!(%kind, %origin, gone, "deleted while not watched (found by a re-list)");
+            }
+            if kind == Kind::Schedule {
+                let live = &self.watchers[i].live;
+                self.schedules
+                    .retain(|uid, e| e.origin != origin || live.contains(uid));
+            }
+        }
+    }
+
+    fn queue(&mut self, origin: Origin, event: Event) {
+        if self.pending.as_ref().is_some_and(|(o, _)| *o != origin) {
+            self.flush();
+        }
+        self.pending
+            .get_or_insert_with(|| (origin, Vec::new()))
+            .1
+            .push(event);
+    }
+
     fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            let batch = std::mem::take(&mut self.pending);
-            self.apply(batch);
+        if let Some((origin, events)) = self.pending.take() {
+            self.apply(&origin, events);
         }
     }
 
     /// A journal failure is logged and counted by the inventory; the change is applied in
     /// memory, and the next re-list repeats it.
-    fn apply(&self, events: Vec<Event>) {
-        let _ = self.inventory.apply(&self.origin, events);
+    fn apply(&self, origin: &Origin, events: Vec<Event>) {
+        let _ = self.inventory.apply(origin, events);
     }
 
     fn update_health(&mut self) {
@@ -202,169 +410,15 @@ impl<'a> Tracker<'a> {
             return;
         }
         self.cluster_status = Some(status);
-        self.apply(vec![Event::Upsert(Object::Cluster(Cluster {
+        let cluster = Event::Upsert(Object::Cluster(Cluster {
             uid: self.cluster.uid.clone(),
             name: self.cluster.name.clone(),
             org_id: DEFAULT_ORG_ID.to_owned(),
             status,
-        }))]);
+        }));
+        self.apply(&Origin::source(SourceId::Kube), vec![cluster]);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::clock::Clock;
-    use crate::model::{Backup, BackupStatus};
-
-    fn backup(uid: &str, status: BackupStatus) -> Event {
-        Event::Upsert(Object::Backup(Backup {
-            uid: uid.into(),
-            name: uid.into(),
-            status,
-            ..Backup::default()
-        }))
-    }
-
-    fn listed(uid: &str) -> Signal {
-        Signal::Listed {
-            uid: uid.into(),
-            event: Some(backup(uid, BackupStatus::Success)),
-        }
-    }
-
-    fn identity() -> ClusterIdentity {
-        ClusterIdentity {
-            name: "c".into(),
-            uid: "cuid".into(),
-        }
-    }
-
-    fn fixture() -> (Inventory, SourceStatus) {
-        (
-            Inventory::in_memory(Clock::System, Duration::from_secs(3600)),
-            SourceStatus::new(&[SourceId::Kube]),
-        )
-    }
-
-    #[test]
-    fn relist_in_one_namespace_deletes_only_what_that_watcher_lost() {
-        let (inv, sources) = fixture();
-        // Watchers 0 and 1 watch backups in two namespaces, 2 watches schedules.
-        let mut t = Tracker::new(
-            &inv,
-            &sources,
-            identity(),
-            &[Kind::Backup, Kind::Backup, Kind::Schedule],
-        );
-        for (w, uids) in [(0, &["a1", "a2"][..]), (1, &["b1"][..]), (2, &[][..])] {
-            t.handle(w, Signal::Relist);
-            for uid in uids {
-                t.handle(w, listed(uid));
-            }
-            t.handle(w, Signal::ListDone);
-        }
-        assert!(sources.not_synced().is_empty());
-        assert!(sources.is_up(SourceId::Kube));
-        assert_eq!(inv.summary().backups_by_status.get("Success"), Some(&3));
-
-        // Namespace A re-lists after a disconnection: a2 was deleted meanwhile.
-        t.handle(0, Signal::Failed);
-        assert!(!sources.is_up(SourceId::Kube));
-        t.handle(0, Signal::Relist);
-        t.handle(0, listed("a1"));
-        t.handle(0, Signal::ListDone);
-        assert!(sources.is_up(SourceId::Kube));
-        let s = inv.summary();
-        assert_eq!(
-            s.backups_by_status.get("Success"),
-            Some(&2),
-            "a1 and b1 stay"
-        );
-        assert_eq!(
-            s.tombstones_by_previous_status.get("Success"),
-            Some(&1),
-            "a2"
-        );
-    }
-
-    #[test]
-    fn readiness_waits_for_every_watcher_and_health_follows_failures() {
-        let (inv, sources) = fixture();
-        let mut t = Tracker::new(&inv, &sources, identity(), &[Kind::Backup, Kind::Restore]);
-        t.handle(0, Signal::Relist);
-        t.handle(0, Signal::ListDone);
-        assert_eq!(
-            sources.not_synced(),
-            [SourceId::Kube],
-            "restores not listed yet"
-        );
-        assert!(!sources.is_up(SourceId::Kube));
-        t.handle(1, Signal::Relist);
-        t.handle(1, Signal::Failed);
-        assert_eq!(sources.not_synced(), [SourceId::Kube]);
-        t.handle(1, Signal::Relist);
-        t.handle(1, Signal::ListDone);
-        assert!(sources.not_synced().is_empty());
-        assert!(sources.is_up(SourceId::Kube));
-        assert!(
-            inv.summary().cluster_uids.contains("cuid"),
-            "the Cluster object"
-        );
-
-        t.handle(1, Signal::Failed);
-        assert!(!sources.is_up(SourceId::Kube));
-        // A watch event proves the watcher works again.
-        t.handle(
-            1,
-            Signal::Changed {
-                uid: "r".into(),
-                event: None,
-            },
-        );
-        assert!(sources.is_up(SourceId::Kube));
-    }
-
-    #[test]
-    fn a_list_cut_short_deletes_nothing() {
-        let (inv, sources) = fixture();
-        let mut t = Tracker::new(&inv, &sources, identity(), &[Kind::Backup]);
-        t.handle(0, Signal::Relist);
-        t.handle(0, listed("x"));
-        t.handle(0, listed("y"));
-        t.handle(0, Signal::ListDone);
-        t.handle(0, Signal::Relist);
-        t.handle(0, listed("x"));
-        t.handle(0, Signal::Failed);
-        assert_eq!(inv.summary().backups_by_status.get("Success"), Some(&2));
-        assert_eq!(inv.tombstone_count(), 0);
-        // A malformed object still exists: it is not deleted by the next list.
-        t.handle(0, Signal::Relist);
-        t.handle(0, listed("x"));
-        t.handle(
-            0,
-            Signal::Listed {
-                uid: "y".into(),
-                event: None,
-            },
-        );
-        t.handle(0, Signal::ListDone);
-        assert_eq!(inv.tombstone_count(), 0);
-    }
-
-    #[test]
-    fn a_list_longer_than_a_batch_is_applied_whole() {
-        let (inv, sources) = fixture();
-        let mut t = Tracker::new(&inv, &sources, identity(), &[Kind::Backup]);
-        let n = LIST_BATCH * 2 + 7;
-        t.handle(0, Signal::Relist);
-        for i in 0..n {
-            t.handle(0, listed(&format!("b{i}")));
-        }
-        t.handle(0, Signal::ListDone);
-        assert_eq!(inv.summary().backups_by_status.get("Success"), Some(&n));
-        assert_eq!(inv.tombstone_count(), 0);
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@ use kube::core::DeserializeGuard;
 use serde_json::json;
 
 use super::*;
+use crate::sources::kube::crd::{NamespacedSchedulePolicy, SchedulePolicy};
 
 const BACKUP_PENDING: &str = include_str!("../../../../tests/fixtures/kube/backup-pending.json");
 const BACKUP_SUCCESSFUL: &str =
@@ -16,6 +17,13 @@ const RESTORE_SUCCESSFUL: &str =
     include_str!("../../../../tests/fixtures/kube/restore-successful.json");
 const SCHEDULE_SUSPENDED: &str =
     include_str!("../../../../tests/fixtures/kube/schedule-suspended.json");
+const BACKUP_VM: &str = include_str!("../../../../tests/fixtures/kube/backup-vm.json");
+const BACKUP_NAMESPACES_PARTIAL: &str =
+    include_str!("../../../../tests/fixtures/kube/backup-namespaces-partial.json");
+const POLICY_WEEKLY: &str =
+    include_str!("../../../../tests/fixtures/kube/schedulepolicy-weekly.json");
+const NAMESPACED_POLICY_DAILY: &str =
+    include_str!("../../../../tests/fixtures/kube/namespacedschedulepolicy-daily.json");
 
 fn cluster() -> ClusterIdentity {
     ClusterIdentity {
@@ -269,4 +277,270 @@ fn schedule_suspend() {
         };
         assert_eq!(s.status, ScheduleStatus::Active, "suspend: {suspend}");
     }
+}
+
+fn resource(
+    group: &str,
+    version: &str,
+    kind: &str,
+    name: &str,
+    ns: &str,
+    vms: &[&str],
+) -> VmResource {
+    VmResource {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        name: name.into(),
+        namespace: ns.into(),
+        virtual_machines: vms.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_vm_backup_lists_its_vms_and_their_resources() {
+    let mapped = parse::<ApplicationBackup>(BACKUP_VM)
+        .to_object(&cluster())
+        .unwrap();
+    assert!(mapped.unknown_statuses.is_empty());
+    let b = backup_of(mapped);
+    assert_eq!(b.backup_object_type, "VirtualMachine");
+    assert_eq!(b.status, BackupStatus::PartialSuccess);
+    let vm = |name: &str, ns: &str, status| VirtualMachine {
+        name: name.into(),
+        namespace: ns.into(),
+        os_name: String::new(),
+        status: Some(status),
+    };
+    assert_eq!(
+        b.virtual_machines,
+        [
+            vm("web-vm", "vms", BackupStatus::Success),
+            vm("lab-1", "vms-lab", BackupStatus::Success),
+            vm("lab-2", "vms-lab", BackupStatus::Failed),
+        ]
+    );
+    assert_eq!(
+        b.vm_resources,
+        [
+            // "core" is the core group, written as "".
+            resource(
+                "",
+                "v1",
+                "PersistentVolumeClaim",
+                "web-vm-rootdisk",
+                "vms",
+                &["web-vm"]
+            ),
+            resource(
+                "cdi.kubevirt.io",
+                "v1beta1",
+                "DataVolume",
+                "web-vm-rootdisk",
+                "vms",
+                &["web-vm"]
+            ),
+            // Two VMs in vms-lab: which one the secret serves is not recorded by Stork.
+            resource("", "v1", "Secret", "lab-cloudinit", "vms-lab", &[]),
+        ]
+    );
+    assert!(b.namespace_resources.is_empty(), "a VM backup");
+    assert_eq!(b.failed_resource_count, Some(1));
+    assert_eq!(b.failed_volume_count, Some(1));
+}
+
+fn namespace(
+    ns: &str,
+    status: Option<NamespaceStatus>,
+    resources: (u64, u64),
+    volumes: (u64, u64),
+    types: &[(&str, u64, u64)],
+) -> NamespaceResources {
+    NamespaceResources {
+        namespace: ns.into(),
+        status,
+        total_resources: Some(resources.0),
+        failed_resources: Some(resources.1),
+        total_volumes: Some(volumes.0),
+        failed_volumes: Some(volumes.1),
+        resource_types: types
+            .iter()
+            .map(|(name, total, failed)| ResourceType {
+                name: (*name).into(),
+                total_resources: Some(*total),
+                failed_resources: Some(*failed),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_namespace_backup_counts_each_namespace_and_resource_type() {
+    let b = backup_of(
+        parse::<ApplicationBackup>(BACKUP_NAMESPACES_PARTIAL)
+            .to_object(&cluster())
+            .unwrap(),
+    );
+    assert!(b.virtual_machines.is_empty() && b.vm_resources.is_empty());
+    assert_eq!(b.failed_resource_count, Some(1));
+    assert_eq!(b.failed_volume_count, Some(0));
+    assert_eq!(
+        b.namespace_resources,
+        [
+            namespace(
+                "shop",
+                Some(NamespaceStatus::Success),
+                (3, 0),
+                (0, 0),
+                &[("/v1/ConfigMap", 1, 0), ("apps/v1/Deployment", 2, 0)]
+            ),
+            namespace(
+                "shop-db",
+                Some(NamespaceStatus::PartialSuccess),
+                (2, 1),
+                (1, 0),
+                &[("/v1/ConfigMap", 1, 0), ("apps/v1/StatefulSet", 1, 1)]
+            ),
+            // Listed in the spec, nothing recorded: its outcome in a partial backup is unknown.
+            namespace("shop-empty", None, (0, 0), (0, 0), &[]),
+        ],
+        "the PersistentVolume (no namespace) belongs to none"
+    );
+}
+
+#[test]
+fn namespace_status_follows_the_backup() {
+    let status_of = |stork: &str| {
+        let text = with(BACKUP_NAMESPACES_PARTIAL, |v| {
+            v["status"]["status"] = json!(stork)
+        });
+        backup_of(
+            parse::<ApplicationBackup>(&text)
+                .to_object(&cluster())
+                .unwrap(),
+        )
+        .namespace_resources
+        .iter()
+        .map(|n| n.status)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        status_of("InProgress"),
+        [Some(NamespaceStatus::InProgress); 3]
+    );
+    assert_eq!(status_of("Successful"), [Some(NamespaceStatus::Success); 3]);
+    assert_eq!(status_of("Failed"), [Some(NamespaceStatus::Failed); 3]);
+    assert_eq!(status_of("Teleporting"), [None; 3]);
+}
+
+#[test]
+fn large_resource_backups_do_not_claim_zero_resources() {
+    let text = with(BACKUP_NAMESPACES_PARTIAL, |v| {
+        v["status"]["largeResourceEnabled"] = json!(true);
+        v["status"]["resources"] = json!(null);
+    });
+    let b = backup_of(
+        parse::<ApplicationBackup>(&text)
+            .to_object(&cluster())
+            .unwrap(),
+    );
+    assert_eq!(b.failed_resource_count, None);
+    let db = &b.namespace_resources[1];
+    assert_eq!(db.namespace, "shop-db");
+    assert_eq!((db.total_resources, db.failed_resources), (None, None));
+    assert_eq!((db.total_volumes, db.failed_volumes), (Some(1), Some(0)));
+    assert_eq!(db.status, Some(NamespaceStatus::Success), "by its volume");
+    // A pending backup has recorded nothing yet.
+    let b = backup_of(
+        parse::<ApplicationBackup>(BACKUP_PENDING)
+            .to_object(&cluster())
+            .unwrap(),
+    );
+    assert_eq!(b.failed_resource_count, None, "resources: null");
+    assert_eq!(b.failed_volume_count, Some(0), "as Stork writes it");
+}
+
+#[test]
+fn a_schedule_names_its_policy() {
+    let cr: ApplicationBackupSchedule = parse(SCHEDULE_SUSPENDED);
+    let Item::Schedule {
+        schedule,
+        namespace,
+        policy_name,
+    } = cr.observe(&cluster()).unwrap().item
+    else {
+        panic!("not a schedule")
+    };
+    assert_eq!(
+        (namespace.as_str(), policy_name.as_str()),
+        ("shop", "daily")
+    );
+    assert_eq!(schedule.interval_seconds, None, "resolved by the tracker");
+}
+
+#[test]
+fn policies_become_their_longest_gap() {
+    let weekly = parse::<SchedulePolicy>(POLICY_WEEKLY)
+        .observe(&cluster())
+        .unwrap();
+    assert_eq!(
+        weekly.item,
+        Item::Policy {
+            key: PolicyKey {
+                namespace: None,
+                name: "backup-policy".into()
+            },
+            longest_gap: Some(7 * 86_400),
+        }
+    );
+    assert!(!weekly.invalid);
+    let daily = parse::<NamespacedSchedulePolicy>(NAMESPACED_POLICY_DAILY)
+        .observe(&cluster())
+        .unwrap();
+    assert_eq!(
+        daily.item,
+        Item::Policy {
+            key: PolicyKey {
+                namespace: Some("shop".into()),
+                name: "backup-policy".into()
+            },
+            longest_gap: Some(86_400),
+        }
+    );
+
+    // Stork refuses it: no interval, a warning naming the field, counted as invalid.
+    let text = with(POLICY_WEEKLY, |v| {
+        v["policy"]["weekly"]["day"] = json!("Someday")
+    });
+    let refused = parse::<SchedulePolicy>(&text).observe(&cluster()).unwrap();
+    assert!(refused.invalid);
+    assert!(
+        refused.warnings[0].contains("\"Someday\""),
+        "{:?}",
+        refused.warnings
+    );
+    assert!(matches!(
+        refused.item,
+        Item::Policy {
+            longest_gap: None,
+            ..
+        }
+    ));
+
+    // Unreadable: it still exists (and shadows a cluster policy), without an interval.
+    let text = with(NAMESPACED_POLICY_DAILY, |v| {
+        v["policy"]["daily"] = json!("23:30")
+    });
+    let guarded: DeserializeGuard<NamespacedSchedulePolicy> = parse(&text);
+    let invalid = guarded.0.expect_err("daily is an object");
+    assert_eq!(
+        NamespacedSchedulePolicy::observe_malformed(&invalid.metadata),
+        Some(Item::Policy {
+            key: PolicyKey {
+                namespace: Some("shop".into()),
+                name: "backup-policy".into()
+            },
+            longest_gap: None,
+        })
+    );
 }
