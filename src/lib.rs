@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod exposition;
 pub mod inventory;
+pub mod kubernetes;
 pub mod logging;
 pub mod model;
 pub mod sources;

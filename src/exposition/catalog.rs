@@ -273,7 +273,12 @@ pub static SOURCE_OBJECTS_INVALID: Family = counter(
 // Pure1 telemetry.
 pub static TELEMETRY_ENABLED: Family = gauge(
     "pxbackup_telemetry_enabled",
-    "1 when telemetry is enabled by px-backup-telemetry-config",
+    "1 while telemetry runs: enabled by px-backup-telemetry-config and not paused by PX-Backup",
+    &[],
+);
+pub static TELEMETRY_PAUSED: Family = gauge(
+    "pxbackup_telemetry_paused",
+    "1 while PX-Backup's TELEMETRY_COLLECTION_ENABLED (ConfigMap px-backup-config) pauses every upload",
     &[],
 );
 pub static TELEMETRY_REGISTERED: Family = gauge(
@@ -283,13 +288,18 @@ pub static TELEMETRY_REGISTERED: Family = gauge(
 );
 pub static TELEMETRY_CONFIG_VALID: Family = gauge(
     "pxbackup_telemetry_config_valid",
-    "0 when the last telemetry configuration read was invalid (the previous valid one stays in force)",
+    "0 when the last telemetry configuration read was invalid or unreadable (enabled is obeyed at once; the other keys keep their last valid settings)",
     &[],
 );
 pub static TELEMETRY_UPLOADS: Family = counter(
     "pxbackup_telemetry_uploads",
-    "Telemetry uploads by kind and result (success, failure, dropped)",
+    "Telemetry uploads by kind and result (success, failure, dropped: lost to the spool cap or unreadable)",
     &["kind", "result"],
+);
+pub static TELEMETRY_BUNDLES_DROPPED: Family = counter(
+    "pxbackup_telemetry_bundles_dropped",
+    "Bundles removed from the spool unsent, by kind and reason (spool_full, unreadable, disabled, paused, identity_changed)",
+    &["kind", "reason"],
 );
 pub static TELEMETRY_LAST_SUCCESS: Family = gauge(
     "pxbackup_telemetry_last_success_timestamp_seconds",
@@ -326,9 +336,11 @@ pub fn all() -> Vec<&'static Family> {
         &SCRAPE_DURATION,
         &SOURCE_OBJECTS_INVALID,
         &TELEMETRY_ENABLED,
+        &TELEMETRY_PAUSED,
         &TELEMETRY_REGISTERED,
         &TELEMETRY_CONFIG_VALID,
         &TELEMETRY_UPLOADS,
+        &TELEMETRY_BUNDLES_DROPPED,
         &TELEMETRY_LAST_SUCCESS,
         &TELEMETRY_SPOOL_BYTES,
     ]);

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::model::{
@@ -326,17 +327,14 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
 #[derive(Clone)]
 struct IngestContext {
     shared: Arc<Shared>,
-    token: Option<Arc<str>>,
+    token: Option<SecretString>,
 }
 
-pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+pub fn router(shared: Arc<Shared>, token: Option<SecretString>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
-        .with_state(IngestContext {
-            shared,
-            token: token.map(Arc::from),
-        })
+        .with_state(IngestContext { shared, token })
 }
 
 fn authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
@@ -363,7 +361,7 @@ async fn post_events(
     body: Bytes,
 ) -> Response {
     let stats = &ctx.shared.ingest;
-    if !authorized(ctx.token.as_deref(), &headers) {
+    if !authorized(ctx.token.as_ref().map(|t| t.expose_secret()), &headers) {
         stats.unauthorized.fetch_add(1, Relaxed);
         return (
             StatusCode::UNAUTHORIZED,
