@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::Api;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -65,8 +65,9 @@ impl PreviewError {
     }
 }
 
-/// The preview: `bundles` (health, logs or null when there are no new lines, clusters) and
-/// what the sidecar would do with them now (`status`, for a line on stderr).
+/// The preview: `bundles`, an array in the order they are made (health, logs when there are
+/// new lines, clusters), and what the sidecar would do with them now (`status`, a line for
+/// stderr).
 pub struct Preview {
     pub bundles: Value,
     pub status: String,
@@ -196,11 +197,13 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
         let key = new_key(kind, now);
         bundle_json(kind, &key, now, &cfg.appliance_id, &shared, &collected)
     };
-    let logs = if collected.is_empty() {
-        Value::Null
+    let mut bundles = vec![bundle(UploadKind::Health)];
+    if collected.is_empty() {
+        notes.push("no new log lines, so no logs bundle");
     } else {
-        bundle(UploadKind::Logs)
-    };
+        bundles.push(bundle(UploadKind::Logs));
+    }
+    bundles.push(bundle(UploadKind::Clusters));
     let state = match (&pause, consent) {
         (Pause::Paused(why), _) => format!("paused by PX-Backup ({why})"),
         (_, true) => "enabled".to_owned(),
@@ -216,11 +219,7 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
         status.push_str(note);
     }
     Ok(Preview {
-        bundles: json!({
-            "health": bundle(UploadKind::Health),
-            "logs": logs,
-            "clusters": bundle(UploadKind::Clusters),
-        }),
+        bundles: Value::Array(bundles),
         status,
     })
 }
