@@ -410,19 +410,11 @@ impl Controller {
     async fn purge_spool(&self, reason: DropReason) {
         let (stores, shared) = (self.ctx.stores.clone(), self.ctx.shared.clone());
         let purged = tokio::task::spawn_blocking(move || {
-            let mut spool = uploader::lock(&stores.spool);
-            if spool.is_empty() {
-                return Ok(());
-            }
-            spool.purge(reason, &shared.telemetry).map(|_| ())
+            uploader::lock(&stores.spool).purge(reason, &shared.telemetry)
         })
         .await;
-        match purged {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot empty the telemetry spool; nothing is sent from it while telemetry is off")
-            }
-            Err(e) => tracing::error!(error = %e, "emptying the telemetry spool failed"),
+        if let Err(e) = purged.map_err(std::io::Error::other).and_then(|r| r) {
+            tracing::error!(error = %e, "cannot empty the telemetry spool; nothing is sent from it while telemetry is off");
         }
     }
 
@@ -605,16 +597,9 @@ impl Controller {
             spool.set_max_bytes(max_bytes, &shared.telemetry)
         })
         .await;
-        match ready {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot prepare the telemetry spool; uploads not started");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot prepare the telemetry spool; uploads not started");
-                return;
-            }
+        if let Err(e) = ready.map_err(std::io::Error::other).and_then(|r| r) {
+            tracing::error!(error = %e, "cannot prepare the telemetry spool; uploads not started");
+            return;
         }
         if matches!(cfg.endpoint, Endpoint::Pure1 { .. }) {
             self.ctx.shared.telemetry.set_registered(true);
@@ -744,6 +729,10 @@ mod tests {
     impl Rig {
         /// A controller on a paused clock whose bundles go to a directory (no network).
         fn start(with_pause: bool) -> Rig {
+            Rig::build(with_pause, None)
+        }
+
+        fn build(with_pause: bool, cluster_uid: Option<watch::Receiver<Option<String>>>) -> Rig {
             let tmp = tempfile::tempdir().unwrap();
             let clock = Clock::tokio_anchored(crate::model::Timestamp::from_secs(1_795_395_600));
             let inv = Arc::new(Inventory::in_memory(
@@ -775,7 +764,7 @@ mod tests {
             let inputs = Inputs {
                 config: config_rx,
                 pause: with_pause.then_some(pause_rx),
-                cluster_uid: None,
+                cluster_uid,
             };
             let stop = CancellationToken::new();
             let controller = Controller::new(ctx);
@@ -1035,56 +1024,21 @@ mod tests {
     /// and starts as soon as it is known.
     #[tokio::test(start_paused = true)]
     async fn the_cluster_uid_arriving_late_enables() {
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path().join("out");
-        let inv = Arc::new(Inventory::in_memory(
-            Clock::System,
-            Duration::from_secs(3600),
-        ));
-        let shared = Arc::new(Shared::new(inv, SourceStatus::new(&[])));
-        let dir = tmp.path().join("telemetry");
-        let ctx = Context {
-            shared: shared.clone(),
-            clock: Clock::System,
-            defaults: Defaults::default(),
-            store: Arc::new(CredentialStore::Files(tmp.path().to_owned())),
-            stores: Stores {
-                spool: Arc::new(std::sync::Mutex::new(
-                    crate::telemetry::spool::Spool::open(&dir.join("spool"), 1 << 20).unwrap(),
-                )),
-                logs: Arc::new(std::sync::Mutex::new(
-                    crate::telemetry::logs::LogCollector::open(vec![], dir.join("c.json")),
-                )),
-            },
-            extra_ca_pem: None,
-            component_sn: String::new(),
-            redactor: Arc::new(Redactor::new().unwrap()),
-        };
-        let endpoint = format!("dir://{}", out.display());
-        let (_config, config_rx) =
-            watch::channel(raw(&[("enabled", "true"), ("endpoint", &endpoint)]));
         let (uid, uid_rx) = watch::channel(None);
-        let stop = CancellationToken::new();
-        let inputs = Inputs {
-            config: config_rx,
-            pause: None,
-            cluster_uid: Some(uid_rx),
+        let rig = Rig::build(false, Some(uid_rx));
+        let RawConfig::Data(mut on) = rig.on() else {
+            unreachable!()
         };
-        let task = tokio::spawn(Controller::new(ctx).run(inputs, stop.clone()));
+        on.remove("appliance-id");
+        rig.config.send(RawConfig::Data(on)).unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         settle().await;
-        assert!(!shared.telemetry.enabled() && !shared.telemetry.config_valid());
+        let t = &rig.shared.telemetry;
+        assert!(!t.enabled() && !t.config_valid());
         uid.send(Some("kube-system-uid".into())).unwrap();
-        for _ in 0..200 {
-            if bundles(&out).len() >= 2 {
-                break;
-            }
-            settle().await;
-        }
-        assert!(shared.telemetry.enabled() && shared.telemetry.config_valid());
-        assert!(bundles(&out).len() >= 2);
-        stop.cancel();
-        task.await.unwrap();
+        rig.wait_for(2).await;
+        assert!(t.enabled() && t.config_valid());
+        rig.stop().await;
     }
 
     /// Making bundles reads the inventory's summary only: a tombstone past its expiry stays

@@ -170,45 +170,21 @@ impl Collector for TelemetryMetrics {
         w.single(&catalog::TELEMETRY_PAUSED, flag(&self.paused));
         w.single(&catalog::TELEMETRY_REGISTERED, flag(&self.registered));
         w.single(&catalog::TELEMETRY_CONFIG_VALID, flag(&self.config_valid));
-        let labels: Vec<[(&str, &str); 2]> = UploadKind::ALL
-            .iter()
-            .flat_map(|k| {
-                UploadResult::ALL
-                    .iter()
-                    .map(move |r| [("kind", k.as_str()), ("result", r.as_str())])
-            })
-            .collect();
-        let uploads: Vec<(&[(&str, &str)], Value)> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (
-                    &l[..],
-                    Value::Uint(self.uploads[i / 3][i % 3].load(Relaxed)),
-                )
-            })
-            .collect();
-        w.family(&catalog::TELEMETRY_UPLOADS, &uploads);
-        let labels: Vec<[(&str, &str); 2]> = UploadKind::ALL
-            .iter()
-            .flat_map(|k| {
-                DropReason::ALL
-                    .iter()
-                    .map(move |r| [("kind", k.as_str()), ("reason", r.as_str())])
-            })
-            .collect();
-        let dropped: Vec<(&[(&str, &str)], Value)> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let n = DropReason::ALL.len();
-                (
-                    &l[..],
-                    Value::Uint(self.dropped[i / n][i % n].load(Relaxed)),
-                )
-            })
-            .collect();
-        w.family(&catalog::TELEMETRY_BUNDLES_DROPPED, &dropped);
+        let kinds = UploadKind::ALL.map(UploadKind::as_str);
+        grid(
+            w,
+            &catalog::TELEMETRY_UPLOADS,
+            ("kind", &kinds),
+            ("result", &UploadResult::ALL.map(UploadResult::as_str)),
+            &self.uploads,
+        );
+        grid(
+            w,
+            &catalog::TELEMETRY_BUNDLES_DROPPED,
+            ("kind", &kinds),
+            ("reason", &DropReason::ALL.map(DropReason::as_str)),
+            &self.dropped,
+        );
         w.by_label(
             &catalog::TELEMETRY_LAST_SUCCESS,
             "kind",
@@ -222,4 +198,24 @@ impl Collector for TelemetryMetrics {
             Value::Uint(self.spool_bytes.load(Relaxed)),
         );
     }
+}
+
+/// A counter family with two labels: one sample per pair of values, `counts[a][b]`.
+fn grid<const B: usize>(
+    w: &mut FamilyWriter<'_>,
+    family: &catalog::Family,
+    (name_a, values_a): (&str, &[&str]),
+    (name_b, values_b): (&str, &[&str; B]),
+    counts: &[[AtomicU64; B]],
+) {
+    let labels: Vec<[(&str, &str); 2]> = values_a
+        .iter()
+        .flat_map(|a| values_b.iter().map(move |b| [(name_a, *a), (name_b, *b)]))
+        .collect();
+    let samples: Vec<(&[(&str, &str)], Value)> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (&l[..], Value::Uint(counts[i / B][i % B].load(Relaxed))))
+        .collect();
+    w.family(family, &samples);
 }
