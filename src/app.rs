@@ -92,6 +92,43 @@ async fn termination() -> Result<impl std::future::Future<Output = ()>, AppError
     })
 }
 
+/// Starts `source` feeding `shared.inventory` until `stop`, its task in `tasks`; a push
+/// source has nothing to start and is synced at once. `kube`: the process's one Kubernetes
+/// client, built here when the first part needs it.
+pub async fn start_source(
+    source: SourceId,
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    kube: &mut Option<Arc<Kubernetes>>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), AppError> {
+    match source {
+        SourceId::Demo => {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let (seed, interval) = (settings.demo_seed, settings.demo_interval);
+            tasks.spawn(async move {
+                sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
+            });
+        }
+        // Push has no initial state to wait for.
+        SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
+        SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
+        SourceId::Kube => {
+            let kube = Kubernetes::get_or_connect(kube, settings).await?;
+            let scope = sources::kube::Scope {
+                cluster_name: settings.cluster_name.clone(),
+                namespaces: settings.namespaces.clone(),
+            };
+            let (shared, stop) = (shared.clone(), stop.clone());
+            tasks.spawn(async move {
+                sources::kube::run(shared, kube, scope, stop.cancelled_owned()).await
+            });
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(settings: Settings) -> Result<(), AppError> {
     // One clock for every time decision (tombstone expiry, telemetry's wall times).
     let clock = Clock::System;
@@ -116,29 +153,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         tasks.spawn(async move { inv.run_expiry(stop.cancelled_owned()).await });
     }
     for source in &settings.sources {
-        match source {
-            SourceId::Demo => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                let (seed, interval) = (settings.demo_seed, settings.demo_interval);
-                tasks.spawn(async move {
-                    sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
-                });
-            }
-            // Push has no initial state to wait for.
-            SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
-            SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
-            SourceId::Kube => {
-                let kube = Kubernetes::get_or_connect(&mut kube, &settings).await?;
-                let scope = sources::kube::Scope {
-                    cluster_name: settings.cluster_name.clone(),
-                    namespaces: settings.namespaces.clone(),
-                };
-                let (shared, stop) = (shared.clone(), stop.clone());
-                tasks.spawn(async move {
-                    sources::kube::run(shared, kube, scope, stop.cancelled_owned()).await
-                });
-            }
-        }
+        start_source(*source, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
     }
     if settings.telemetry_config != TelemetryConfigSource::None {
         let kube = match settings.telemetry_config {

@@ -97,6 +97,33 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The sidecar with its configuration from the fake API server's ConfigMap (`sources`
+    /// and any other flags first).
+    fn spawn_api(&self, kube: &fake_kube::FakeKube, extra: &[&str]) -> Sidecar {
+        let (kc, state, ca) = (
+            self.path("kubeconfig"),
+            self.path("state"),
+            self.path("ca.pem"),
+        );
+        kube.kubeconfig(&kc);
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--telemetry-configmap",
+            "pxb/px-backup-telemetry-config",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--telemetry-endpoint",
+            &self.peer.url,
+            "--telemetry-ca-file",
+            ca.to_str().unwrap(),
+        ]);
+        Sidecar::spawn(&args, self.tmp.path())
+    }
+}
+
 fn enabled(intervals: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("enabled", "true"),
@@ -548,26 +575,10 @@ async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_i
     let fx = Fixture::new().await;
     let data = BTreeMap::from([("enabled".to_owned(), "false".to_owned())]);
     let kube = FakeKube::start("pxb", "px-backup-telemetry-config", Some(data)).await;
-    let kc = fx.path("kubeconfig");
-    kube.kubeconfig(&kc);
-    let (state, ca) = (fx.path("state"), fx.path("ca.pem"));
-    let args = [
-        "--source",
-        "demo",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--telemetry-configmap",
-        "pxb/px-backup-telemetry-config",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--telemetry-endpoint",
-        &fx.peer.url,
-        "--telemetry-ca-file",
-        ca.to_str().unwrap(),
-    ];
+    let state = fx.path("state");
     let peer = &fx.peer;
     {
-        let mut s = Sidecar::spawn(&args, fx.tmp.path());
+        let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
         s.ready().await;
         until("the ConfigMap watch", 20, async || {
             (kube.state.watches.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
@@ -622,7 +633,7 @@ async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_i
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::create_dir_all(&state).unwrap();
     kube.patch_configmap(&[("enabled", "true")]);
-    let mut s = Sidecar::spawn(&args, fx.tmp.path());
+    let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
     s.ready().await;
     let n = peer.accepted("health").len();
     until("uploads from the new pod", 30, async || {
@@ -942,26 +953,8 @@ async fn the_pause_key_and_a_deleted_configmap_over_the_api() {
     kube.state
         .namespace_failures
         .store(2, std::sync::atomic::Ordering::SeqCst);
-    let kc = fx.path("kubeconfig");
-    kube.kubeconfig(&kc);
-    let (state, ca) = (fx.path("state"), fx.path("ca.pem"));
-    let mut s = Sidecar::spawn(
-        &[
-            "--source",
-            "demo",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--telemetry-configmap",
-            "pxb/px-backup-telemetry-config",
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "--telemetry-endpoint",
-            &fx.peer.url,
-            "--telemetry-ca-file",
-            ca.to_str().unwrap(),
-        ],
-        fx.tmp.path(),
-    );
+    let state = fx.path("state");
+    let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
     s.ready().await;
     let peer = &fx.peer;
 
@@ -1000,28 +993,7 @@ async fn one_kube_system_lookup_serves_the_kube_source_and_telemetry() {
     kube.state
         .namespace_failures
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let kc = fx.path("kubeconfig");
-    kube.kubeconfig(&kc);
-    let (state, ca) = (fx.path("state"), fx.path("ca.pem"));
-    let mut s = Sidecar::spawn(
-        &[
-            "--source",
-            "kube",
-            "--cluster-name",
-            "prod-east",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--telemetry-configmap",
-            "pxb/px-backup-telemetry-config",
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "--telemetry-endpoint",
-            &fx.peer.url,
-            "--telemetry-ca-file",
-            ca.to_str().unwrap(),
-        ],
-        fx.tmp.path(),
-    );
+    let mut s = fx.spawn_api(&kube, &["--source", "kube", "--cluster-name", "prod-east"]);
     s.ready().await;
     let peer = &fx.peer;
     until("a health upload", 30, async || {

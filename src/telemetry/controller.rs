@@ -785,6 +785,17 @@ mod tests {
             self.tmp.path().join("out")
         }
 
+        /// `on()` with some keys changed.
+        fn on_with(&self, changes: &[(&str, &str)]) -> RawConfig {
+            let RawConfig::Data(mut d) = self.on() else {
+                unreachable!("on() is data")
+            };
+            for (k, v) in changes {
+                d.insert(k.to_string(), v.to_string());
+            }
+            RawConfig::Data(d)
+        }
+
         /// Enabled, 10 s health interval, bundles into `out()`.
         fn on(&self) -> RawConfig {
             raw(&[
@@ -828,11 +839,9 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         rig.wait_for(3).await; // health again after its interval
 
-        let RawConfig::Data(mut bad) = on.clone() else {
-            unreachable!()
-        };
-        bad.insert("health-interval".into(), "soon".into());
-        rig.config.send(RawConfig::Data(bad)).unwrap();
+        rig.config
+            .send(rig.on_with(&[("health-interval", "soon")]))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(!rig.shared.telemetry.config_valid());
         assert!(rig.shared.telemetry.enabled());
@@ -867,35 +876,19 @@ mod tests {
             (
                 "false with a typo elsewhere",
                 Box::new(|r: &Rig| {
-                    let RawConfig::Data(mut d) = r.on() else {
-                        unreachable!()
-                    };
-                    d.insert("enabled".into(), "false".into());
-                    d.insert("logs-interval".into(), "2 minutes please".into());
-                    r.config.send(RawConfig::Data(d)).unwrap();
+                    let off = [("enabled", "false"), ("logs-interval", "2 minutes please")];
+                    r.config.send(r.on_with(&off)).unwrap();
                 }),
                 DropReason::Disabled,
             ),
             (
                 "False",
-                Box::new(|r: &Rig| {
-                    let RawConfig::Data(mut d) = r.on() else {
-                        unreachable!()
-                    };
-                    d.insert("enabled".into(), "False".into());
-                    r.config.send(RawConfig::Data(d)).unwrap();
-                }),
+                Box::new(|r: &Rig| r.config.send(r.on_with(&[("enabled", "False")])).unwrap()),
                 DropReason::Disabled,
             ),
             (
                 "a typo in enabled",
-                Box::new(|r: &Rig| {
-                    let RawConfig::Data(mut d) = r.on() else {
-                        unreachable!()
-                    };
-                    d.insert("enabled".into(), "yes".into());
-                    r.config.send(RawConfig::Data(d)).unwrap();
-                }),
+                Box::new(|r: &Rig| r.config.send(r.on_with(&[("enabled", "yes")])).unwrap()),
                 DropReason::Disabled,
             ),
             (
@@ -1000,11 +993,9 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(20)).await;
         settle().await;
         assert!(rig.spooled() >= 2);
-        let RawConfig::Data(mut d) = rig.on() else {
-            unreachable!()
-        };
-        d.insert("appliance-id".into(), "org-2".into());
-        rig.config.send(RawConfig::Data(d)).unwrap();
+        rig.config
+            .send(rig.on_with(&[("appliance-id", "org-2")]))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         settle().await;
         let dropped: u64 = UploadKind::ALL

@@ -23,7 +23,7 @@ use crate::config::{ConfigMapRef, Settings, TelemetryConfigSource};
 use crate::inventory::Inventory;
 use crate::kubernetes::{KubeClientError, Kubernetes};
 use crate::model::SourceId;
-use crate::sources::{self, SourceStatus};
+use crate::sources::SourceStatus;
 use crate::state::Shared;
 use crate::telemetry::config::{pause_state, validate, Defaults, InvalidValue, Pause, RawConfig};
 use crate::telemetry::logs::{Collected, LogCollector};
@@ -44,8 +44,8 @@ pub enum PreviewError {
     Invalid(Vec<InvalidValue>),
     #[error("the telemetry configuration cannot be read: {0}")]
     Unreadable(String),
-    #[error("the {0} source is not part of this build")]
-    SourceNotBuilt(SourceId),
+    #[error("{0}")]
+    App(#[from] crate::app::AppError),
     #[error("timed out after {secs} s waiting for {what}", secs = SYNC_TIMEOUT.as_secs())]
     Timeout { what: &'static str },
     #[error("redaction rules: {0}")]
@@ -56,10 +56,8 @@ impl PreviewError {
     /// 64 (EX_USAGE) for what the operator must fix in the configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            PreviewError::Kube(_)
-            | PreviewError::Invalid(_)
-            | PreviewError::Unreadable(_)
-            | PreviewError::SourceNotBuilt(_) => 64,
+            PreviewError::App(e) => e.exit_code(),
+            PreviewError::Kube(_) | PreviewError::Invalid(_) | PreviewError::Unreadable(_) => 64,
             PreviewError::Timeout { .. } | PreviewError::Redactor(_) => 1,
         }
     }
@@ -142,31 +140,10 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for id in &settings.sources {
-        match id {
-            SourceId::Demo => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                let (seed, interval) = (settings.demo_seed, settings.demo_interval);
-                tasks.spawn(async move {
-                    sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
-                });
-            }
-            SourceId::Kube => {
-                let k = Kubernetes::get_or_connect(&mut kube, &settings).await?;
-                let scope = sources::kube::Scope {
-                    cluster_name: settings.cluster_name.clone(),
-                    namespaces: settings.namespaces.clone(),
-                };
-                let (shared, stop) = (shared.clone(), stop.clone());
-                tasks.spawn(async move {
-                    sources::kube::run(shared, k, scope, stop.cancelled_owned()).await
-                });
-            }
-            SourceId::Ingest => {
-                shared.sources.mark_synced(SourceId::Ingest);
-                notes.push("objects pushed through ingest are known to the running sidecar only and are not counted here");
-            }
-            SourceId::Pxb => return Err(PreviewError::SourceNotBuilt(SourceId::Pxb)),
-        }
+        crate::app::start_source(*id, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
+    }
+    if settings.sources.contains(&SourceId::Ingest) {
+        notes.push("objects pushed through ingest are known to the running sidecar only and are not counted here");
     }
     within("the sources' first list", async {
         while !shared.sources.not_synced().is_empty() {
