@@ -7,9 +7,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{Settings, TelemetryConfigSource};
 use crate::exposition::server;
 use crate::inventory::{Inventory, JournalError};
+use crate::kubernetes::{KubeClientError, Kubernetes};
 use crate::model::SourceId;
 use crate::sources::{self, SourceStatus};
 use crate::state::Shared;
@@ -26,8 +27,8 @@ pub enum AppError {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
-    #[error("kube source: {0}")]
-    Kube(#[from] sources::kube::KubeSourceError),
+    #[error("Kubernetes: {0}")]
+    Kube(#[from] KubeClientError),
     #[error("the {0} source is not part of this build")]
     SourceNotBuilt(SourceId),
 }
@@ -91,8 +92,49 @@ async fn termination() -> Result<impl std::future::Future<Output = ()>, AppError
     })
 }
 
+/// Starts `source` feeding `shared.inventory` until `stop`, its task in `tasks`; a push
+/// source has nothing to start and is synced at once. `kube`: the process's one Kubernetes
+/// client, built here when the first part needs it.
+pub async fn start_source(
+    source: SourceId,
+    shared: &Arc<Shared>,
+    settings: &Settings,
+    kube: &mut Option<Arc<Kubernetes>>,
+    stop: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), AppError> {
+    match source {
+        SourceId::Demo => {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            let (seed, interval) = (settings.demo_seed, settings.demo_interval);
+            tasks.spawn(async move {
+                sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
+            });
+        }
+        // Push has no initial state to wait for.
+        SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
+        SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
+        SourceId::Kube => {
+            let kube = Kubernetes::get_or_connect(kube, settings).await?;
+            let scope = sources::kube::Scope {
+                cluster_name: settings.cluster_name.clone(),
+                namespaces: settings.namespaces.clone(),
+            };
+            let (shared, stop) = (shared.clone(), stop.clone());
+            tasks.spawn(async move {
+                sources::kube::run(shared, kube, scope, stop.cancelled_owned()).await
+            });
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(settings: Settings) -> Result<(), AppError> {
-    let inventory = Arc::new(open_inventory(&settings, Clock::System)?);
+    // One clock for every time decision (tombstone expiry, telemetry's wall times).
+    let clock = Clock::System;
+    let inventory = Arc::new(open_inventory(&settings, clock.clone())?);
+    // The one Kubernetes client, built when a part first needs it and shared after that.
+    let mut kube = None;
     let shared = Arc::new(Shared::new(inventory, SourceStatus::new(&settings.sources)));
     let stop = CancellationToken::new();
     let terminated = termination().await?;
@@ -111,33 +153,19 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         tasks.spawn(async move { inv.run_expiry(stop.cancelled_owned()).await });
     }
     for source in &settings.sources {
-        match source {
-            SourceId::Demo => {
-                let (shared, stop) = (shared.clone(), stop.clone());
-                let (seed, interval) = (settings.demo_seed, settings.demo_interval);
-                tasks.spawn(async move {
-                    sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
-                });
-            }
-            // Push has no initial state to wait for.
-            SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
-            SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
-            SourceId::Kube => {
-                let client = sources::kube::client(settings.kubeconfig.as_deref()).await?;
-                let scope = sources::kube::Scope {
-                    cluster_name: settings.cluster_name.clone(),
-                    namespaces: settings.namespaces.clone(),
-                };
-                let (shared, stop) = (shared.clone(), stop.clone());
-                tasks.spawn(async move {
-                    sources::kube::run(shared, client, scope, stop.cancelled_owned()).await
-                });
-            }
-        }
+        start_source(*source, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
     }
-    if settings.telemetry_config != crate::config::TelemetryConfigSource::None {
+    if settings.telemetry_config != TelemetryConfigSource::None {
+        let kube = match settings.telemetry_config {
+            TelemetryConfigSource::ConfigMap { .. } => {
+                Some(Kubernetes::get_or_connect(&mut kube, &settings).await?)
+            }
+            _ => None,
+        };
         let (shared, stop, settings) = (shared.clone(), stop.clone(), settings.clone());
-        tasks.spawn(async move { crate::telemetry::run(shared, settings, stop).await });
+        let clock = clock.clone();
+        tasks
+            .spawn(async move { crate::telemetry::run(shared, settings, kube, clock, stop).await });
     }
     if let Some(listener) = ingest_listener {
         tracing::info!(addr = %settings.ingest_listen, "ingest listening");

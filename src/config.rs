@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 use crate::model::SourceId;
 
@@ -37,6 +38,19 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the metric catalog (every family, its type, help and labels) as JSON.
     Catalog,
+    /// Pure1 telemetry tools.
+    Telemetry {
+        #[command(subcommand)]
+        command: TelemetryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelemetryCommand {
+    /// Print the next health, logs and clusters bundles exactly as they would leave
+    /// (redacted, uncompressed, pretty JSON), without sending anything and without
+    /// registering. Takes the same flags (and environment variables) as `run`.
+    Preview(Box<RunArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -150,6 +164,16 @@ pub struct RunArgs {
     #[arg(long, env = "PXBACKUP_TELEMETRY_CA_FILE")]
     pub telemetry_ca_file: Option<PathBuf>,
 
+    /// PX-Backup's ConfigMap whose TELEMETRY_COLLECTION_ENABLED pauses every upload when it
+    /// is not "true" (with --telemetry-configmap): NAME, in the telemetry ConfigMap's
+    /// namespace, or NAMESPACE/NAME.
+    #[arg(
+        long,
+        env = "PXBACKUP_TELEMETRY_PAUSE_CONFIGMAP",
+        default_value = "px-backup-config"
+    )]
+    pub telemetry_pause_configmap: String,
+
     /// Secret (in the ConfigMap's namespace) that keeps the Pure1 client certificate and key
     /// when the configuration comes from the Kubernetes API.
     #[arg(
@@ -182,8 +206,17 @@ pub enum ConfigError {
     LogLevel(String, String),
     #[error("--telemetry-configmap {0:?} is not NAMESPACE/NAME")]
     TelemetryConfigMap(String),
+    #[error("--telemetry-pause-configmap / PXBACKUP_TELEMETRY_PAUSE_CONFIGMAP {0:?} is not NAME or NAMESPACE/NAME")]
+    TelemetryPauseConfigMap(String),
     #[error("--telemetry-endpoint {0:?}: {1}")]
     TelemetryEndpoint(String, String),
+}
+
+/// One ConfigMap by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// Where the telemetry configuration comes from.
@@ -191,9 +224,11 @@ pub enum ConfigError {
 pub enum TelemetryConfigSource {
     /// No source: telemetry stays disabled.
     None,
+    /// Through the Kubernetes API: `px-backup-telemetry-config`, and PX-Backup's
+    /// `px-backup-config` whose pause switch is honoured too.
     ConfigMap {
-        namespace: String,
-        name: String,
+        config: ConfigMapRef,
+        pause: ConfigMapRef,
     },
     File(PathBuf),
 }
@@ -203,7 +238,8 @@ pub struct Settings {
     pub sources: Vec<SourceId>,
     pub listen: SocketAddr,
     pub ingest_listen: SocketAddr,
-    pub ingest_token: Option<String>,
+    /// A secret type: `Debug` (and so any log line) shows it as redacted.
+    pub ingest_token: Option<SecretString>,
     pub state_dir: Option<PathBuf>,
     pub federated: bool,
     pub backfill: Duration,
@@ -241,6 +277,11 @@ fn parse_bool(value: &str) -> Option<bool> {
         "true" | "1" | "yes" => Some(true),
         _ => None,
     }
+}
+
+/// A namespace or ConfigMap name: non-empty, no slash (the API server checks the rest).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/')
 }
 
 fn address(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -297,21 +338,38 @@ impl Settings {
                 if token.is_empty() {
                     return Err(err("the file is empty".into()));
                 }
-                Some(token)
+                Some(SecretString::from(token))
             }
         };
         tracing_subscriber::EnvFilter::try_new(&a.log_level)
             .map_err(|e| ConfigError::LogLevel(a.log_level.clone(), e.to_string()))?;
         let telemetry_config = match (&a.telemetry_configmap, &a.telemetry_config_file) {
-            (Some(cm), _) => match cm.split_once('/') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                    TelemetryConfigSource::ConfigMap {
+            (Some(cm), _) => {
+                let config = match cm.split_once('/') {
+                    Some((ns, name)) if valid_name(ns) && valid_name(name) => ConfigMapRef {
                         namespace: ns.to_owned(),
                         name: name.to_owned(),
+                    },
+                    _ => return Err(ConfigError::TelemetryConfigMap(cm.clone())),
+                };
+                let p = a.telemetry_pause_configmap.trim();
+                let pause = match p.split_once('/') {
+                    None if valid_name(p) => ConfigMapRef {
+                        namespace: config.namespace.clone(),
+                        name: p.to_owned(),
+                    },
+                    Some((ns, name)) if valid_name(ns) && valid_name(name) => ConfigMapRef {
+                        namespace: ns.to_owned(),
+                        name: name.to_owned(),
+                    },
+                    _ => {
+                        return Err(ConfigError::TelemetryPauseConfigMap(
+                            a.telemetry_pause_configmap.clone(),
+                        ))
                     }
-                }
-                _ => return Err(ConfigError::TelemetryConfigMap(cm.clone())),
-            },
+                };
+                TelemetryConfigSource::ConfigMap { config, pause }
+            }
             (None, Some(path)) => TelemetryConfigSource::File(path.clone()),
             (None, None) => TelemetryConfigSource::None,
         };
@@ -401,10 +459,54 @@ mod tests {
         assert!(e.to_string().contains("\"9977\""), "{e}");
         let e = settings(&["--telemetry-configmap", "just-a-name"]).unwrap_err();
         assert!(e.to_string().contains("just-a-name"), "{e}");
+        let e = settings(&[
+            "--telemetry-configmap",
+            "pxb/cm",
+            "--telemetry-pause-configmap",
+            "a/b/c",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("a/b/c"), "{e}");
         let e = settings(&["--telemetry-endpoint", "http://plain"]).unwrap_err();
         assert!(e.to_string().contains("http://plain"), "{e}");
         let e = settings(&["--ingest-token-file", "/nonexistent/token"]).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/token"), "{e}");
+    }
+
+    #[test]
+    fn the_pause_configmap_defaults_to_the_telemetry_namespace() {
+        let cm = |namespace: &str, name: &str| ConfigMapRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let s = settings(&["--telemetry-configmap", "pxb/px-backup-telemetry-config"]).unwrap();
+        assert_eq!(
+            s.telemetry_config,
+            TelemetryConfigSource::ConfigMap {
+                config: cm("pxb", "px-backup-telemetry-config"),
+                pause: cm("pxb", "px-backup-config"),
+            }
+        );
+        let s = settings(&[
+            "--telemetry-configmap",
+            "pxb/t",
+            "--telemetry-pause-configmap",
+            "other/p",
+        ])
+        .unwrap();
+        assert!(matches!(s.telemetry_config,
+            TelemetryConfigSource::ConfigMap { pause, .. } if pause == cm("other", "p")));
+    }
+
+    #[test]
+    fn the_ingest_token_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cr3t-canary\n").unwrap();
+        let s = settings(&["--ingest-token-file", f.to_str().unwrap()]).unwrap();
+        assert!(!format!("{s:?}").contains("s3cr3t-canary"));
+        use secrecy::ExposeSecret;
+        assert_eq!(s.ingest_token.unwrap().expose_secret(), "s3cr3t-canary");
     }
 
     #[test]

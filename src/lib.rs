@@ -10,6 +10,7 @@ pub mod config;
 pub mod exposition;
 pub mod families;
 pub mod inventory;
+pub mod kubernetes;
 pub mod logging;
 pub mod model;
 pub mod sources;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pxbackup_sidecar::config::{Cli, Command, Settings};
+use pxbackup_sidecar::config::{Cli, Command, RunArgs, Settings, TelemetryCommand};
 use pxbackup_sidecar::{app, families, logging, telemetry};
 
 #[cfg(not(target_env = "msvc"))]
@@ -32,37 +32,77 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
-            let settings = match Settings::from_args(*args) {
+            let settings = match settings(*args) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("pxbackup-sidecar: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return ExitCode::from(code),
             };
             logging::init(
                 settings.log_format,
                 &settings.log_level,
                 telemetry::own_log_path(&settings).as_deref(),
             );
-            match run(settings) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(code) => ExitCode::from(code),
-            }
+            exit(run(settings))
+        }
+        Command::Telemetry {
+            command: TelemetryCommand::Preview(args),
+        } => {
+            let settings = match settings(*args) {
+                Ok(s) => s,
+                Err(code) => return ExitCode::from(code),
+            };
+            // Log lines to stderr only: the own-log copy belongs to the running sidecar.
+            logging::init(settings.log_format, &settings.log_level, None);
+            exit(preview(settings))
         }
     }
 }
 
-fn run(settings: Settings) -> Result<(), u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn settings(args: RunArgs) -> Result<Settings, u8> {
+    Settings::from_args(args).map_err(|e| {
+        eprintln!("pxbackup-sidecar: {e}");
+        EXIT_CONFIG
+    })
+}
+
+fn exit(result: Result<(), u8>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| {
             eprintln!("pxbackup-sidecar: cannot start the runtime: {e}");
             1u8
-        })?;
-    runtime.block_on(app::run(settings)).map_err(|e| {
+        })
+}
+
+fn run(settings: Settings) -> Result<(), u8> {
+    runtime()?.block_on(app::run(settings)).map_err(|e| {
         tracing::error!(error = %e, "fatal");
         eprintln!("pxbackup-sidecar: {e}");
         e.exit_code()
     })
+}
+
+/// The bundles as pretty JSON on stdout, what would become of them on stderr.
+fn preview(settings: Settings) -> Result<(), u8> {
+    let clock = pxbackup_sidecar::clock::Clock::System;
+    let preview = runtime()?
+        .block_on(telemetry::preview::preview(settings, clock))
+        .map_err(|e| {
+            eprintln!("pxbackup-sidecar: {e}");
+            e.exit_code()
+        })?;
+    let json = serde_json::to_string_pretty(&preview.bundles).map_err(|e| {
+        eprintln!("pxbackup-sidecar: {e}");
+        1u8
+    })?;
+    println!("{json}");
+    eprintln!("pxbackup-sidecar: {}", preview.status);
+    Ok(())
 }

@@ -97,6 +97,33 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The sidecar with its configuration from the fake API server's ConfigMap (`sources`
+    /// and any other flags first).
+    fn spawn_api(&self, kube: &fake_kube::FakeKube, extra: &[&str]) -> Sidecar {
+        let (kc, state, ca) = (
+            self.path("kubeconfig"),
+            self.path("state"),
+            self.path("ca.pem"),
+        );
+        kube.kubeconfig(&kc);
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--telemetry-configmap",
+            "pxb/px-backup-telemetry-config",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--telemetry-endpoint",
+            &self.peer.url,
+            "--telemetry-ca-file",
+            ca.to_str().unwrap(),
+        ]);
+        Sidecar::spawn(&args, self.tmp.path())
+    }
+}
+
 fn enabled(intervals: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("enabled", "true"),
@@ -548,26 +575,10 @@ async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_i
     let fx = Fixture::new().await;
     let data = BTreeMap::from([("enabled".to_owned(), "false".to_owned())]);
     let kube = FakeKube::start("pxb", "px-backup-telemetry-config", Some(data)).await;
-    let kc = fx.path("kubeconfig");
-    kube.kubeconfig(&kc);
-    let (state, ca) = (fx.path("state"), fx.path("ca.pem"));
-    let args = [
-        "--source",
-        "demo",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--telemetry-configmap",
-        "pxb/px-backup-telemetry-config",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--telemetry-endpoint",
-        &fx.peer.url,
-        "--telemetry-ca-file",
-        ca.to_str().unwrap(),
-    ];
+    let state = fx.path("state");
     let peer = &fx.peer;
     {
-        let mut s = Sidecar::spawn(&args, fx.tmp.path());
+        let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
         s.ready().await;
         until("the ConfigMap watch", 20, async || {
             (kube.state.watches.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
@@ -622,7 +633,7 @@ async fn the_configmap_over_the_kube_api_turns_telemetry_on_and_the_cert_lands_i
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::create_dir_all(&state).unwrap();
     kube.patch_configmap(&[("enabled", "true")]);
-    let mut s = Sidecar::spawn(&args, fx.tmp.path());
+    let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
     s.ready().await;
     let n = peer.accepted("health").len();
     until("uploads from the new pod", 30, async || {
@@ -785,4 +796,324 @@ async fn the_http_proxy_key_routes_every_request_through_the_proxy() {
         "{targets:?}"
     );
     drop(s);
+}
+
+/// Bundles removed from the spool unsent for `reason`, all kinds.
+fn dropped(text: &str, reason: &str) -> f64 {
+    ["health", "logs", "clusters"]
+        .iter()
+        .filter_map(|k| {
+            value(
+                text,
+                &format!(
+                    "pxbackup_telemetry_bundles_dropped_total{{kind=\"{k}\",reason=\"{reason}\"}}"
+                ),
+            )
+        })
+        .sum()
+}
+
+fn telemetry_requests(peer: &Peer) -> usize {
+    peer.paths()
+        .iter()
+        .filter(|p| p.starts_with("/telemetry/"))
+        .count()
+}
+
+fn spool_files(state: &Path) -> Vec<String> {
+    std::fs::read_dir(state.join("telemetry/spool"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json.gz"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Telemetry is on and bundles flow; then the peer fails so that bundles wait in the spool;
+/// `switch_off` runs; the peer works again. Checks that telemetry is off at once, that the
+/// spool was emptied (counted under `reason`), and that nothing but the one bundle that may
+/// have been on the wire reaches the peer afterwards.
+async fn switch_off_with_a_full_spool(
+    s: &Sidecar,
+    peer: &Peer,
+    state: &Path,
+    reason: &str,
+    switch_off: impl FnOnce(),
+) {
+    let before = peer.accepted("health").len();
+    until("uploads flowing", 30, async || {
+        (peer.accepted("health").len() > before).then_some(())
+    })
+    .await;
+    peer.fail_uploads(Some(503));
+    until("bundles waiting in the spool", 30, async || {
+        let t = s.scrape().await;
+        (value(&t, "pxbackup_telemetry_spool_bytes").unwrap_or(0.0) > 0.0
+            && spool_files(state).len() >= 2)
+            .then_some(())
+    })
+    .await;
+    let dropped_before = dropped(&s.scrape().await, reason);
+    switch_off();
+    until("enabled 0", 10, async || {
+        (value(&s.scrape().await, "pxbackup_telemetry_enabled") == Some(0.0)).then_some(())
+    })
+    .await;
+    let at_switch = telemetry_requests(peer);
+    peer.fail_uploads(None);
+    let t = until("the spool emptied and counted", 10, async || {
+        let t = s.scrape().await;
+        (value(&t, "pxbackup_telemetry_spool_bytes") == Some(0.0)
+            && dropped(&t, reason) >= dropped_before + 2.0)
+            .then_some(t)
+    })
+    .await;
+    assert!(spool_files(state).is_empty(), "{:?}", spool_files(state));
+    assert_eq!(value(&t, "pxbackup_telemetry_enabled"), Some(0.0));
+    tokio::time::sleep(Duration::from_secs(4)).await; // four upload intervals
+    let after = telemetry_requests(peer);
+    assert!(
+        after <= at_switch + 1,
+        "uploads after the switch-off: {:?}",
+        &peer.paths()[..]
+    );
+    assert!(spool_files(state).is_empty());
+}
+
+#[tokio::test]
+async fn switching_off_wins_over_a_typo_any_case_and_a_deleted_file() {
+    let fx = Fixture::new().await;
+    fx.configure(&enabled("1s"));
+    let mut s = fx.spawn(&[]);
+    s.ready().await;
+    let (peer, state) = (&fx.peer, fx.path("state"));
+
+    // enabled: "false" together with a typo in another key: off at once.
+    switch_off_with_a_full_spool(&s, peer, &state, "disabled", || {
+        let mut off = enabled("1s");
+        off[0] = ("enabled", "false");
+        off[3] = ("logs-interval", "2 minutes please");
+        fx.configure(&off);
+    })
+    .await;
+    let t = s.scrape().await;
+    assert_eq!(value(&t, "pxbackup_telemetry_config_valid"), Some(0.0));
+    assert_eq!(
+        uploads(&t, "health", "dropped"),
+        0.0,
+        "a switch-off is no loss"
+    );
+    assert!(s.log().contains("2 minutes please"));
+
+    // "False" (any case) is false.
+    fx.configure(&enabled("1s"));
+    switch_off_with_a_full_spool(&s, peer, &state, "disabled", || {
+        let mut off = enabled("1s");
+        off[0] = ("enabled", "False");
+        fx.configure(&off);
+    })
+    .await;
+    assert_eq!(
+        value(&s.scrape().await, "pxbackup_telemetry_config_valid"),
+        Some(1.0)
+    );
+
+    // The configuration deleted.
+    fx.configure(&enabled("1s"));
+    switch_off_with_a_full_spool(&s, peer, &state, "disabled", || {
+        std::fs::remove_file(fx.path("telemetry.conf")).unwrap();
+    })
+    .await;
+    assert_eq!(peer.count("/auth/1.0/register"), 1);
+}
+
+#[tokio::test]
+async fn the_pause_key_and_a_deleted_configmap_over_the_api() {
+    use fake_kube::{FakeKube, KUBE_SYSTEM_UID, PAUSE_CM};
+    let fx = Fixture::new().await;
+    let data = BTreeMap::from(
+        [
+            ("enabled", "true"),
+            ("health-interval", "1s"),
+            ("logs-interval", "1s"),
+            ("clusters-interval", "1s"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let kube = FakeKube::start("pxb", "px-backup-telemetry-config", Some(data)).await;
+    // PX-Backup's ConfigMap exists, collection on; an unrelated key besides.
+    kube.patch_named(
+        PAUSE_CM,
+        &[("TELEMETRY_COLLECTION_ENABLED", "true"), ("OTHER", "x")],
+    );
+    // The first two reads of the cluster identity fail: the default appliance id comes
+    // anyway, from the lookup's retries.
+    kube.state
+        .namespace_failures
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let state = fx.path("state");
+    let mut s = fx.spawn_api(&kube, &["--source", "demo"]);
+    s.ready().await;
+    let peer = &fx.peer;
+
+    switch_off_with_a_full_spool(&s, peer, &state, "paused", || {
+        kube.patch_named(PAUSE_CM, &[("TELEMETRY_COLLECTION_ENABLED", "false")]);
+    })
+    .await;
+    let t = s.scrape().await;
+    assert_eq!(value(&t, "pxbackup_telemetry_paused"), Some(1.0));
+    assert_eq!(value(&t, "pxbackup_telemetry_config_valid"), Some(1.0));
+    assert!(peer
+        .requests()
+        .iter()
+        .all(|r| r.header("appliance-id") == KUBE_SYSTEM_UID));
+    assert_eq!(kube.namespace_gets(), 3, "two failures, then one answer");
+
+    // Resumed by PX-Backup: uploads again; then the telemetry ConfigMap deleted.
+    kube.patch_named(PAUSE_CM, &[("TELEMETRY_COLLECTION_ENABLED", "true")]);
+    switch_off_with_a_full_spool(&s, peer, &state, "disabled", || kube.delete_configmap()).await;
+    assert_eq!(
+        value(&s.scrape().await, "pxbackup_telemetry_paused"),
+        Some(0.0)
+    );
+}
+
+/// With the kube source and telemetry in API mode in one process, one client reads the
+/// cluster identity once for both.
+#[tokio::test]
+async fn one_kube_system_lookup_serves_the_kube_source_and_telemetry() {
+    use fake_kube::{FakeKube, KUBE_SYSTEM_UID};
+    let fx = Fixture::new().await;
+    let data = BTreeMap::from(
+        [("enabled", "true"), ("health-interval", "1s")].map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let kube = FakeKube::start("pxb", "px-backup-telemetry-config", Some(data)).await;
+    kube.state
+        .namespace_failures
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut s = fx.spawn_api(&kube, &["--source", "kube", "--cluster-name", "prod-east"]);
+    s.ready().await;
+    let peer = &fx.peer;
+    until("a health upload", 30, async || {
+        (!peer.accepted("health").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        peer.accepted("health")[0].header("appliance-id"),
+        KUBE_SYSTEM_UID
+    );
+    let log = s.log();
+    assert!(
+        log.contains(&format!("cluster_uid={KUBE_SYSTEM_UID}")),
+        "the kube source has the same identity:\n{log}"
+    );
+    assert_eq!(
+        kube.namespace_gets(),
+        2,
+        "one failure, then one answer for both"
+    );
+}
+
+fn preview(args: &[&str], cwd: &Path) -> std::process::Output {
+    std::process::Command::new(common::bin())
+        .args(["telemetry", "preview"])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .current_dir(cwd)
+        .output()
+        .expect("run the preview")
+}
+
+#[tokio::test]
+async fn the_preview_prints_the_next_bundles_and_sends_nothing() {
+    let fx = Fixture::new().await;
+    let log = fx.path("px-backup.log");
+    std::fs::write(
+        &log,
+        "2026-11-23T01:00:00Z backup nightly-42 finished; Authorization: Bearer abc.def.ghi\n\
+         2026-11-23T01:00:01Z azure AccountKey=CANARYa1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuVwXyZ0123==;EndpointSuffix=core.windows.net\n",
+    )
+    .unwrap();
+    // Telemetry is off: the preview is for reading before switching it on.
+    let mut cfg = enabled("1s");
+    cfg[0] = ("enabled", "false");
+    fx.configure(&cfg);
+    let (state, conf, ca) = (
+        fx.path("state"),
+        fx.path("telemetry.conf"),
+        fx.path("ca.pem"),
+    );
+    let args = [
+        "--source",
+        "demo",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--telemetry-config-file",
+        conf.to_str().unwrap(),
+        "--telemetry-endpoint",
+        &fx.peer.url,
+        "--telemetry-ca-file",
+        ca.to_str().unwrap(),
+        "--telemetry-log-path",
+        log.to_str().unwrap(),
+    ];
+    let out = preview(&args, fx.tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("pretty JSON on stdout");
+    assert!(stdout.starts_with("[\n  {\n"), "pretty: {stdout}");
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["health", "logs", "clusters"]);
+    let (health, logs, clusters) = (&v[0], &v[1], &v[2]);
+    assert_eq!(health["appliance_id"], APPLIANCE);
+    assert!(health["inventory"]["objects"]["backup"].as_u64().unwrap() > 0);
+    assert!(!clusters["cluster_uids"].as_array().unwrap().is_empty());
+    let lines: Vec<&str> = logs["files"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with("Authorization: Bearer [REDACTED]"),
+        "{lines:?}"
+    );
+    for secret in ["abc.def.ghi", "CANARYa1B2"] {
+        assert!(!stdout.contains(secret), "{secret} in the preview");
+    }
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+    assert!(stderr.contains("disabled"), "{stderr}");
+    // Nothing sent, nothing registered, nothing of the state written.
+    assert!(fx.peer.requests().is_empty(), "{:?}", fx.peer.paths());
+    assert!(
+        !state.join("telemetry").exists(),
+        "the preview wrote into the state dir"
+    );
+
+    // A run afterwards sends the same log lines (the preview did not move the cursors).
+    fx.configure(&enabled("1s"));
+    let mut s = fx.spawn(&["--telemetry-log-path", log.to_str().unwrap()]);
+    s.ready().await;
+    let peer = &fx.peer;
+    let sent = until("the planted lines uploaded", 30, async || {
+        let l = log_lines(peer, "px-backup.log");
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    assert_eq!(sent, lines);
+
+    // Without an appliance id in file mode the preview names what is missing.
+    fx.configure(&[("enabled", "true")]);
+    let out = preview(&args, fx.tmp.path());
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appliance-id"));
 }

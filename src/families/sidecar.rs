@@ -68,7 +68,12 @@ pub static SOURCE_OBJECTS_INVALID: Family = Family::counter(
 // Pure1 telemetry.
 pub static TELEMETRY_ENABLED: Family = Family::gauge(
     "pxbackup_telemetry_enabled",
-    "1 when telemetry is enabled by px-backup-telemetry-config",
+    "1 while telemetry runs: enabled by px-backup-telemetry-config and not paused by PX-Backup",
+    &[],
+);
+pub static TELEMETRY_PAUSED: Family = Family::gauge(
+    "pxbackup_telemetry_paused",
+    "1 while PX-Backup's TELEMETRY_COLLECTION_ENABLED (ConfigMap px-backup-config) pauses every upload",
     &[],
 );
 pub static TELEMETRY_REGISTERED: Family = Family::gauge(
@@ -78,13 +83,18 @@ pub static TELEMETRY_REGISTERED: Family = Family::gauge(
 );
 pub static TELEMETRY_CONFIG_VALID: Family = Family::gauge(
     "pxbackup_telemetry_config_valid",
-    "0 when the last telemetry configuration read was invalid (the previous valid one stays in force)",
+    "0 when the last telemetry configuration read was invalid or unreadable (enabled is obeyed at once; the other keys keep their last valid settings)",
     &[],
 );
 pub static TELEMETRY_UPLOADS: Family = Family::counter(
     "pxbackup_telemetry_uploads",
-    "Telemetry uploads by kind and result (success, failure, dropped)",
+    "Telemetry uploads by kind and result (success, failure, dropped: lost to the spool cap or unreadable)",
     &["kind", "result"],
+);
+pub static TELEMETRY_BUNDLES_DROPPED: Family = Family::counter(
+    "pxbackup_telemetry_bundles_dropped",
+    "Bundles removed from the spool unsent, by kind and reason (spool_full, unreadable, disabled, paused, identity_changed)",
+    &["kind", "reason"],
 );
 pub static TELEMETRY_LAST_SUCCESS: Family = Family::gauge(
     "pxbackup_telemetry_last_success_timestamp_seconds",
@@ -109,7 +119,7 @@ pub static BACKFILL_WINDOW: Family = Family::gauge(
 );
 
 /// In exposition order.
-pub static ALL: [&Family; 20] = [
+pub static ALL: [&Family; 22] = [
     &BACKFILL_WINDOW,
     &BUILD_INFO,
     &SOURCE_UP,
@@ -125,9 +135,11 @@ pub static ALL: [&Family; 20] = [
     &SOURCE_OBJECTS_INVALID,
     &RESOURCE_SERIES_DROPPED,
     &TELEMETRY_ENABLED,
+    &TELEMETRY_PAUSED,
     &TELEMETRY_REGISTERED,
     &TELEMETRY_CONFIG_VALID,
     &TELEMETRY_UPLOADS,
+    &TELEMETRY_BUNDLES_DROPPED,
     &TELEMETRY_LAST_SUCCESS,
     &TELEMETRY_SPOOL_BYTES,
 ];

@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{BoxError, Json, Router};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tower::ServiceBuilder;
@@ -486,16 +487,16 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
 #[derive(Clone)]
 struct IngestContext {
     shared: Arc<Shared>,
-    token: Option<Arc<str>>,
+    token: Option<SecretString>,
     limits: Limits,
 }
 
-pub fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+pub fn router(shared: Arc<Shared>, token: Option<SecretString>) -> Router {
     router_with(shared, token, Limits::default())
 }
 
 /// The ingest routes with the given limits (tests shorten them).
-pub fn router_with(shared: Arc<Shared>, token: Option<String>, limits: Limits) -> Router {
+pub fn router_with(shared: Arc<Shared>, token: Option<SecretString>, limits: Limits) -> Router {
     let overloaded = {
         let shared = shared.clone();
         move |e: BoxError| {
@@ -520,7 +521,7 @@ pub fn router_with(shared: Arc<Shared>, token: Option<String>, limits: Limits) -
         )
         .with_state(IngestContext {
             shared,
-            token: token.map(Arc::from),
+            token,
             limits,
         })
 }
@@ -616,7 +617,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<V
 async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body: Body) -> Response {
     let stats = &ctx.shared.ingest;
     // Before the body: an unauthenticated client gets nothing read on its behalf.
-    if !authorized(ctx.token.as_deref(), &headers) {
+    if !authorized(ctx.token.as_ref().map(|t| t.expose_secret()), &headers) {
         stats.unauthorized.fetch_add(1, Relaxed);
         return (
             StatusCode::UNAUTHORIZED,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::exposition::{Collector, FamilyWriter, Value};
 use crate::families::sidecar as catalog;
+use crate::families::Family;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadKind {
@@ -47,12 +48,53 @@ impl UploadResult {
     }
 }
 
+/// Why a bundle left the spool unsent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Pushed out by the spool cap to make room.
+    SpoolFull,
+    /// Its file could not be read back.
+    Unreadable,
+    /// Telemetry was switched off (`enabled` not true, ConfigMap gone or unreadable).
+    Disabled,
+    /// PX-Backup's pause switch.
+    Paused,
+    /// Made for another appliance id or endpoint.
+    IdentityChanged,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 5] = [
+        DropReason::SpoolFull,
+        DropReason::Unreadable,
+        DropReason::Disabled,
+        DropReason::Paused,
+        DropReason::IdentityChanged,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::SpoolFull => "spool_full",
+            DropReason::Unreadable => "unreadable",
+            DropReason::Disabled => "disabled",
+            DropReason::Paused => "paused",
+            DropReason::IdentityChanged => "identity_changed",
+        }
+    }
+    /// A loss nobody asked for, which `uploads_total{result="dropped"}` (and its alert)
+    /// counts; a switch-off or a new identity empties the spool on purpose.
+    fn is_loss(self) -> bool {
+        matches!(self, DropReason::SpoolFull | DropReason::Unreadable)
+    }
+}
+
 #[derive(Debug)]
 pub struct TelemetryMetrics {
     enabled: AtomicBool,
+    paused: AtomicBool,
     registered: AtomicBool,
     config_valid: AtomicBool,
     uploads: [[AtomicU64; 3]; 3],
+    dropped: [[AtomicU64; 5]; 3],
     /// f64 bits of the unix time; 0 = never.
     last_success: [AtomicU64; 3],
     spool_bytes: AtomicU64,
@@ -62,10 +104,12 @@ impl Default for TelemetryMetrics {
     fn default() -> Self {
         TelemetryMetrics {
             enabled: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             registered: AtomicBool::new(false),
             // No configuration read yet is not an invalid one.
             config_valid: AtomicBool::new(true),
             uploads: Default::default(),
+            dropped: Default::default(),
             last_success: Default::default(),
             spool_bytes: AtomicU64::new(0),
         }
@@ -75,6 +119,12 @@ impl Default for TelemetryMetrics {
 impl TelemetryMetrics {
     pub fn set_enabled(&self, v: bool) {
         self.enabled.store(v, Relaxed);
+    }
+    pub fn set_paused(&self, v: bool) {
+        self.paused.store(v, Relaxed);
+    }
+    pub fn paused(&self) -> bool {
+        self.paused.load(Relaxed)
     }
     pub fn set_registered(&self, v: bool) {
         self.registered.store(v, Relaxed);
@@ -97,6 +147,16 @@ impl TelemetryMetrics {
     pub fn uploads(&self, kind: UploadKind, result: UploadResult) -> u64 {
         self.uploads[kind as usize][result as usize].load(Relaxed)
     }
+    /// One bundle removed from the spool unsent.
+    pub fn count_dropped(&self, kind: UploadKind, reason: DropReason) {
+        self.dropped[kind as usize][reason as usize].fetch_add(1, Relaxed);
+        if reason.is_loss() {
+            self.count_upload(kind, UploadResult::Dropped);
+        }
+    }
+    pub fn dropped(&self, kind: UploadKind, reason: DropReason) -> u64 {
+        self.dropped[kind as usize][reason as usize].load(Relaxed)
+    }
     pub fn set_last_success(&self, kind: UploadKind, unix_secs: f64) {
         self.last_success[kind as usize].store(unix_secs.to_bits(), Relaxed);
     }
@@ -109,24 +169,23 @@ impl Collector for TelemetryMetrics {
     fn collect(&self, w: &mut FamilyWriter<'_>) {
         let flag = |b: &AtomicBool| Value::Int(i64::from(b.load(Relaxed)));
         w.single(&catalog::TELEMETRY_ENABLED, flag(&self.enabled));
+        w.single(&catalog::TELEMETRY_PAUSED, flag(&self.paused));
         w.single(&catalog::TELEMETRY_REGISTERED, flag(&self.registered));
         w.single(&catalog::TELEMETRY_CONFIG_VALID, flag(&self.config_valid));
-        let labels: Vec<[&str; 2]> = UploadKind::ALL
-            .iter()
-            .flat_map(|k| {
-                UploadResult::ALL
-                    .iter()
-                    .map(move |r| [k.as_str(), r.as_str()])
-            })
-            .collect();
-        w.family(
+        let kinds = UploadKind::ALL.map(UploadKind::as_str);
+        grid(
+            w,
             &catalog::TELEMETRY_UPLOADS,
-            labels.iter().enumerate().map(|(i, l)| {
-                (
-                    &l[..],
-                    Value::Uint(self.uploads[i / 3][i % 3].load(Relaxed)),
-                )
-            }),
+            &kinds,
+            &UploadResult::ALL.map(UploadResult::as_str),
+            &self.uploads,
+        );
+        grid(
+            w,
+            &catalog::TELEMETRY_BUNDLES_DROPPED,
+            &kinds,
+            &DropReason::ALL.map(DropReason::as_str),
+            &self.dropped,
         );
         w.by_label(
             &catalog::TELEMETRY_LAST_SUCCESS,
@@ -140,4 +199,25 @@ impl Collector for TelemetryMetrics {
             Value::Uint(self.spool_bytes.load(Relaxed)),
         );
     }
+}
+
+/// A counter family with two labels: one sample per pair of values, `counts[a][b]`.
+fn grid<const B: usize>(
+    w: &mut FamilyWriter<'_>,
+    family: &Family,
+    values_a: &[&str],
+    values_b: &[&str; B],
+    counts: &[[AtomicU64; B]],
+) {
+    let labels: Vec<[&str; 2]> = values_a
+        .iter()
+        .flat_map(|a| values_b.iter().map(move |b| [*a, *b]))
+        .collect();
+    w.family(
+        family,
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (&l[..], Value::Uint(counts[i / B][i % B].load(Relaxed)))),
+    );
 }

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod logs;
 pub mod metrics;
 pub mod payload;
+pub mod preview;
 pub mod pure1;
 pub mod redact;
 pub mod source;
@@ -18,18 +19,23 @@ pub mod store;
 pub mod uploader;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Settings, TelemetryConfigSource};
+use crate::kubernetes::Kubernetes;
 use crate::state::Shared;
-use config::Defaults;
-use controller::{Context, Controller};
+use config::{Defaults, RawConfig, DEFAULT_SPOOL_MAX_BYTES};
+use controller::{Context, Controller, Inputs};
+use logs::LogCollector;
+use spool::Spool;
 use store::CredentialStore;
+use uploader::Stores;
 
 /// The sidecar's own log lines, for the logs upload (written by `logging`).
 pub const OWN_LOG_FILE: &str = "sidecar.log";
@@ -46,8 +52,8 @@ pub enum TelemetryError {
         path: String,
         source: std::io::Error,
     },
-    #[error("Kubernetes client: {0}")]
-    Kube(String),
+    #[error("--telemetry-configmap needs a Kubernetes client, and none was configured")]
+    NoKubernetes,
     #[error("redaction rules: {0}")]
     Redactor(#[from] regex::Error),
 }
@@ -71,6 +77,17 @@ pub fn own_log_path(settings: &Settings) -> Option<PathBuf> {
     }
 }
 
+/// Every log file or directory whose lines telemetry uploads: the own log copy first.
+fn log_paths(settings: &Settings, dir: &Path) -> Vec<PathBuf> {
+    let mut paths = settings.telemetry_log_paths.clone();
+    paths.insert(0, dir.join(OWN_LOG_FILE));
+    paths
+}
+
+fn cursor_file(dir: &Path) -> PathBuf {
+    dir.join("log-cursors.json")
+}
+
 /// The pod name (Kubernetes sets HOSTNAME) or the host name; empty when unknown, in which
 /// case the appliance id stands in.
 fn component_sn() -> String {
@@ -81,98 +98,132 @@ fn component_sn() -> String {
         .unwrap_or_default()
 }
 
-async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, TelemetryError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| TelemetryError::Kube(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| TelemetryError::Kube(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| TelemetryError::Kube(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| TelemetryError::Kube(e.to_string()))
+fn read_ca(settings: &Settings) -> Result<Option<Vec<u8>>, TelemetryError> {
+    match &settings.telemetry_ca_file {
+        Some(path) => std::fs::read(path)
+            .map(Some)
+            .map_err(|source| TelemetryError::CaFile {
+                path: path.display().to_string(),
+                source,
+            }),
+        None => Ok(None),
+    }
 }
 
 /// Runs telemetry until `stop`. Telemetry failures never stop the sidecar: they are logged
-/// and telemetry stays disabled.
-pub async fn run(shared: Arc<Shared>, settings: Settings, stop: CancellationToken) {
-    if let Err(e) = run_inner(shared, settings, stop).await {
-        tracing::error!(error = %e, "telemetry cannot start; it stays disabled");
+/// and telemetry stays off. `kube`: the process's one Kubernetes client (API mode needs it).
+pub async fn run(
+    shared: Arc<Shared>,
+    settings: Settings,
+    kube: Option<Arc<Kubernetes>>,
+    clock: Clock,
+    stop: CancellationToken,
+) {
+    if let Err(e) = run_inner(shared, settings, kube, clock, stop).await {
+        tracing::error!(error = %e, "telemetry cannot start; it stays off");
     }
 }
 
 async fn run_inner(
     shared: Arc<Shared>,
     settings: Settings,
+    kube: Option<Arc<Kubernetes>>,
+    clock: Clock,
     stop: CancellationToken,
 ) -> Result<(), TelemetryError> {
     crate::tls::install_crypto_provider();
     let dir = telemetry_dir(settings.state_dir.as_deref());
-    std::fs::create_dir_all(&dir).map_err(|source| TelemetryError::StateDir {
+    let state_dir_error = |source| TelemetryError::StateDir {
         path: dir.display().to_string(),
         source,
-    })?;
-    let extra_ca_pem = match &settings.telemetry_ca_file {
-        Some(path) => Some(
-            std::fs::read(path).map_err(|source| TelemetryError::CaFile {
-                path: path.display().to_string(),
-                source,
-            })?,
-        ),
-        None => None,
     };
-    let mut log_paths = settings.telemetry_log_paths.clone();
-    log_paths.insert(0, dir.join(OWN_LOG_FILE));
-    let mut defaults = Defaults {
+    let stores = {
+        let (dir, paths) = (dir.clone(), log_paths(&settings, &dir));
+        tokio::task::spawn_blocking(move || -> std::io::Result<Stores> {
+            std::fs::create_dir_all(&dir)?;
+            let spool = Spool::open(&dir.join("spool"), DEFAULT_SPOOL_MAX_BYTES)?;
+            let logs = LogCollector::open(paths, cursor_file(&dir));
+            Ok(Stores {
+                spool: Arc::new(Mutex::new(spool)),
+                logs: Arc::new(Mutex::new(logs)),
+            })
+        })
+        .await
+        .map_err(|e| state_dir_error(std::io::Error::other(e)))?
+        .map_err(state_dir_error)?
+    };
+    shared
+        .telemetry
+        .set_spool_bytes(uploader::lock(&stores.spool).bytes());
+    let defaults = Defaults {
         endpoint: settings.telemetry_endpoint.clone(),
         appliance_id: None,
     };
-    let (tx, rx) = watch::channel(None);
-    let store = match &settings.telemetry_config {
+    let (tx, rx) = watch::channel(RawConfig::Pending);
+    let (inputs, store) = match &settings.telemetry_config {
         TelemetryConfigSource::None => return Ok(()),
         TelemetryConfigSource::File(path) => {
             let (path, stop) = (path.clone(), stop.clone());
             tokio::spawn(source::poll_path(path, tx, stop));
-            CredentialStore::Files(dir.clone())
+            let inputs = Inputs {
+                config: rx,
+                pause: None,
+                cluster_uid: None,
+            };
+            (inputs, CredentialStore::Files(dir.clone()))
         }
-        TelemetryConfigSource::ConfigMap { namespace, name } => {
-            let client = kube_client(settings.kubeconfig.as_deref()).await?;
-            // PXB's appliance id defaults to the cluster's identity: the kube-system UID.
-            match Api::<Namespace>::all(client.clone())
-                .get("kube-system")
-                .await
-            {
-                Ok(ns) => defaults.appliance_id = ns.metadata.uid,
-                Err(e) => tracing::warn!(error = %e,
-                    "cannot read the kube-system namespace UID; appliance-id must be set in the ConfigMap"),
-            }
-            let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-            let (name, stop) = (name.clone(), stop.clone());
-            tokio::spawn(source::watch_configmap(api, name, tx, stop));
-            CredentialStore::Secret {
-                api: Api::<Secret>::namespaced(client, namespace),
+        TelemetryConfigSource::ConfigMap { config, pause } => {
+            let kube = kube.ok_or(TelemetryError::NoKubernetes)?;
+            let client = kube.client();
+            let api = Api::<ConfigMap>::namespaced(client.clone(), &config.namespace);
+            tokio::spawn(source::watch_configmap(
+                api,
+                config.name.clone(),
+                tx,
+                stop.clone(),
+            ));
+            let (pause_tx, pause_rx) = watch::channel(RawConfig::Pending);
+            let api = Api::<ConfigMap>::namespaced(client.clone(), &pause.namespace);
+            tokio::spawn(source::watch_configmap(
+                api,
+                pause.name.clone(),
+                pause_tx,
+                stop.clone(),
+            ));
+            // PXB's appliance id defaults to the cluster's identity: the one lookup of the
+            // process, shared with the kube source, retried until it succeeds.
+            let (uid_tx, uid_rx) = watch::channel(None);
+            let stop_uid = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    uid = kube.cluster_uid() => {
+                        let _ = uid_tx.send(Some(uid));
+                    }
+                    _ = stop_uid.cancelled() => {}
+                }
+            });
+            let inputs = Inputs {
+                config: rx,
+                pause: Some(pause_rx),
+                cluster_uid: Some(uid_rx),
+            };
+            let store = CredentialStore::Secret {
+                api: Api::<Secret>::namespaced(client, &config.namespace),
                 name: settings.telemetry_secret.clone(),
-            }
+            };
+            (inputs, store)
         }
     };
     let ctx = Context {
         shared,
+        clock,
         defaults,
         store: Arc::new(store),
-        dir: dir.clone(),
-        log_paths,
-        extra_ca_pem,
+        stores,
+        extra_ca_pem: read_ca(&settings)?,
         component_sn: component_sn(),
         redactor: Arc::new(redact::Redactor::new()?),
     };
-    let controller = Controller::new(ctx).map_err(|source| TelemetryError::StateDir {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    controller.run(rx, stop).await;
+    Controller::new(ctx).run(inputs, stop).await;
     Ok(())
 }

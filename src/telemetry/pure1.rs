@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::config::ProxyUrl;
 use crate::telemetry::metrics::UploadKind;
 
 pub const PRODUCT_NAME: &str = "px-backup";
@@ -82,24 +84,24 @@ impl Identity {
 pub struct Transport {
     /// Extra trusted CAs (PEM), on top of the platform's roots.
     pub extra_ca_pem: Option<Vec<u8>>,
-    pub http_proxy: Option<String>,
+    pub http_proxy: Option<ProxyUrl>,
 }
 
-/// A client certificate issued by Pure1 and its private key (both PEM).
-#[derive(Clone, PartialEq, Eq)]
+/// A client certificate issued by Pure1 and its private key (both PEM). The key is a secret
+/// type: no `Debug` or log line can print it.
+#[derive(Clone, Debug)]
 pub struct Credentials {
     pub cert_pem: String,
-    pub key_pem: String,
+    pub key_pem: SecretString,
 }
 
-impl std::fmt::Debug for Credentials {
-    // Never print the private key, not even in a debug log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Credentials) -> bool {
+        self.cert_pem == other.cert_pem
+            && self.key_pem.expose_secret() == other.key_pem.expose_secret()
     }
 }
+impl Eq for Credentials {}
 
 /// What the certificate says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,7 +159,7 @@ pub fn renew_delay(not_after_unix: i64, now_unix: i64) -> Duration {
 }
 
 /// A new ECDSA P-256 key and a CSR whose CN is the appliance id.
-pub fn make_csr(appliance_id: &str) -> Result<(String, String), Pure1Error> {
+pub fn make_csr(appliance_id: &str) -> Result<(String, SecretString), Pure1Error> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -168,7 +170,7 @@ pub fn make_csr(appliance_id: &str) -> Result<(String, String), Pure1Error> {
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, PRODUCT_NAME);
     let csr = params.serialize_request(&key)?;
-    Ok((csr.pem()?, key.serialize_pem()))
+    Ok((csr.pem()?, SecretString::from(key.serialize_pem())))
 }
 
 fn builder(transport: &Transport) -> Result<reqwest::ClientBuilder, Pure1Error> {
@@ -183,9 +185,9 @@ fn builder(transport: &Transport) -> Result<reqwest::ClientBuilder, Pure1Error> 
     // Only the ConfigMap decides about a proxy: an ambient HTTPS_PROXY meant for something
     // else must not silently reroute telemetry.
     b = match &transport.http_proxy {
-        Some(url) => {
-            b.proxy(reqwest::Proxy::all(url).map_err(|e| Pure1Error::Client(e.to_string()))?)
-        }
+        Some(url) => b.proxy(
+            reqwest::Proxy::all(url.expose()).map_err(|e| Pure1Error::Client(e.to_string()))?,
+        ),
         None => b.no_proxy(),
     };
     Ok(b)
@@ -285,9 +287,10 @@ impl RestClient {
         transport: &Transport,
         credentials: &Credentials,
     ) -> Result<RestClient, Pure1Error> {
-        let mut pem = credentials.cert_pem.clone().into_bytes();
+        // Zeroed when dropped: this buffer holds the private key.
+        let mut pem = secrecy::zeroize::Zeroizing::new(credentials.cert_pem.clone().into_bytes());
         pem.push(b'\n');
-        pem.extend_from_slice(credentials.key_pem.as_bytes());
+        pem.extend_from_slice(credentials.key_pem.expose_secret().as_bytes());
         let id = reqwest::Identity::from_pem(&pem)
             .map_err(|e| Pure1Error::Client(format!("the client certificate: {e}")))?;
         let http = builder(transport)?
@@ -339,9 +342,10 @@ mod tests {
             .distinguished_name
             .get(&rcgen::DnType::CommonName);
         assert_eq!(cn, Some(&rcgen::DnValue::Utf8String("org-42".into())));
+        let key = key.expose_secret().to_owned();
         let creds = Credentials {
             cert_pem: String::new(),
-            key_pem: key.clone(),
+            key_pem: SecretString::from(key.clone()),
         };
         assert!(!format!("{creds:?}").contains(&key[30..60]));
     }
@@ -356,7 +360,7 @@ mod tests {
         let cert = p.self_signed(&key).unwrap();
         let c = Credentials {
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: key.serialize_pem().into(),
         };
         let info = cert_info(&c.cert_pem).unwrap();
         assert_eq!(info.common_name, "org-1");

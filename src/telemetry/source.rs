@@ -1,8 +1,10 @@
 //! Where the telemetry configuration comes from: a file or a mounted ConfigMap directory
-//! (polled), or the ConfigMap itself through the Kubernetes API (watched). Both publish the
-//! raw data on a watch channel; `None` means there is no configuration (disabled).
+//! (polled), or a ConfigMap through the Kubernetes API (watched; also PX-Backup's
+//! `px-backup-config` with its pause switch). Each publishes what it sees on a watch channel
+//! as a `RawConfig`: not read yet, missing, unreadable, or the data.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,29 +23,68 @@ use crate::telemetry::config::{parse_text, RawConfig};
 /// a handful of tiny files once a second is cheap and always right.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> RawConfig {
+    RawConfig::Unreadable(format!("{}: {e}", path.display()))
+}
+
 /// Reads the configuration at `path`: a directory holds one file per key (kubelet's layout,
-/// hidden `..data` entries skipped), a file holds `key: value` lines. Missing = `None`.
+/// hidden `..data` entries skipped), a file holds `key: value` lines. A file or key that
+/// exists but cannot be read or parsed makes the whole configuration unreadable (off).
 pub fn read_path(path: &Path) -> RawConfig {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_dir() {
-        let mut data = BTreeMap::new();
-        for entry in std::fs::read_dir(path).ok()?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            // metadata() follows the key -> ..data/key symlink.
-            if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-                continue;
-            }
-            if let Ok(v) = std::fs::read_to_string(entry.path()) {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return RawConfig::Missing,
+        Err(e) => return unreadable(path, e),
+    };
+    if !meta.is_dir() {
+        return match std::fs::read_to_string(path) {
+            Ok(text) => match parse_text(&text) {
+                Ok(data) => RawConfig::Data(data),
+                Err(e) => unreadable(path, e),
+            },
+            // Removed between the two calls: as if it had not been there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => RawConfig::Missing,
+            Err(e) => unreadable(path, e),
+        };
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => return unreadable(path, e),
+    };
+    let mut data = BTreeMap::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return unreadable(path, e),
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        // metadata() follows the key -> ..data/key symlink.
+        if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        match std::fs::read_to_string(entry.path()) {
+            Ok(v) => {
                 data.insert(name, v.trim().to_owned());
             }
+            // Kubelet swapped the directory while it was read: the next poll sees the new one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return unreadable(&entry.path(), e),
         }
-        Some(data)
-    } else {
-        std::fs::read_to_string(path).ok().map(|t| parse_text(&t))
     }
+    RawConfig::Data(data)
+}
+
+fn publish(tx: &watch::Sender<RawConfig>, raw: RawConfig) {
+    tx.send_if_modified(|cur| {
+        let changed = *cur != raw;
+        if changed {
+            *cur = raw;
+        }
+        changed
+    });
 }
 
 pub async fn poll_path(
@@ -58,19 +99,31 @@ pub async fn poll_path(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let raw = read_path(&path);
-        tx.send_if_modified(|cur| {
-            let changed = *cur != raw;
-            if changed {
-                *cur = raw;
-            }
-            changed
-        });
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || read_path(&p)).await {
+            Ok(raw) => publish(&tx, raw),
+            Err(e) => tracing::error!(error = %e, "reading the telemetry configuration failed"),
+        }
     }
 }
 
+/// The API server refuses this sidecar the ConfigMap (RBAC): it cannot be read, which is
+/// not the same as a connection that broke and will be retried.
+fn refused(e: &watcher::Error) -> Option<String> {
+    let api = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return None,
+    };
+    matches!(api.code, 401 | 403).then(|| format!("HTTP {}: {}", api.code, api.message))
+}
+
 /// Watches the one ConfigMap `name` in the namespace of `api` (a field selector keeps the
-/// watch to that object). A deleted ConfigMap, or none after the initial list, is `None`.
+/// watch, and the RBAC it needs, to that object). None after the initial list, or a delete,
+/// is `Missing`; a refusal is `Unreadable`. Other errors (a broken connection, an API server
+/// restarting) keep what was last seen while the watcher lists again with backoff.
 pub async fn watch_configmap(
     api: Api<ConfigMap>,
     name: String,
@@ -80,15 +133,6 @@ pub async fn watch_configmap(
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api, config).default_backoff().boxed();
     let mut seen_in_list = false;
-    let publish = |raw: RawConfig| {
-        tx.send_if_modified(|cur| {
-            let changed = *cur != raw;
-            if changed {
-                *cur = raw;
-            }
-            changed
-        });
-    };
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -96,20 +140,26 @@ pub async fn watch_configmap(
         };
         match event {
             None => return,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, configmap = %name, "telemetry ConfigMap watch failed; retrying")
-            }
+            Some(Err(e)) => match refused(&e) {
+                Some(why) => {
+                    tracing::warn!(error = %e, configmap = %name, "ConfigMap refused to the sidecar; taken as unreadable (telemetry off); retrying");
+                    publish(&tx, RawConfig::Unreadable(why));
+                }
+                None => {
+                    tracing::warn!(error = %e, configmap = %name, "ConfigMap watch failed; retrying")
+                }
+            },
             Some(Ok(watcher::Event::Init)) => seen_in_list = false,
             Some(Ok(watcher::Event::InitApply(cm))) | Some(Ok(watcher::Event::Apply(cm))) => {
                 seen_in_list = true;
-                publish(Some(cm.data.unwrap_or_default()));
+                publish(&tx, RawConfig::Data(cm.data.unwrap_or_default()));
             }
             Some(Ok(watcher::Event::InitDone)) => {
                 if !seen_in_list {
-                    publish(None);
+                    publish(&tx, RawConfig::Missing);
                 }
             }
-            Some(Ok(watcher::Event::Delete(_))) => publish(None),
+            Some(Ok(watcher::Event::Delete(_))) => publish(&tx, RawConfig::Missing),
         }
     }
 }
@@ -128,15 +178,35 @@ mod tests {
         std::fs::write(v1.join("enabled"), "false\n").unwrap();
         std::os::unix::fs::symlink("..2026_11_23_01", mount.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/enabled", mount.join("enabled")).unwrap();
-        assert_eq!(read_path(&mount).unwrap()["enabled"], "false");
+        let data = |raw: RawConfig| match raw {
+            RawConfig::Data(d) => d,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(data(read_path(&mount))["enabled"], "false");
         let v2 = mount.join("..2026_11_23_02");
         std::fs::create_dir(&v2).unwrap();
         std::fs::write(v2.join("enabled"), "true").unwrap();
         std::os::unix::fs::symlink("..2026_11_23_02", mount.join("..data_tmp")).unwrap();
         std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
-        let raw = read_path(&mount).unwrap();
+        let raw = data(read_path(&mount));
         assert_eq!(raw.len(), 1, "{raw:?}");
         assert_eq!(raw["enabled"], "true");
-        assert_eq!(read_path(&dir.path().join("nope")), None);
+        assert_eq!(read_path(&dir.path().join("nope")), RawConfig::Missing);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_or_parsed_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("telemetry.conf");
+        std::fs::write(
+            &f,
+            "enabled: true
+logs-interval 2 minutes please
+",
+        )
+        .unwrap();
+        assert!(matches!(read_path(&f), RawConfig::Unreadable(why) if why.contains("line 2")));
+        std::fs::write(&f, [b'e', b'n', 0xff, b':', b'1']).unwrap();
+        assert!(matches!(read_path(&f), RawConfig::Unreadable(_)));
     }
 }

@@ -1,16 +1,21 @@
 //! The on-disk spool: every bundle is written here before it is sent, so that a Pure1 outage
 //! or a restart loses nothing. One file per bundle, named by its idempotency key, written
-//! atomically (temp file, fsync, rename). The cap is in bytes; what it forces out is counted
-//! as dropped and logged.
+//! atomically (temp file, fsync, rename). The cap is in bytes (never above
+//! `MAX_SPOOL_MAX_BYTES`); what it forces out is counted as dropped and logged. The spool is
+//! bound to one identity (appliance id and destination): bundles made for one never leave
+//! under another. Every method does file I/O: call them on the blocking pool.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::telemetry::metrics::{TelemetryMetrics, UploadKind, UploadResult};
+use crate::telemetry::config::MAX_SPOOL_MAX_BYTES;
+use crate::telemetry::metrics::{DropReason, TelemetryMetrics, UploadKind};
 
 const SUFFIX: &str = ".json.gz";
+/// Holds the identity the spooled bundles were made for.
+const IDENTITY_FILE: &str = ".identity";
 
 /// One upload: its idempotency key (stable across retries and restarts), its kind, and the
 /// gzipped JSON body.
@@ -46,7 +51,8 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating) the spool directory and indexes the bundles a previous run left.
+    /// Opens (creating) the spool directory and indexes the bundles a previous run left. The
+    /// cap is enforced by the first `put` or `set_max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
         let mut entries = BTreeMap::new();
@@ -67,14 +73,79 @@ impl Spool {
         let total = entries.values().sum();
         Ok(Spool {
             dir: dir.to_owned(),
-            max_bytes,
+            max_bytes: max_bytes.min(MAX_SPOOL_MAX_BYTES),
             entries,
             total,
         })
     }
 
-    pub fn set_max_bytes(&mut self, max_bytes: u64) {
-        self.max_bytes = max_bytes;
+    /// A new cap, applied at once: a spool that a previous, larger cap filled is trimmed now.
+    pub fn set_max_bytes(&mut self, max_bytes: u64, metrics: &TelemetryMetrics) -> io::Result<()> {
+        self.max_bytes = max_bytes.min(MAX_SPOOL_MAX_BYTES);
+        self.make_room(0, None, metrics)?;
+        metrics.set_spool_bytes(self.total);
+        Ok(())
+    }
+
+    /// Removes the oldest bundles until `size` more bytes fit under the cap.
+    fn make_room(
+        &mut self,
+        size: u64,
+        fallback_kind: Option<UploadKind>,
+        metrics: &TelemetryMetrics,
+    ) -> io::Result<()> {
+        while self.total + size > self.max_bytes {
+            let Some((key, _)) = self.entries.first_key_value() else {
+                break;
+            };
+            let key = key.clone();
+            self.remove(&key)?;
+            if let Some(kind) = kind_of_key(&key).or(fallback_kind) {
+                metrics.count_dropped(kind, DropReason::SpoolFull);
+            }
+            tracing::warn!(
+                key = %key, max = self.max_bytes,
+                "telemetry spool full: oldest unsent bundle dropped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Empties the spool: every bundle is removed unsent and counted under `reason`.
+    pub fn purge(&mut self, reason: DropReason, metrics: &TelemetryMetrics) -> io::Result<usize> {
+        let keys: Vec<String> = self.entries.keys().cloned().collect();
+        for key in &keys {
+            self.remove(key)?;
+            if let Some(kind) = kind_of_key(key) {
+                metrics.count_dropped(kind, reason);
+            }
+        }
+        metrics.set_spool_bytes(self.total);
+        if !keys.is_empty() {
+            tracing::info!(
+                bundles = keys.len(),
+                reason = reason.as_str(),
+                "telemetry spool emptied; those bundles are never sent"
+            );
+        }
+        Ok(keys.len())
+    }
+
+    /// Binds the spool to `identity` (appliance id and destination). Bundles spooled for
+    /// another identity, or for one not recorded (a spool from an older version), are
+    /// dropped first.
+    pub fn claim(&mut self, identity: &str, metrics: &TelemetryMetrics) -> io::Result<()> {
+        let path = self.dir.join(IDENTITY_FILE);
+        let current = match fs::read_to_string(&path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_deref() == Some(identity) {
+            return Ok(());
+        }
+        self.purge(DropReason::IdentityChanged, metrics)?;
+        write_atomically(&self.dir, IDENTITY_FILE, identity.as_bytes())
     }
 
     pub fn bytes(&self) -> u64 {
@@ -98,33 +169,15 @@ impl Spool {
     pub fn put(&mut self, bundle: &Bundle, metrics: &TelemetryMetrics) -> io::Result<()> {
         let size = bundle.body.len() as u64;
         if size > self.max_bytes {
-            metrics.count_upload(bundle.kind, UploadResult::Dropped);
+            metrics.count_dropped(bundle.kind, DropReason::SpoolFull);
             tracing::warn!(
                 key = %bundle.key, kind = bundle.kind.as_str(), size, max = self.max_bytes,
                 "telemetry bundle dropped: larger than the whole spool"
             );
             return Ok(());
         }
-        while self.total + size > self.max_bytes {
-            let Some((key, _)) = self.entries.first_key_value() else {
-                break;
-            };
-            let key = key.clone();
-            let kind = kind_of_key(&key).unwrap_or(bundle.kind);
-            self.remove(&key)?;
-            metrics.count_upload(kind, UploadResult::Dropped);
-            tracing::warn!(
-                key = %key, kind = kind.as_str(), max = self.max_bytes,
-                "telemetry spool full: oldest unsent bundle dropped"
-            );
-        }
-        let tmp = self.dir.join(format!(".{}.tmp", bundle.key));
-        {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&bundle.body)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, self.path(&bundle.key))?;
+        self.make_room(size, Some(bundle.kind), metrics)?;
+        write_atomically(&self.dir, &format!("{}{SUFFIX}", bundle.key), &bundle.body)?;
         self.entries.insert(bundle.key.clone(), size);
         self.total += size;
         metrics.set_spool_bytes(self.total);
@@ -157,9 +210,21 @@ impl Spool {
     }
 }
 
+/// Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::metrics::UploadResult;
 
     fn bundle(kind: UploadKind, ms: u64, size: usize) -> Bundle {
         Bundle {
@@ -181,11 +246,50 @@ mod tests {
             s.put(x, &m).unwrap();
         }
         assert_eq!(m.uploads(UploadKind::Logs, UploadResult::Dropped), 1);
+        assert_eq!(m.dropped(UploadKind::Logs, DropReason::SpoolFull), 1);
         assert_eq!(s.oldest(), Some(b.key.clone()));
         assert_eq!(s.bytes(), 200);
         s.put(&bundle(UploadKind::Health, 4, 300), &m).unwrap();
         assert_eq!(m.uploads(UploadKind::Health, UploadResult::Dropped), 1);
         assert_eq!(s.len(), 2);
+        // A smaller cap trims at once.
+        s.set_max_bytes(100, &m).unwrap();
+        assert_eq!((s.len(), s.bytes()), (1, 100));
+        // Never above the hard limit, whatever is asked.
+        s.set_max_bytes(u64::MAX, &m).unwrap();
+        assert_eq!(s.max_bytes, MAX_SPOOL_MAX_BYTES);
+    }
+
+    #[test]
+    fn purge_and_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = TelemetryMetrics::default();
+        let mut s = Spool::open(dir.path(), 1000).unwrap();
+        s.claim("org-1\nhttps://a", &m).unwrap();
+        s.put(&bundle(UploadKind::Health, 1, 10), &m).unwrap();
+        s.put(&bundle(UploadKind::Logs, 2, 10), &m).unwrap();
+        // The same identity (also after a reopen) keeps the bundles.
+        let mut s = Spool::open(dir.path(), 1000).unwrap();
+        s.claim("org-1\nhttps://a", &m).unwrap();
+        assert_eq!(s.len(), 2);
+        // Another one drops them, counted but not as a loss.
+        s.claim("org-2\nhttps://a", &m).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(
+            m.dropped(UploadKind::Health, DropReason::IdentityChanged),
+            1
+        );
+        assert_eq!(m.uploads(UploadKind::Health, UploadResult::Dropped), 0);
+        s.put(&bundle(UploadKind::Clusters, 3, 10), &m).unwrap();
+        assert_eq!(s.purge(DropReason::Paused, &m).unwrap(), 1);
+        assert_eq!(m.dropped(UploadKind::Clusters, DropReason::Paused), 1);
+        assert!(Spool::open(dir.path(), 1000).unwrap().is_empty());
+        // A spool with no recorded identity (an older version's) is not trusted.
+        let other = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(other.path(), 1000).unwrap();
+        s.put(&bundle(UploadKind::Health, 4, 10), &m).unwrap();
+        s.claim("org-1\nhttps://a", &m).unwrap();
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::telemetry::pure1::Credentials;
 
@@ -56,7 +57,10 @@ impl CredentialStore {
                     }
                 };
                 Ok(match (read("client.crt")?, read("client.key")?) {
-                    (Some(cert_pem), Some(key_pem)) => Some(Credentials { cert_pem, key_pem }),
+                    (Some(cert_pem), Some(key_pem)) => Some(Credentials {
+                        cert_pem,
+                        key_pem: SecretString::from(key_pem),
+                    }),
                     _ => None,
                 })
             }
@@ -74,7 +78,10 @@ impl CredentialStore {
                     (Some(cert_pem), Some(key_pem))
                         if !cert_pem.is_empty() && !key_pem.is_empty() =>
                     {
-                        Some(Credentials { cert_pem, key_pem })
+                        Some(Credentials {
+                            cert_pem,
+                            key_pem: SecretString::from(key_pem),
+                        })
                     }
                     _ => None,
                 })
@@ -85,7 +92,10 @@ impl CredentialStore {
     pub async fn save(&self, creds: &Credentials) -> Result<(), StoreError> {
         match self {
             CredentialStore::Files(dir) => {
-                write_private(&dir.join("client.key"), creds.key_pem.as_bytes())?;
+                write_private(
+                    &dir.join("client.key"),
+                    creds.key_pem.expose_secret().as_bytes(),
+                )?;
                 write_private(&dir.join("client.crt"), creds.cert_pem.as_bytes())
             }
             CredentialStore::Secret { api, name } => {
@@ -106,7 +116,7 @@ impl CredentialStore {
                         ),
                         (
                             PRIVATE_KEY_KEY.to_owned(),
-                            ByteString(creds.key_pem.clone().into_bytes()),
+                            ByteString(creds.key_pem.expose_secret().as_bytes().to_vec()),
                         ),
                     ])),
                     ..Default::default()
@@ -166,7 +176,7 @@ mod tests {
         assert!(store.load().await.unwrap().is_none());
         let c = Credentials {
             cert_pem: "C".into(),
-            key_pem: "K".into(),
+            key_pem: SecretString::from("K"),
         };
         store.save(&c).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(c));

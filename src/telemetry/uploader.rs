@@ -1,23 +1,27 @@
 //! Upload loop of an enabled telemetry: makes bundles on their own intervals, puts them in
 //! the spool, and drains the spool oldest first, backing off with jitter while the endpoint
 //! fails. Cancelling stops it between uploads: a request in flight finishes, nothing new
-//! starts.
+//! starts. Making a bundle (inventory summary, log reading, redaction, gzip) and every spool
+//! access run on the blocking pool.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use backon::BackoffBuilder;
+use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::state::Shared;
 use crate::telemetry::config::TelemetryConfig;
-use crate::telemetry::logs::LogCollector;
-use crate::telemetry::metrics::{UploadKind, UploadResult};
+use crate::telemetry::logs::{Collected, LogCollector};
+use crate::telemetry::metrics::{DropReason, UploadKind, UploadResult};
 use crate::telemetry::payload;
 use crate::telemetry::pure1::{Pure1Error, RestClient};
 use crate::telemetry::redact::Redactor;
-use crate::telemetry::spool::{new_key, Bundle, Spool};
+use crate::telemetry::spool::{kind_of_key, new_key, Bundle, Spool};
 
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -26,35 +30,21 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// answer does not throw away a good certificate.
 pub const REJECTIONS_BEFORE_REREGISTERING: u32 = 3;
 
-/// Exponential backoff with "equal jitter": half the step is fixed, half random, so that
-/// many sidecars that lost Pure1 together do not come back in lockstep.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
+/// Exponential backoff with jitter: steps of 1 s doubling to 5 min, each delay between half
+/// and all of its step, so that many sidecars that lost Pure1 together do not come back in
+/// lockstep. (backon adds up to 100 % to a base of half the step.) Reset = build a new one.
+pub fn backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_BASE / 2)
+        .with_max_delay(BACKOFF_MAX / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-    pub fn next_delay(&mut self) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = step / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
+/// The next delay of `b` (it never ends; the cap stands in should it ever).
+pub fn next_delay(b: &mut backon::ExponentialBackoff) -> Duration {
+    b.next().unwrap_or(BACKOFF_MAX)
 }
 
 /// When each kind is next due. Every kind is due at once when uploads start, then on its
@@ -133,23 +123,72 @@ enum SendError {
     Io(std::io::Error),
 }
 
-/// Everything one upload run needs; the spool and log cursors persist across runs.
+/// A poisoned lock still guards consistent data (each operation leaves the spool or the
+/// cursors whole on disk), so it is used as it is.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The spool and the log cursors: they outlive every upload run. Used only on the blocking
+/// pool, where the locks are held.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub spool: Arc<Mutex<Spool>>,
+    pub logs: Arc<Mutex<LogCollector>>,
+}
+
+/// The JSON of a bundle of `kind`, exactly as it leaves (before gzip). `logs`: the redacted
+/// lines of a logs bundle (ignored for the other kinds). Reads the inventory's summary only:
+/// making a bundle changes nothing in it.
+pub fn bundle_json(
+    kind: UploadKind,
+    key: &str,
+    unix_millis: u64,
+    appliance_id: &str,
+    shared: &Shared,
+    logs: &Collected,
+) -> Value {
+    match kind {
+        UploadKind::Health => payload::health(shared, key, appliance_id, unix_millis),
+        UploadKind::Clusters => payload::clusters(shared, key, appliance_id, unix_millis),
+        UploadKind::Logs => {
+            payload::logs(&logs.files, logs.truncated, key, appliance_id, unix_millis)
+        }
+    }
+}
+
+/// Everything one upload run needs.
 pub struct Uploads {
     pub shared: Arc<Shared>,
+    pub clock: Clock,
     pub config: TelemetryConfig,
     pub sink: Sink,
-    pub spool: Spool,
-    pub logs: LogCollector,
+    pub stores: Stores,
     pub redactor: Arc<Redactor>,
     /// Consecutive uploads refused for the certificate (401/403).
     pub rejections: u32,
 }
 
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+/// Runs `f` on the blocking pool. `None` only if it panicked (logged).
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, what, "a telemetry task on the blocking pool failed");
+            None
+        }
+    }
+}
+
+/// What `drain` found at the head of the spool.
+enum Next {
+    Empty,
+    Send(Bundle),
+    /// Unreadable; already removed and counted.
+    Dropped,
 }
 
 impl Uploads {
@@ -158,98 +197,93 @@ impl Uploads {
         self.rejections >= REJECTIONS_BEFORE_REREGISTERING
     }
 
-    fn make_bundle(&mut self, kind: UploadKind) -> Option<Bundle> {
-        let now = unix_millis();
-        let key = new_key(kind, now);
-        let id = &self.config.appliance_id;
-        let (value, collected) = match kind {
-            UploadKind::Health => (payload::health(&self.shared, &key, id, now), None),
-            UploadKind::Clusters => (payload::clusters(&self.shared, &key, id, now), None),
-            UploadKind::Logs => {
-                let mut collected = self.logs.collect(self.config.logs_max_bytes);
-                if collected.is_empty() {
-                    // Still store the cursors: a rotation or truncation may have moved them.
-                    let _ = self.logs.commit(&collected);
-                    return None;
+    fn unix_millis(&self) -> u64 {
+        u64::try_from(self.clock.now().as_millis()).unwrap_or_default()
+    }
+
+    /// Makes a bundle of `kind` and spools it (on the blocking pool).
+    async fn make_bundle(&self, kind: UploadKind) {
+        let (shared, stores, redactor) = (
+            self.shared.clone(),
+            self.stores.clone(),
+            self.redactor.clone(),
+        );
+        let (id, logs_max) = (self.config.appliance_id.clone(), self.config.logs_max_bytes);
+        let now = self.unix_millis();
+        blocking("make a bundle", move || {
+            make_and_spool(kind, now, &id, &shared, &stores, logs_max, &redactor)
+        })
+        .await;
+    }
+
+    /// The oldest spooled bundle, read on the blocking pool.
+    async fn next_bundle(&self) -> Next {
+        let (stores, shared) = (self.stores.clone(), self.shared.clone());
+        blocking("read the spool", move || {
+            let mut spool = lock(&stores.spool);
+            let Some(key) = spool.oldest() else {
+                return Next::Empty;
+            };
+            match spool.read(&key) {
+                Ok(b) => Next::Send(b),
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "unreadable telemetry bundle removed from the spool");
+                    if let Some(kind) = kind_of_key(&key) {
+                        shared.telemetry.count_dropped(kind, DropReason::Unreadable);
+                    }
+                    let _ = spool.remove(&key);
+                    shared.telemetry.set_spool_bytes(spool.bytes());
+                    Next::Dropped
                 }
-                for f in &mut collected.files {
-                    // Redacted as one text, so that a PEM block spanning lines is seen whole.
-                    let joined = f.lines.join("\n");
-                    f.lines = self
-                        .redactor
-                        .redact(&joined)
-                        .lines()
-                        .map(str::to_owned)
-                        .collect();
-                }
-                let v = payload::logs(&collected.files, collected.truncated, &key, id, now);
-                (v, Some(collected))
             }
-        };
-        let body = match payload::gzip(&value) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(kind = kind.as_str(), error = %e, "cannot compress a telemetry bundle");
-                self.shared
-                    .telemetry
-                    .count_upload(kind, UploadResult::Failure);
-                return None;
+        })
+        .await
+        .unwrap_or(Next::Empty)
+    }
+
+    async fn remove(&self, key: String) {
+        let (stores, shared) = (self.stores.clone(), self.shared.clone());
+        blocking("remove a sent bundle", move || {
+            let mut spool = lock(&stores.spool);
+            if let Err(e) = spool.remove(&key) {
+                tracing::warn!(key = %key, error = %e, "cannot remove a bundle from the spool");
             }
-        };
-        let bundle = Bundle { key, kind, body };
-        if let Err(e) = self.spool.put(&bundle, &self.shared.telemetry) {
-            // Not spooled: the log cursors stay where they were, so those lines come again.
-            tracing::error!(kind = kind.as_str(), error = %e, "cannot write a telemetry bundle to the spool");
-            self.shared
-                .telemetry
-                .count_upload(kind, UploadResult::Failure);
-            return None;
-        }
-        if let Some(collected) = collected {
-            if let Err(e) = self.logs.commit(&collected) {
-                tracing::warn!(error = %e, "cannot store the telemetry log cursors; lines may be sent twice");
-            }
-        }
-        self.shared.telemetry.set_spool_bytes(self.spool.bytes());
-        Some(bundle)
+            shared.telemetry.set_spool_bytes(spool.bytes());
+        })
+        .await;
     }
 
     /// Sends spooled bundles oldest first until the spool is empty (Ok) or one fails (Err).
+    /// Stopped (switch-off): returns before the next send; the one on the wire finishes.
     async fn drain(&mut self, stop: &CancellationToken) -> Result<(), ()> {
-        while let Some(key) = self.spool.oldest() {
+        loop {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let bundle = match self.spool.read(&key) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(key = %key, error = %e, "unreadable telemetry bundle removed from the spool");
-                    if let Some(kind) = crate::telemetry::spool::kind_of_key(&key) {
-                        self.shared
-                            .telemetry
-                            .count_upload(kind, UploadResult::Dropped);
-                    }
-                    let _ = self.spool.remove(&key);
-                    continue;
-                }
+            let bundle = match self.next_bundle().await {
+                Next::Empty => return Ok(()),
+                Next::Dropped => continue,
+                Next::Send(b) => b,
             };
-            let kind = bundle.kind;
+            // Reading the spool took a moment: a switch-off meanwhile wins.
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let (kind, key) = (bundle.kind, bundle.key.clone());
             let metrics = &self.shared.telemetry;
             match self.sink.send(bundle).await {
                 Ok(()) => {
                     self.rejections = 0;
                     metrics.count_upload(kind, UploadResult::Success);
-                    metrics.set_last_success(kind, unix_millis() as f64 / 1000.0);
-                    if let Err(e) = self.spool.remove(&key) {
-                        tracing::warn!(key = %key, error = %e, "cannot remove a sent bundle from the spool");
-                    }
+                    metrics.set_last_success(kind, self.clock.now().as_secs_f64());
                     tracing::debug!(key = %key, kind = kind.as_str(), "telemetry bundle sent");
+                    self.remove(key).await;
                 }
                 Err(SendError::Pure1(e)) if e.is_permanent() => {
                     metrics.count_upload(kind, UploadResult::Failure);
                     tracing::error!(key = %key, kind = kind.as_str(), error = %e,
                         "telemetry bundle rejected by the endpoint; removed from the spool");
-                    let _ = self.spool.remove(&key);
+                    self.remove(key).await;
                 }
                 Err(e) => {
                     if matches!(&e, SendError::Pure1(p) if p.is_auth_rejection()) {
@@ -257,36 +291,32 @@ impl Uploads {
                     }
                     metrics.count_upload(kind, UploadResult::Failure);
                     tracing::warn!(key = %key, kind = kind.as_str(), error = %e,
-                        spooled = self.spool.len(), "telemetry upload failed; will retry");
-                    self.shared.telemetry.set_spool_bytes(self.spool.bytes());
+                        "telemetry upload failed; will retry");
                     return Err(());
                 }
             }
-            self.shared.telemetry.set_spool_bytes(self.spool.bytes());
         }
-        Ok(())
     }
 
-    /// Runs until `stop`; hands the spool and log cursors back for the next run.
+    /// Runs until `stop`, or until the endpoint keeps refusing the certificate.
     pub async fn run(mut self, stop: CancellationToken) -> Uploads {
         let mut schedule = Schedule::new(Instant::now(), &self.config);
-        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+        let mut backoff = backoff();
         let mut retry_at: Option<Instant> = None;
-        self.shared.telemetry.set_spool_bytes(self.spool.bytes());
         loop {
             if stop.is_cancelled() {
                 break;
             }
             for kind in schedule.take_due(Instant::now()) {
-                self.make_bundle(kind);
+                self.make_bundle(kind).await;
             }
             if retry_at.is_none_or(|t| Instant::now() >= t) {
                 match self.drain(&stop).await {
                     Ok(()) => {
-                        backoff.reset();
+                        backoff = self::backoff();
                         retry_at = None;
                     }
-                    Err(()) => retry_at = Some(Instant::now() + backoff.next_delay()),
+                    Err(()) => retry_at = Some(Instant::now() + next_delay(&mut backoff)),
                 }
                 if self.credentials_rejected() {
                     tracing::warn!(
@@ -308,6 +338,56 @@ impl Uploads {
     }
 }
 
+/// Makes one bundle and spools it; the log cursors move only once it is safely spooled.
+fn make_and_spool(
+    kind: UploadKind,
+    unix_millis: u64,
+    appliance_id: &str,
+    shared: &Shared,
+    stores: &Stores,
+    logs_max_bytes: usize,
+    redactor: &Redactor,
+) {
+    let key = new_key(kind, unix_millis);
+    let mut logs = lock(&stores.logs);
+    let collected = match kind {
+        UploadKind::Logs => {
+            let collected = logs.collect(logs_max_bytes, redactor);
+            if collected.is_empty() {
+                // No bundle; the cursors are still stored: a rotation may have moved them.
+                let _ = logs.commit(&collected);
+                return;
+            }
+            collected
+        }
+        UploadKind::Health | UploadKind::Clusters => Collected::default(),
+    };
+    let value = bundle_json(kind, &key, unix_millis, appliance_id, shared, &collected);
+    let body = match payload::gzip(&value) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(kind = kind.as_str(), error = %e, "cannot compress a telemetry bundle");
+            shared.telemetry.count_upload(kind, UploadResult::Failure);
+            return;
+        }
+    };
+    let bundle = Bundle { key, kind, body };
+    let mut spool = lock(&stores.spool);
+    if let Err(e) = spool.put(&bundle, &shared.telemetry) {
+        // Not spooled: the log cursors stay where they were, so those lines come again.
+        tracing::error!(kind = kind.as_str(), error = %e, "cannot write a telemetry bundle to the spool");
+        shared.telemetry.count_upload(kind, UploadResult::Failure);
+        return;
+    }
+    shared.telemetry.set_spool_bytes(spool.bytes());
+    drop(spool);
+    if kind == UploadKind::Logs {
+        if let Err(e) = logs.commit(&collected) {
+            tracing::warn!(error = %e, "cannot store the telemetry log cursors; lines may be sent twice");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,29 +395,29 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let d: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        for (i, want) in [1u64, 2, 4, 8, 8, 8].into_iter().enumerate() {
+        let mut b = backoff();
+        let d: Vec<Duration> = (0..12).map(|_| next_delay(&mut b)).collect();
+        for (i, want) in [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+            .into_iter()
+            .enumerate()
+        {
             let step = Duration::from_secs(want);
             assert!(d[i] >= step / 2 && d[i] <= step, "{i}: {:?}", d[i]);
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
+        assert!(next_delay(&mut backoff()) <= Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn each_kind_on_its_own_interval() {
-        let raw = Some(
-            [
-                ("health-interval", "2s"),
-                ("logs-interval", "5s"),
-                ("clusters-interval", "3s"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        );
-        let (cfg, _) = validate(&raw, &Defaults::default()).unwrap();
+        let raw = [
+            ("health-interval", "2s"),
+            ("logs-interval", "5s"),
+            ("clusters-interval", "3s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let cfg = validate(&raw, &Defaults::default()).settings.unwrap();
         let start = Instant::now();
         let mut s = Schedule::new(start, &cfg);
         assert_eq!(s.take_due(Instant::now()).len(), 3);

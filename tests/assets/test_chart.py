@@ -173,7 +173,11 @@ def test_defaults_are_least_privilege_and_hardened(chart):
     for r in role["rules"]:
         assert r["apiGroups"] == [""]
         if r["verbs"] != ["create"]:
-            assert r["resourceNames"] in (["px-backup-telemetry-config"], ["pure-telemetry-certs"])
+            assert r["resourceNames"] in (["px-backup-telemetry-config"], ["pure-telemetry-certs"],
+                                          ["px-backup-config"])
+    # PX-Backup's pause switch: read only, exactly that one ConfigMap.
+    (pause,) = [r for r in role["rules"] if r.get("resourceNames") == ["px-backup-config"]]
+    assert pause["resources"] == ["configmaps"] and pause["verbs"] == ["list", "watch"]
     assert not by_kind(docs, "NetworkPolicy") and not by_kind(docs, "PersistentVolumeClaim")
     assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
 
@@ -203,6 +207,7 @@ def test_telemetry_configmap_created_disabled_and_kept(chart):
     assert cm["data"]["enabled"] == "false"
     _, c = deployment_container(docs)
     assert env_of(c)["PXBACKUP_TELEMETRY_CONFIGMAP"] == f"{NS}/px-backup-telemetry-config"
+    assert env_of(c)["PXBACKUP_TELEMETRY_PAUSE_CONFIGMAP"] == "px-backup-config"
 
 
 def test_telemetry_file_mode_mounts_configmap_without_rbac(chart):

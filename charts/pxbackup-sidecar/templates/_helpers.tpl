@@ -125,6 +125,8 @@ env:
     value: {{ printf "%s/%s" .Release.Namespace .Values.telemetry.configMap.name | quote }}
   - name: PXBACKUP_TELEMETRY_SECRET
     value: {{ .Values.telemetry.certsSecretName | quote }}
+  - name: PXBACKUP_TELEMETRY_PAUSE_CONFIGMAP
+    value: {{ .Values.telemetry.pauseConfigMap | quote }}
   {{- else if eq .Values.telemetry.source "file" }}
   - name: PXBACKUP_TELEMETRY_CONFIG_FILE
     value: /etc/pxbackup-sidecar/telemetry

@@ -19,18 +19,16 @@ pub mod tracker;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{DeserializeGuard, NamespaceResourceScope};
 use kube::runtime::watcher::{self, DefaultBackoff};
 use kube::{Api, Client, Resource};
 use tokio::sync::mpsc;
 
+use crate::kubernetes::Kubernetes;
 use crate::model::{Event, Origin, SourceId};
 use crate::state::Shared;
 use crd::{
@@ -43,39 +41,6 @@ use tracker::{Signal, Tracker, WatcherSpec};
 /// Upper bound of a backoff step when `DefaultBackoff` gives none (it always does today).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
-pub enum KubeSourceError {
-    #[error("--kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: String,
-        source: kube::config::KubeconfigError,
-    },
-    #[error("no Kubernetes configuration (no --kubeconfig / KUBECONFIG, ~/.kube/config or in-cluster service account): {0}")]
-    Infer(#[from] kube::config::InferConfigError),
-    #[error("cannot build the Kubernetes client: {0}")]
-    Client(#[from] kube::Error),
-}
-
-/// Builds the API client from `--kubeconfig`, or else the usual places (KUBECONFIG,
-/// ~/.kube/config, the in-cluster service account). Reads files only: no request is made.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeSourceError> {
-    crate::tls::install_crypto_provider();
-    let config = match kubeconfig {
-        Some(path) => {
-            let wrap = |source| KubeSourceError::Kubeconfig {
-                path: path.display().to_string(),
-                source,
-            };
-            let file = Kubeconfig::read_from(path).map_err(wrap)?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(wrap)?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
 /// What to watch and how to label it.
 #[derive(Clone, Debug)]
 pub struct Scope {
@@ -87,7 +52,7 @@ pub struct Scope {
 /// Runs the source until `shutdown` resolves.
 pub async fn run(
     shared: Arc<Shared>,
-    client: Client,
+    kube: Arc<Kubernetes>,
     scope: Scope,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -97,8 +62,9 @@ pub async fn run(
             "--cluster-name is empty: the cluster label of every kube object will be empty"
         );
     }
+    // The one lookup of the process, shared with telemetry (see `crate::kubernetes`).
     let uid = tokio::select! {
-        uid = cluster_uid(&client) => uid,
+        uid = kube.cluster_uid() => uid,
         () = &mut shutdown => return,
     };
     let cluster = ClusterIdentity {
@@ -106,6 +72,7 @@ pub async fn run(
         uid,
     };
     tracing::info!(cluster = %cluster.name, cluster_uid = %cluster.uid, "cluster identified");
+    let client = kube.client();
 
     let mut listed: Vec<String> = scope
         .namespaces
@@ -185,26 +152,6 @@ pub async fn run(
     watchers.abort_all();
 }
 
-/// The cluster's UUID: the UID of the `kube-system` namespace, which lives as long as the
-/// cluster. Retried with backoff until the API answers; nothing is labelled without it.
-async fn cluster_uid(client: &Client) -> String {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let mut backoff = DefaultBackoff::default();
-    loop {
-        match api.get("kube-system").await {
-            Ok(ns) => match ns.metadata.uid.filter(|u| !u.is_empty()) {
-                Some(uid) => return uid,
-                None => tracing::warn!("the kube-system namespace has no uid; retrying"),
-            },
-            Err(e) => tracing::warn!(
-                error = %e,
-                "cannot read the kube-system namespace (its uid identifies the cluster); retrying"
-            ),
-        }
-        tokio::time::sleep(backoff.next().unwrap_or(MAX_BACKOFF)).await;
-    }
-}
-
 struct WatchContext {
     shared: Arc<Shared>,
     cluster: ClusterIdentity,
@@ -267,6 +214,14 @@ impl WatcherSet {
     }
 }
 
+/// How often a resource type the API server does not serve is looked for again.
+const TYPE_RECHECK: Duration = Duration::from_secs(300);
+
+/// The first list answered 404: the API server does not serve this resource type.
+fn type_not_installed(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.is_not_found())
+}
+
 /// One watcher, for ever: reports what it sees; on an error, reports it, waits out the
 /// backoff and starts over with a full list.
 async fn watch<K: StorkResource>(
@@ -297,6 +252,19 @@ async fn watch<K: StorkResource>(
                     Some((uid, event)) => Signal::Gone { uid, event },
                     None => continue,
                 },
+                Err(e) if K::WATCHED == Watched::SchedulePolicies && type_not_installed(&e) => {
+                    // Older Stork releases lack the policy types: that is an empty list, not
+                    // a failure, or the source would never become ready. Looked for again
+                    // now and then, in case Stork is upgraded.
+                    tracing::info!(watch = %target, "this Stork has no such resource type; schedules get no interval from it (checked again every 5 minutes)");
+                    for signal in [Signal::Relist, Signal::ListDone] {
+                        if tx.send((id, signal)).await.is_err() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(TYPE_RECHECK).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(watch = %target, error = %e, "watch failed; will list again");
                     if tx.send((id, Signal::Failed)).await.is_err() {
@@ -377,33 +345,4 @@ fn deletion<K: StorkResource>(obj: &DeserializeGuard<K>) -> Option<(String, Opti
         Watched::SchedulePolicies => None,
     };
     Some((uid, event))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_https_kubeconfig_builds_a_client() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("kubeconfig");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n\
-             contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
-             current-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
-        )
-        .expect("write kubeconfig");
-        client(Some(&path))
-            .await
-            .expect("a client for an https server");
-    }
-
-    #[tokio::test]
-    async fn a_missing_kubeconfig_names_the_file() {
-        let Err(err) = client(Some(Path::new("/nonexistent/kubeconfig"))).await else {
-            panic!("a client from a file that does not exist");
-        };
-        assert!(err.to_string().contains("/nonexistent/kubeconfig"), "{err}");
-    }
 }
