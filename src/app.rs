@@ -28,6 +28,8 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("kube source: {0}")]
     Kube(#[from] sources::kube::KubeSourceError),
+    #[error("pxb source: {0}")]
+    Pxb(#[from] sources::pxb::ClientError),
     #[error("the {0} source is not part of this build")]
     SourceNotBuilt(SourceId),
 }
@@ -39,6 +41,7 @@ impl AppError {
             AppError::StateDir(_)
             | AppError::Bind { .. }
             | AppError::Kube(_)
+            | AppError::Pxb(_)
             | AppError::SourceNotBuilt(_) => 64,
             AppError::Signal(_) => 1,
         }
@@ -121,7 +124,13 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
             }
             // Push has no initial state to wait for.
             SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
-            SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
+            SourceId::Pxb => {
+                let client = sources::pxb::PxbClient::new(&settings.pxb)?;
+                let (shared, stop, pxb) = (shared.clone(), stop.clone(), settings.pxb.clone());
+                tasks.spawn(async move {
+                    sources::pxb::run(shared, client, pxb, stop.cancelled_owned()).await
+                });
+            }
             SourceId::Kube => {
                 let client = sources::kube::client(settings.kubeconfig.as_deref()).await?;
                 let scope = sources::kube::Scope {
