@@ -156,7 +156,7 @@ fn created_at(m: &wire::Metadata) -> Option<crate::model::Timestamp> {
 }
 
 /// The name of the ref, else the deprecated plain name.
-fn ref_name(r: Option<ObjectRef>, legacy: String) -> String {
+fn ref_name(r: Option<wire::NameRef>, legacy: String) -> String {
     match r {
         Some(r) if !r.name.is_empty() => r.name,
         _ => legacy,

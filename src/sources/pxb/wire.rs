@@ -746,6 +746,14 @@ message! {
 }
 
 message! {
+    /// An `ObjectRef` (or `BackupInfo.BackupSchedule`) whose uid the exporter does not use:
+    /// the uid is skipped rather than allocated for every backup.
+    pub struct NameRef {
+        name: String = ["name"],
+    }
+}
+
+message! {
     /// `BackupInfo.StatusInfo`: the backup status enum, also used by volumes and VMs.
     pub struct BackupStatusInfo {
         status: WireEnum<BackupStatus> = ["status"],
@@ -893,10 +901,10 @@ message! {
         namespaces: Vec<String> = ["namespaces"],
         status: Option<BackupStatusInfo> = ["status"],
         volumes: Vec<Volume> = ["volumes"],
-        backup_schedule: Option<ObjectRef> = ["backup_schedule", "backupSchedule"],
+        backup_schedule: Option<NameRef> = ["backup_schedule", "backupSchedule"],
         total_size: Option<u64> = ["total_size", "totalSize"],
         resource_count: Option<u64> = ["resource_count", "resourceCount"],
-        backup_location_ref: Option<ObjectRef> = ["backup_location_ref", "backupLocationRef"],
+        backup_location_ref: Option<NameRef> = ["backup_location_ref", "backupLocationRef"],
         cluster_ref: Option<ObjectRef> = ["cluster_ref", "clusterRef"],
         backup_object_type: Option<BackupObjectType> = ["backup_object_type", "backupObjectType"],
         completion_time_info: Option<CompletionTimeInfo> = ["completion_time_info", "completionTimeInfo"],
@@ -926,7 +934,7 @@ message! {
         volumes: Option<Count> = ["volumes"],
         total_size: Option<u64> = ["total_size", "totalSize"],
         resource_count: Option<u64> = ["resource_count", "resourceCount"],
-        backup_ref: Option<ObjectRef> = ["backup_ref", "backupRef"],
+        backup_ref: Option<NameRef> = ["backup_ref", "backupRef"],
         cluster_ref: Option<ObjectRef> = ["cluster_ref", "clusterRef"],
     }
 }
