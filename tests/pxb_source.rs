@@ -1045,3 +1045,45 @@ async fn answers_without_totals_or_paging_are_complete_lists() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_private_ca() {
+    let (fake, ca_pem) = FakePxb::start_tls().await;
+    populate(&fake, 2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = Arc::new(Shared::new(
+        Arc::new(Inventory::in_memory(Clock::System, DAY)),
+        SourceStatus::new(&[SourceId::Pxb]),
+    ));
+    // Without the CA the certificate is not trusted: the poll fails, nothing is listed.
+    let plain = PxbSettings {
+        url: fake.url.clone(),
+        ..PxbSettings::default()
+    };
+    let mut client = PxbClient::new(&plain).expect("client");
+    let report = Poller::new(shared.clone(), plain.clone())
+        .poll(&mut client)
+        .await;
+    assert!(!report.complete, "{report:?}");
+    assert!(report.failures[0].contains(&fake.url), "{report:?}");
+    // With it, through the real binary's configuration path.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).expect("CA file");
+    let mut sidecar = Sidecar::spawn(
+        &[
+            "--source",
+            "pxb",
+            "--pxb-url",
+            fake.url.as_str(),
+            "--pxb-ca-file",
+            ca.to_str().expect("utf-8 path"),
+            "--pxb-poll-interval",
+            "200ms",
+        ],
+        dir.path(),
+    );
+    sidecar.ready().await;
+    let text = sidecar.scrape().await;
+    assert_eq!(live_backups(&text), 2, "{text}");
+    assert_eq!(source_up(&text), Some(1.0));
+}

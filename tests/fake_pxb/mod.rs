@@ -103,13 +103,17 @@ impl Drop for FakePxb {
     }
 }
 
+fn router(inner: Arc<Mutex<Inner>>) -> Router {
+    Router::new()
+        .route("/v1/organization", get(organizations))
+        .route("/v1/{kind}/{org}", get(enumerate))
+        .with_state(inner)
+}
+
 impl FakePxb {
     pub async fn start() -> FakePxb {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new()
-            .route("/v1/organization", get(organizations))
-            .route("/v1/{kind}/{org}", get(enumerate))
-            .with_state(inner.clone());
+        let app = router(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");
@@ -122,6 +126,65 @@ impl FakePxb {
             inner,
             task: Arc::new(task),
         }
+    }
+
+    /// The same fake over https, with a certificate for 127.0.0.1 signed by a private CA,
+    /// whose PEM is returned.
+    pub async fn start_tls() -> (FakePxb, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.distinguished_name
+            .push(DnType::CommonName, "px-backup test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer =
+            CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("CA");
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key"),
+            )
+            .expect("TLS config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = router(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
+        let fake = FakePxb {
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            inner,
+            task: Arc::new(task),
+        };
+        (fake, issuer.pem())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
