@@ -878,6 +878,41 @@ async fn a_deletion_while_paging_defers_deletions_to_the_next_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_that_never_holds_still_still_sees_its_deletions() {
+    let mut p = in_process(10, |_| {}).await;
+    populate(&p.fake, 25);
+    assert!(p.poll().await.complete);
+    // Every poll, the oldest-listed backup goes while the second page is asked for: it was
+    // listed on the first page, and the next one is missed. b-0 goes in poll 2, is first
+    // absent in poll 3, and absent twice running in poll 4, which deletes it. No miss (b-10,
+    // b-11, b-12) is ever tombstoned.
+    let mut deleted = Vec::new();
+    for _ in 0..3 {
+        p.fake.delete_first_while_paging("backup", 10);
+        let report = p.poll().await;
+        assert!(report.complete && report.deferred == 1, "{report:?}");
+        deleted.push(report.deleted);
+    }
+    assert_eq!(deleted, [0, 0, 1]);
+    let text = p.scrape();
+    assert!(
+        tombstone(&text, "b-0").is_some(),
+        "b-0 deleted two polls late"
+    );
+    for live in ["b-1", "b-2", "b-10", "b-11", "b-12"] {
+        assert!(
+            tombstone(&text, live).is_none(),
+            "{live} falsely tombstoned"
+        );
+    }
+    // A poll that holds still deletes the others at once.
+    let report = p.poll().await;
+    assert_eq!((report.deferred, report.deleted), (0, 2), "{report:?}");
+    assert!(tombstone(&p.scrape(), "b-2").is_some());
+    assert_eq!(live_backups(&p.scrape()), 22);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_false_with_nothing_more_to_page_is_cut_short() {
     let mut p = in_process(10, |_| {}).await;
     populate(&p.fake, 25);

@@ -11,10 +11,14 @@
 //! (`pxbackup_sidecar_source_up{source="pxb"} 0`) until a poll completes again.
 //!
 //! Paging is by offset (`object_index`), so an object deleted while a later page is read
-//! shifts the rest and one object can be missed. A miss must not become a tombstone, so an
-//! enumeration counts as complete for deletions only when every page reported the same
-//! `total_count` and exactly that many distinct objects were listed; otherwise its deletions
-//! wait for the next poll.
+//! shifts the rest and one object can be missed. A miss must not become a tombstone (an upsert
+//! older than the deletion would never bring it back), so an enumeration is taken at its word
+//! only when every page reported the same `total_count` and exactly that many distinct objects
+//! were listed. Otherwise (objects came or went while paging) only what neither this nor the
+//! previous enumeration listed is deleted: a miss is an accident of one poll, a deletion is
+//! absent again from the next. A busy fleet, whose enumerations rarely hold still, thus still
+//! sees its deletions, at most two polls late. The cost is one set of uids per organization
+//! and kind, kept from one poll to the next.
 //!
 //! An unchanged poll writes nothing: the inventory ignores a backup equal to the one it holds
 //! (the mapping is deterministic), and the source does not upsert again a restore, schedule,
@@ -83,6 +87,8 @@ struct OrgState {
     applied: [HashMap<String, Object>; 5],
     /// The schedule policies' intervals from the last poll that could read them.
     intervals: PolicyIntervals,
+    /// What the last completed enumeration of each kind listed, by `Kind::index`.
+    previous: [Option<HashSet<String>>; 5],
 }
 
 /// Logging and counting of what cannot be exported.
@@ -164,17 +170,13 @@ impl Poller {
             }
         };
         report.orgs = orgs.len();
-        let mut all_backups: HashSet<String> = HashSet::new();
         let mut backups_consistent = true;
         for org in &orgs {
             let mut state = self.orgs.remove(org).unwrap_or_default();
             let result = self.poll_org(client, org, &mut state, &mut report).await;
             self.orgs.insert(org.clone(), state);
             match result {
-                Ok(backups) => {
-                    backups_consistent &= backups.consistent;
-                    all_backups.extend(backups.listed);
-                }
+                Ok(consistent) => backups_consistent &= consistent,
                 Err(e) => report.failures.push(format!("organization {org}: {e}")),
             }
         }
@@ -183,15 +185,38 @@ impl Poller {
         }
         report.complete = report.failures.is_empty();
         if report.complete && backups_consistent {
-            // The journal brings backups back after a restart under the source alone (without
-            // the organization); one that no organization lists any more was deleted while
-            // the sidecar was down.
-            report.deleted += self
-                .resync(Origin::source(SourceId::Pxb), Kind::Backup, all_backups)
-                .await;
+            report.deleted += self.resync_restored_backups(&orgs).await;
         }
         self.finish(&report, started);
         report
+    }
+
+    /// The journal brings backups back after a restart under the source alone (it does not
+    /// keep the organization), and they keep that origin while they do not change. One that no
+    /// organization lists any more was deleted while the sidecar was down. Only after a poll
+    /// whose every backup enumeration held still.
+    async fn resync_restored_backups(&mut self, orgs: &[String]) -> usize {
+        let origin = Origin::source(SourceId::Pxb);
+        let slot = Kind::Backup.index();
+        if let [org] = orgs {
+            // One organization (the usual case): its listing, lent and put back, not copied.
+            let Some(listed) = self.orgs.get_mut(org).and_then(|s| s.previous[slot].take()) else {
+                return 0;
+            };
+            let (gone, listed) = self.resync(origin, Kind::Backup, listed).await;
+            if let Some(state) = self.orgs.get_mut(org) {
+                state.previous[slot] = listed;
+            }
+            return gone;
+        }
+        let mut all: HashSet<String> = HashSet::new();
+        for org in orgs {
+            match self.orgs.get(org).and_then(|s| s.previous[slot].as_ref()) {
+                Some(listed) => all.extend(listed.iter().cloned()),
+                None => return 0,
+            }
+        }
+        self.resync(origin, Kind::Backup, all).await.0
     }
 
     /// `--pxb-orgs`, or every organization PX-Backup lists.
@@ -238,7 +263,8 @@ impl Poller {
             for kind in Kind::ALL {
                 report.deleted += self
                     .resync(Origin::scoped(SourceId::Pxb, &org), kind, HashSet::new())
-                    .await;
+                    .await
+                    .0;
             }
             self.orgs.remove(&org);
         }
@@ -270,14 +296,15 @@ impl Poller {
         }
     }
 
-    /// Enumerates every kind of one organization. Returns its backups' enumeration.
+    /// Enumerates every kind of one organization. Returns whether its backups' enumeration
+    /// held still.
     async fn poll_org(
         &mut self,
         client: &mut PxbClient,
         org: &str,
         state: &mut OrgState,
         report: &mut PollReport,
-    ) -> Result<Enumeration, PollError> {
+    ) -> Result<bool, PollError> {
         let origin = Origin::scoped(SourceId::Pxb, org);
         let no_clusters = ClusterIndex::default();
         let no_intervals = PolicyIntervals::default();
@@ -361,10 +388,7 @@ impl Poller {
                 |b| mapping::backup(b, &ctx).map(|m| lift(m, Object::Backup)),
             )
             .await?;
-        let listed_backups = Enumeration {
-            listed: backups.listed.clone(),
-            consistent: backups.consistent,
-        };
+        let backups_consistent = backups.consistent;
         self.finish_kind(&origin, Kind::Backup, backups, state, report)
             .await;
 
@@ -381,11 +405,12 @@ impl Poller {
             .await?;
         self.finish_kind(&origin, Kind::Restore, listing, state, report)
             .await;
-        Ok(listed_backups)
+        Ok(backups_consistent)
     }
 
-    /// After a complete enumeration: what it no longer lists is gone (unless objects moved
-    /// while paging, then that waits for the next poll).
+    /// After a complete enumeration: what it no longer lists is gone. When objects came or
+    /// went while it was paged, only what the previous enumeration did not list either (see
+    /// the module's notes); with no previous one, nothing.
     async fn finish_kind(
         &mut self,
         origin: &Origin,
@@ -394,14 +419,35 @@ impl Poller {
         state: &mut OrgState,
         report: &mut PollReport,
     ) {
-        report.listed[kind.index()] += listing.listed.len();
-        if !listing.consistent {
-            report.deferred += 1;
-            tracing::info!(org = %origin.scope, %kind, "objects were added or deleted while PX-Backup was paged; deletions are checked at the next poll");
+        let slot = kind.index();
+        report.listed[slot] += listing.listed.len();
+        if listing.consistent {
+            state.applied[slot].retain(|uid, _| listing.listed.contains(uid));
+            let (gone, listed) = self.resync(origin.clone(), kind, listing.listed).await;
+            report.deleted += gone;
+            state.previous[slot] = listed;
             return;
         }
-        state.applied[kind.index()].retain(|uid, _| listing.listed.contains(uid));
-        report.deleted += self.resync(origin.clone(), kind, listing.listed).await;
+        report.deferred += 1;
+        let listed = listing.listed;
+        let Some(mut keep) = state.previous[slot].take() else {
+            tracing::info!(org = %origin.scope, %kind, "objects came or went while PX-Backup was paged; deletions are checked at the next poll");
+            state.previous[slot] = Some(listed);
+            return;
+        };
+        tracing::info!(org = %origin.scope, %kind, "objects came or went while PX-Backup was paged; only what the previous poll did not list either is deleted");
+        // Kept: listed now or last time. Only what is new since is copied in.
+        for uid in &listed {
+            if !keep.contains(uid) {
+                keep.insert(uid.clone());
+            }
+        }
+        let (gone, keep) = self.resync(origin.clone(), kind, keep).await;
+        report.deleted += gone;
+        if let Some(keep) = keep {
+            state.applied[slot].retain(|uid, _| keep.contains(uid));
+        }
+        state.previous[slot] = Some(listed);
     }
 
     /// The schedule policies of `org`, for the schedules' intervals. They are a nicety: a
@@ -602,28 +648,34 @@ impl Poller {
         }
     }
 
-    /// `Inventory::resync` off the runtime; returns how many objects were gone.
-    async fn resync(&self, origin: Origin, kind: Kind, listed: HashSet<String>) -> usize {
+    /// `Inventory::resync` off the runtime; returns how many objects were gone, and the set
+    /// back (`None` only if the task panicked).
+    async fn resync(
+        &self,
+        origin: Origin,
+        kind: Kind,
+        listed: HashSet<String>,
+    ) -> (usize, Option<HashSet<String>>) {
         let inventory = self.shared().inventory.clone();
         let done = tokio::task::spawn_blocking(move || {
             let result = inventory.resync(&origin, kind, &listed);
-            (origin, result)
+            (origin, result, listed)
         })
         .await;
         match done {
-            Ok((_, Ok(gone))) => {
+            Ok((origin, Ok(gone), listed)) => {
                 if gone > 0 {
-                    tracing::info!(%kind, gone, "no longer listed by PX-Backup: deleted");
+                    tracing::info!(%origin, %kind, gone, "no longer listed by PX-Backup: deleted");
                 }
-                gone
+                (gone, Some(listed))
             }
-            Ok((origin, Err(e))) => {
+            Ok((origin, Err(e), listed)) => {
                 tracing::warn!(%origin, %kind, error = %e, "deletions applied in memory only");
-                0
+                (0, Some(listed))
             }
             Err(e) => {
                 tracing::error!(%kind, error = %e, "the resync task failed");
-                0
+                (0, None)
             }
         }
     }
