@@ -29,8 +29,8 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("Kubernetes: {0}")]
     Kube(#[from] KubeClientError),
-    #[error("the {0} source is not part of this build")]
-    SourceNotBuilt(SourceId),
+    #[error("pxb source: {0}")]
+    Pxb(#[from] sources::pxb::ClientError),
 }
 
 impl AppError {
@@ -40,7 +40,7 @@ impl AppError {
             AppError::StateDir(_)
             | AppError::Bind { .. }
             | AppError::Kube(_)
-            | AppError::SourceNotBuilt(_) => 64,
+            | AppError::Pxb(_) => 64,
             AppError::Signal(_) => 1,
         }
     }
@@ -113,7 +113,13 @@ pub async fn start_source(
         }
         // Push has no initial state to wait for.
         SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
-        SourceId::Pxb => return Err(AppError::SourceNotBuilt(SourceId::Pxb)),
+        SourceId::Pxb => {
+            let client = sources::pxb::PxbClient::new(&settings.pxb)?;
+            let (shared, stop, pxb) = (shared.clone(), stop.clone(), settings.pxb.clone());
+            tasks.spawn(async move {
+                sources::pxb::run(shared, client, pxb, stop.cancelled_owned()).await
+            });
+        }
         SourceId::Kube => {
             let kube = Kubernetes::get_or_connect(kube, settings).await?;
             let scope = sources::kube::Scope {

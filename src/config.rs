@@ -17,6 +17,15 @@ pub const CLASSIC_BACKFILL_HOURS: u64 = 24;
 pub const FEDERATED_BACKFILL_HOURS: u64 = 1;
 /// A year: a longer window is almost certainly a typo (minutes or seconds given as hours).
 const MAX_BACKFILL_HOURS: u64 = 24 * 366;
+/// PX-Backup's REST gateway as seen from a container of its own pod.
+pub const DEFAULT_PXB_URL: &str = "http://127.0.0.1:10001";
+/// Polling faster than this would only load PX-Backup (tests use the minimum).
+const MIN_PXB_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// A page this large is already tens of megabytes of JSON.
+const MAX_PXB_PAGE_SIZE: u64 = 100_000;
+/// How long one request to PX-Backup may take, answer included: a page of 1,000 backups with
+/// their resource details is several megabytes for PX-Backup to gather from its database.
+pub const PXB_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -174,6 +183,33 @@ pub struct RunArgs {
     )]
     pub telemetry_pause_configmap: String,
 
+    /// PX-Backup's REST gateway, for the pxb source (its port `http-rest-api`; https needs
+    /// --pxb-ca-file when the certificate is not publicly trusted).
+    #[arg(long, env = "PXBACKUP_PXB_URL", default_value = DEFAULT_PXB_URL)]
+    pub pxb_url: String,
+
+    /// File holding the bearer token for PX-Backup's API (a mounted Secret); re-read when it
+    /// changes and when PX-Backup refuses the token.
+    #[arg(long, env = "PXBACKUP_PXB_TOKEN_FILE")]
+    pub pxb_token_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) trusted for an https --pxb-url.
+    #[arg(long, env = "PXBACKUP_PXB_CA_FILE")]
+    pub pxb_ca_file: Option<PathBuf>,
+
+    /// Time from the start of one poll of PX-Backup to the start of the next (humantime).
+    #[arg(long, env = "PXBACKUP_PXB_POLL_INTERVAL", default_value = "30s")]
+    pub pxb_poll_interval: String,
+
+    /// Organizations to poll (comma separated); every one GET /v1/organization returns when
+    /// empty.
+    #[arg(long, env = "PXBACKUP_PXB_ORGS", value_delimiter = ',')]
+    pub pxb_orgs: Vec<String>,
+
+    /// Objects asked for per page of an enumeration.
+    #[arg(long, env = "PXBACKUP_PXB_PAGE_SIZE", default_value = "1000")]
+    pub pxb_page_size: String,
+
     /// Secret (in the ConfigMap's namespace) that keeps the Pure1 client certificate and key
     /// when the configuration comes from the Kubernetes API.
     #[arg(
@@ -210,6 +246,16 @@ pub enum ConfigError {
     TelemetryPauseConfigMap(String),
     #[error("--telemetry-endpoint {0:?}: {1}")]
     TelemetryEndpoint(String, String),
+    #[error("--pxb-url / PXBACKUP_PXB_URL {0:?}: {1}")]
+    PxbUrl(String, String),
+    #[error("--pxb-poll-interval / PXBACKUP_PXB_POLL_INTERVAL {0:?} is not a duration of at least {MIN_PXB_POLL_INTERVAL:?} (e.g. 30s)")]
+    PxbPollInterval(String),
+    #[error("--pxb-page-size / PXBACKUP_PXB_PAGE_SIZE {0:?} is not a whole number from 1 to {MAX_PXB_PAGE_SIZE}")]
+    PxbPageSize(String),
+    #[error("--pxb-token-file {path}: {reason}")]
+    PxbTokenFile { path: String, reason: String },
+    #[error("--pxb-ca-file {path}: {reason}")]
+    PxbCaFile { path: String, reason: String },
 }
 
 /// One ConfigMap by name.
@@ -256,6 +302,36 @@ pub struct Settings {
     pub telemetry_endpoint: Option<String>,
     pub telemetry_ca_file: Option<PathBuf>,
     pub telemetry_secret: String,
+    pub pxb: PxbSettings,
+}
+
+/// What the pxb source needs: where PX-Backup is, how to authenticate, how to poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PxbSettings {
+    /// http(s)://host:port, without a trailing slash.
+    pub url: String,
+    pub token_file: Option<PathBuf>,
+    /// The PEM of --pxb-ca-file, read and checked at start.
+    pub ca_pem: Option<Vec<u8>>,
+    pub poll_interval: Duration,
+    /// Empty: every organization PX-Backup lists.
+    pub orgs: Vec<String>,
+    pub page_size: u64,
+    pub request_timeout: Duration,
+}
+
+impl Default for PxbSettings {
+    fn default() -> Self {
+        PxbSettings {
+            url: DEFAULT_PXB_URL.to_owned(),
+            token_file: None,
+            ca_pem: None,
+            poll_interval: Duration::from_secs(30),
+            orgs: Vec::new(),
+            page_size: 1000,
+            request_timeout: PXB_REQUEST_TIMEOUT,
+        }
+    }
 }
 
 impl Settings {
@@ -381,6 +457,7 @@ impl Settings {
                 ));
             }
         }
+        let pxb = pxb_settings(&a, sources.contains(&SourceId::Pxb))?;
         Ok(Settings {
             sources,
             listen: address("listen", &a.listen)?,
@@ -402,8 +479,93 @@ impl Settings {
             telemetry_endpoint: a.telemetry_endpoint,
             telemetry_ca_file: a.telemetry_ca_file,
             telemetry_secret: a.telemetry_secret,
+            pxb,
         })
     }
+}
+
+/// Checks the pxb flags. The files are read only when the source is enabled: the URL, interval
+/// and page size have defaults and are checked always.
+fn pxb_settings(a: &RunArgs, enabled: bool) -> Result<PxbSettings, ConfigError> {
+    let url_error = |reason: &str| ConfigError::PxbUrl(a.pxb_url.clone(), reason.to_owned());
+    let url = reqwest::Url::parse(a.pxb_url.trim()).map_err(|e| url_error(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(url_error("must start with http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(url_error("has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(url_error(
+            "must not carry credentials; the token goes in --pxb-token-file",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(url_error("must not have a query or a fragment"));
+    }
+    let poll_interval = humantime::parse_duration(a.pxb_poll_interval.trim())
+        .ok()
+        .filter(|d| *d >= MIN_PXB_POLL_INTERVAL)
+        .ok_or_else(|| ConfigError::PxbPollInterval(a.pxb_poll_interval.clone()))?;
+    let page_size = a
+        .pxb_page_size
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (1..=MAX_PXB_PAGE_SIZE).contains(n))
+        .ok_or_else(|| ConfigError::PxbPageSize(a.pxb_page_size.clone()))?;
+    let mut orgs: Vec<String> = Vec::new();
+    for org in a
+        .pxb_orgs
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+    {
+        if !orgs.iter().any(|o| o == org) {
+            orgs.push(org.to_owned());
+        }
+    }
+    let mut settings = PxbSettings {
+        url: url.as_str().trim_end_matches('/').to_owned(),
+        token_file: a.pxb_token_file.clone(),
+        ca_pem: None,
+        poll_interval,
+        orgs,
+        page_size,
+        request_timeout: PXB_REQUEST_TIMEOUT,
+    };
+    if !enabled {
+        return Ok(settings);
+    }
+    if let Some(path) = &a.pxb_token_file {
+        let err = |reason: String| ConfigError::PxbTokenFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        if token.trim().is_empty() {
+            return Err(err("the file is empty".into()));
+        }
+    }
+    if let Some(path) = &a.pxb_ca_file {
+        let err = |reason: String| ConfigError::PxbCaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        if url.scheme() != "https" {
+            return Err(err(format!(
+                "a CA applies to https only, and --pxb-url is {}",
+                settings.url
+            )));
+        }
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => settings.ca_pem = Some(pem),
+            Ok(_) => return Err(err("no PEM certificate in the file".into())),
+            Err(e) => return Err(err(e.to_string())),
+        }
+    }
+    Ok(settings)
 }
 
 #[cfg(test)]
@@ -507,6 +669,72 @@ mod tests {
         assert!(!format!("{s:?}").contains("s3cr3t-canary"));
         use secrecy::ExposeSecret;
         assert_eq!(s.ingest_token.unwrap().expose_secret(), "s3cr3t-canary");
+    }
+
+    #[test]
+    fn pxb_flags_default_and_bad_values_are_named() {
+        let s = settings(&["--source", "pxb"]).unwrap();
+        assert_eq!(s.pxb.url, "http://127.0.0.1:10001");
+        assert_eq!(s.pxb.poll_interval, Duration::from_secs(30));
+        assert_eq!(s.pxb.page_size, 1000);
+        assert!(s.pxb.orgs.is_empty() && s.pxb.token_file.is_none());
+        let s = settings(&[
+            "--pxb-url",
+            "https://px-backup.px-backup.svc:10001/",
+            "--pxb-orgs",
+            "default, other,default",
+            "--pxb-poll-interval",
+            "1m",
+            "--pxb-page-size",
+            "250",
+        ])
+        .unwrap();
+        assert_eq!(s.pxb.url, "https://px-backup.px-backup.svc:10001");
+        assert_eq!(s.pxb.orgs, vec!["default", "other"]);
+        assert_eq!(s.pxb.poll_interval, Duration::from_secs(60));
+        assert_eq!(s.pxb.page_size, 250);
+
+        for (args, needle) in [
+            (vec!["--pxb-url", "px-backup:10001"], "px-backup:10001"),
+            (vec!["--pxb-url", "ftp://px-backup"], "ftp://px-backup"),
+            (vec!["--pxb-url", "http://u:p@px-backup"], "credentials"),
+            (vec!["--pxb-poll-interval", "soon"], "\"soon\""),
+            (vec!["--pxb-poll-interval", "10ms"], "\"10ms\""),
+            (vec!["--pxb-page-size", "0"], "\"0\""),
+            (vec!["--pxb-page-size", "1k"], "\"1k\""),
+        ] {
+            let e = settings(&args).unwrap_err();
+            assert!(e.to_string().contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn pxb_files_are_checked_when_the_source_is_on() {
+        let missing = ["--pxb-token-file", "/nonexistent/pxb-token"];
+        assert!(settings(&missing).is_ok(), "not read without --source pxb");
+        let e = settings(&[&["--source", "pxb"][..], &missing[..]].concat()).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/pxb-token"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = settings(&[
+            "--source",
+            "pxb",
+            "--pxb-token-file",
+            empty.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let ca = not_pem.to_str().unwrap();
+        let https = ["--source", "pxb", "--pxb-url", "https://pxb:10001"];
+        let e = settings(&[&https[..], &["--pxb-ca-file", ca][..]].concat()).unwrap_err();
+        assert!(e.to_string().contains(ca), "{e}");
+        let e = settings(&["--source", "pxb", "--pxb-ca-file", ca]).unwrap_err();
+        assert!(e.to_string().contains("https only"), "{e}");
     }
 
     #[test]

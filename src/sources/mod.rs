@@ -1,9 +1,11 @@
-//! Sources of events: the demo fleet, push ingest, and the Kubernetes (Stork) watcher. Every
-//! source feeds the inventory through `Inventory::apply`; none touches metrics.
+//! Sources of events: the demo fleet, push ingest, the Kubernetes (Stork) watcher and the
+//! PX-Backup poller. Every source feeds the inventory through `Inventory::apply`; none touches
+//! metrics.
 
 pub mod demo;
 pub mod ingest;
 pub mod kube;
+pub mod pxb;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 

@@ -36,6 +36,16 @@ VALUE_SETS = {
                                          "ingestFrom": [{"podSelector": {"matchLabels": {"app": "px-backup"}}}]}},
     "kube-namespaces": {"kube": {"clusterName": "prod-east", "namespaces": ["shop", "crm"]}},
     "demo": {"sources": ["demo"], "telemetry": {"source": "none"}},
+    "pxb": {"sources": ["pxb"], "pxb": {"tokenSecret": {"name": "px-backup-api-token"}}},
+    "pxb-https-ca": {"sources": ["pxb", "ingest"], "telemetry": {"source": "none"},
+                     "networkPolicy": {"enabled": True},
+                     "pxb": {"url": "https://px-backup.px-backup.svc:10001",
+                             "tokenSecret": {"name": "px-backup-api-token", "key": "bearer"},
+                             "caSecret": {"name": "px-backup-ca"},
+                             "orgs": ["default", "finance"], "pollInterval": "1m",
+                             "pageSize": 250}},
+    "pxb-sidecar-mode": {"mode": "sidecar", "sources": ["pxb"],
+                         "pxb": {"tokenSecret": {"name": "px-backup-api-token"}}},
 }
 
 
@@ -402,3 +412,120 @@ def test_the_readme_install_example_renders_valid_objects(chart):
     assert by_kind(docs, "PersistentVolumeClaim") and by_kind(docs, "ServiceMonitor")
     _, c = deployment_container(docs)
     assert env_of(c)["PXBACKUP_CLUSTER_NAME"] == "prod-east"
+
+
+PXB_TOKEN_DIR = "/etc/pxbackup-sidecar/pxb-token"
+
+
+def test_pxb_source_polls_the_pxbackup_service_with_a_mounted_token(chart):
+    docs = render(chart, VALUE_SETS["pxb"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    assert env["PXBACKUP_SOURCES"] == "pxb"
+    # px-central's Service: px-backup, port http-rest-api 10001, in PX-Backup's namespace.
+    assert env["PXBACKUP_PXB_URL"] == f"http://px-backup.{NS}.svc:10001"
+    assert env["PXBACKUP_PXB_TOKEN_FILE"] == f"{PXB_TOKEN_DIR}/token"
+    assert env["PXBACKUP_PXB_POLL_INTERVAL"] == "30s"
+    assert env["PXBACKUP_PXB_PAGE_SIZE"] == "1000"
+    assert "PXBACKUP_PXB_CA_FILE" not in env and "PXBACKUP_PXB_ORGS" not in env
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    token = vols["pxbackup-sidecar-pxb-token"]["secret"]
+    assert token["secretName"] == "px-backup-api-token"
+    assert token["items"] == [{"key": "token", "path": "token"}]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "pxbackup-sidecar-pxb-token"]
+    # A directory, not subPath: kubelet refreshes a rotated Secret only there.
+    assert mount["mountPath"] == PXB_TOKEN_DIR and mount["readOnly"] and "subPath" not in mount
+    # Nothing of Kubernetes is read for the pxb source: only telemetry's cluster-uid rule.
+    (cr,) = by_kind(docs, "ClusterRole")
+    assert [r["resources"] for r in cr["rules"]] == [["namespaces"]]
+    assert not [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-stork")]
+
+
+def test_pxb_source_needs_no_rbac_at_all(chart):
+    docs = render(chart, {**VALUE_SETS["pxb"], "telemetry": {"source": "none"}})
+    assert not [d for d in docs if d["kind"].endswith(("Role", "RoleBinding"))]
+
+
+def test_pxb_https_with_a_private_ca_and_chosen_orgs(chart):
+    docs = render(chart, VALUE_SETS["pxb-https-ca"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    assert env["PXBACKUP_SOURCES"] == "pxb,ingest"
+    assert env["PXBACKUP_PXB_URL"] == "https://px-backup.px-backup.svc:10001"
+    assert env["PXBACKUP_PXB_TOKEN_FILE"] == f"{PXB_TOKEN_DIR}/bearer"
+    assert env["PXBACKUP_PXB_CA_FILE"] == "/etc/pxbackup-sidecar/pxb-ca/ca.crt"
+    assert env["PXBACKUP_PXB_ORGS"] == "default,finance"
+    assert env["PXBACKUP_PXB_POLL_INTERVAL"] == "1m"
+    assert env["PXBACKUP_PXB_PAGE_SIZE"] == "250"
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["pxbackup-sidecar-pxb-ca"]["secret"]["secretName"] == "px-backup-ca"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["pxbackup-sidecar-pxb-ca"] == "/etc/pxbackup-sidecar/pxb-ca"
+    # The service of another namespace when PX-Backup lives elsewhere.
+    _, c = deployment_container(render(chart, {**VALUE_SETS["pxb"],
+                                               "pxb": {"namespace": "central",
+                                                       "tokenSecret": {"name": "t"}}}))
+    assert env_of(c)["PXBACKUP_PXB_URL"] == "http://px-backup.central.svc:10001"
+
+
+def test_pxb_source_without_a_token_secret_does_not_render(chart):
+    for mode in ("standalone", "sidecar"):
+        with pytest.raises(helm.HelmError) as err:
+            chart.render({"mode": mode, "sources": ["pxb"]}, name="pxb", namespace=NS)
+        assert "pxb.tokenSecret.name" in str(err.value), f"{mode}: {err.value}"
+
+
+def test_schema_rejects_bad_pxb_values(chart):
+    bad_values = [
+        ({"pxb": {"url": "ftp://px-backup:10001"}}, "/pxb/url"),
+        ({"pxb": {"url": "http://user:pw@px-backup:10001"}}, "/pxb/url"),
+        ({"pxb": {"pollInterval": "soon"}}, "/pxb/pollInterval"),
+        ({"pxb": {"pageSize": 0}}, "/pxb/pageSize"),
+        ({"pxb": {"pageSize": "1000"}}, "/pxb/pageSize"),
+        ({"pxb": {"orgs": "default"}}, "/pxb/orgs"),
+        ({"pxb": {"orgs": ["a,b"]}}, "/pxb/orgs/0"),
+        ({"pxb": {"tokenSecret": "px-backup-api-token"}}, "/pxb/tokenSecret"),
+        ({"pxb": {"tokenSecrets": {"name": "x"}}}, "tokenSecrets"),
+    ]
+    for values, needle in bad_values:
+        with pytest.raises(helm.HelmValuesError) as err:
+            chart.render(values, name="pxb", namespace=NS)
+        assert needle in str(err.value), f"{values}: {err.value}"
+
+
+def test_the_readme_sidecar_example_uses_the_pxb_source(tmp_path):
+    """The chart README's parent chart, with its parent values, renders a PX-Backup pod whose
+    sidecar polls PX-Backup on the pod's loopback with the token Secret mounted."""
+    readme = (CHART / "README.md").read_text()
+    parent_values = readme.split("```yaml parent-values")[1].split("```")[0]
+    parent = tmp_path / "px-backup"
+    (parent / "templates").mkdir(parents=True)
+    (parent / "charts").mkdir()
+    shutil.copytree(CHART, parent / "charts" / "pxbackup-sidecar")
+    (parent / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: px-backup\nversion: 3.0.0\ndependencies:\n"
+        "  - name: pxbackup-sidecar\n    version: 0.1.0\n")
+    (parent / "values.yaml").write_text(parent_values)
+    (parent / "templates" / "deployment.yaml").write_text(
+        readme.split("```yaml parent-deployment")[1].split("```")[0])
+    with helm.Chart.load(parent) as c:
+        out = c.render({}, name="px-backup", namespace=NS, is_install=True)
+    dep = yaml.safe_load(out["px-backup/templates/deployment.yaml"])
+    kubernetes_validate.validate(dep, K8S_VERSION, strict=True)
+    pod = dep["spec"]["template"]["spec"]
+    side = pod["containers"][1]
+    env = env_of(side)
+    assert env["PXBACKUP_SOURCES"] == "pxb"
+    assert env["PXBACKUP_PXB_URL"] == "http://127.0.0.1:10001"
+    assert env["PXBACKUP_PXB_TOKEN_FILE"] == f"{PXB_TOKEN_DIR}/token"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["pxbackup-sidecar-pxb-token"]["secret"]["secretName"] == "px-backup-api-token"
+    assert {m["name"] for m in side["volumeMounts"]} <= set(vols)
+    # Nothing of Stork is granted; the subchart's objects are valid.
+    for path, text in out.items():
+        if "pxbackup-sidecar/templates/" not in path or path.endswith("NOTES.txt"):
+            continue
+        for d in (d for d in yaml.safe_load_all(text) if d):
+            assert not d["metadata"]["name"].endswith("-stork"), path
+            if d["kind"] not in MONITORING_KINDS:
+                kubernetes_validate.validate(d, K8S_VERSION, strict=True)

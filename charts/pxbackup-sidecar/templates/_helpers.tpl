@@ -64,6 +64,26 @@ verbs: ["get", "list", "watch"]
 {{- if and (has "ingest" .Values.sources) (not (hasPrefix "127." .Values.ingest.address)) (ne .Values.ingest.address "localhost") (ne .Values.ingest.address "::1") }}true{{ end }}
 {{- end }}
 
+{{/*
+PX-Backup's REST gateway. In sidecar mode the pod's own loopback: the Service routes only to
+Ready pods, and this container is not Ready before its first complete poll, so going through
+the Service would wait for itself.
+*/}}
+{{- define "pxbackup-sidecar.pxbUrl" -}}
+{{- if .Values.pxb.url }}
+{{- .Values.pxb.url }}
+{{- else if eq .Values.mode "sidecar" }}
+{{- "http://127.0.0.1:10001" }}
+{{- else }}
+{{- printf "http://px-backup.%s.svc:10001" (default .Release.Namespace .Values.pxb.namespace) }}
+{{- end }}
+{{- end }}
+
+{{/* The pxb source needs PX-Backup's bearer token: rendering fails without it. */}}
+{{- define "pxbackup-sidecar.pxbTokenSecret" -}}
+{{- required "pxb.tokenSecret.name: the pxb source needs a Secret holding PX-Backup's bearer token (see the README: PX-Backup source)" .Values.pxb.tokenSecret.name }}
+{{- end }}
+
 {{- define "pxbackup-sidecar.tokenSecretName" -}}
 {{- if .Values.ingest.token.existingSecret }}
 {{- .Values.ingest.token.existingSecret }}
@@ -111,6 +131,24 @@ env:
   - name: PXBACKUP_NAMESPACES
     value: {{ join "," . | quote }}
   {{- end }}
+  {{- end }}
+  {{- if has "pxb" .Values.sources }}
+  - name: PXBACKUP_PXB_URL
+    value: {{ include "pxbackup-sidecar.pxbUrl" . | quote }}
+  - name: PXBACKUP_PXB_TOKEN_FILE
+    value: /etc/pxbackup-sidecar/pxb-token/{{ .Values.pxb.tokenSecret.key }}
+  {{- if .Values.pxb.caSecret.name }}
+  - name: PXBACKUP_PXB_CA_FILE
+    value: /etc/pxbackup-sidecar/pxb-ca/{{ .Values.pxb.caSecret.key }}
+  {{- end }}
+  - name: PXBACKUP_PXB_POLL_INTERVAL
+    value: {{ .Values.pxb.pollInterval | quote }}
+  {{- with .Values.pxb.orgs }}
+  - name: PXBACKUP_PXB_ORGS
+    value: {{ join "," . | quote }}
+  {{- end }}
+  - name: PXBACKUP_PXB_PAGE_SIZE
+    value: {{ printf "%d" (int .Values.pxb.pageSize) | quote }}
   {{- end }}
   {{- if has "ingest" .Values.sources }}
   - name: PXBACKUP_INGEST_LISTEN
@@ -189,6 +227,17 @@ volumeMounts:
     mountPath: /etc/pxbackup-sidecar/telemetry
     readOnly: true
   {{- end }}
+  {{- /* Whole directories, never subPath: kubelet updates a rotated Secret only there. */}}
+  {{- if has "pxb" .Values.sources }}
+  - name: pxbackup-sidecar-pxb-token
+    mountPath: /etc/pxbackup-sidecar/pxb-token
+    readOnly: true
+  {{- if .Values.pxb.caSecret.name }}
+  - name: pxbackup-sidecar-pxb-ca
+    mountPath: /etc/pxbackup-sidecar/pxb-ca
+    readOnly: true
+  {{- end }}
+  {{- end }}
 {{- end }}
 
 {{/* The pod volumes the container mounts; names are prefixed to avoid clashes in the PX-Backup pod. */}}
@@ -220,5 +269,23 @@ volumeMounts:
   configMap:
     name: {{ .Values.telemetry.configMap.name }}
     optional: true
+{{- end }}
+{{- if has "pxb" .Values.sources }}
+- name: pxbackup-sidecar-pxb-token
+  secret:
+    secretName: {{ include "pxbackup-sidecar.pxbTokenSecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.pxb.tokenSecret.key }}
+        path: {{ .Values.pxb.tokenSecret.key }}
+{{- if .Values.pxb.caSecret.name }}
+- name: pxbackup-sidecar-pxb-ca
+  secret:
+    secretName: {{ .Values.pxb.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.pxb.caSecret.key }}
+        path: {{ .Values.pxb.caSecret.key }}
+{{- end }}
 {{- end }}
 {{- end }}
