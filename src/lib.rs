@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod inventory;
 pub mod logging;
 pub mod model;
+pub mod persistence;
 pub mod sources;
 pub mod state;
 pub mod telemetry;
