@@ -573,6 +573,32 @@ fn appends_commit_while_a_compaction_runs_and_follow_its_snapshot() {
 }
 
 #[test]
+fn appends_between_a_queued_compaction_and_its_start_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tombstones(5, 16);
+    let (j, _, _) = open(dir.path());
+    j.shared_for_test().hold_compaction(true);
+    let first = j.compact(records[..1].to_vec());
+    // Queued behind the running one; the append after it is in neither snapshot.
+    let second = j.compact(records[..2].to_vec());
+    j.append(&[records[2].as_record_ref()])
+        .unwrap()
+        .wait()
+        .unwrap();
+    j.shared_for_test().hold_compaction(false);
+    first.wait().unwrap();
+    second.wait().unwrap();
+    assert_eq!(j.stats().compactions.load(Relaxed), 2);
+    j.close().unwrap();
+    let (_, back) = reopen(dir.path());
+    assert_eq!(
+        back.len(),
+        3,
+        "the append after the queued compaction is kept"
+    );
+}
+
+#[test]
 fn a_failed_compaction_leaves_the_journal_whole() {
     let dir = tempfile::tempdir().unwrap();
     let records = tombstones(5, 10);

@@ -307,11 +307,31 @@ struct Snapshot {
     preserved: Vec<(u64, u32)>,
 }
 
+/// Frames appended since a snapshot was taken, in order: they follow it in the new file.
+#[derive(Default)]
+struct Tail {
+    frames: Vec<u8>,
+    count: u64,
+}
+
+impl Tail {
+    fn push(&mut self, frames: &[u8], count: u64) {
+        self.frames.extend_from_slice(frames);
+        self.count += count;
+    }
+}
+
 struct Running {
     helper: JoinHandle<Result<Snapshot, JournalError>>,
-    /// Frames appended since the snapshot was taken, in order: they follow it in the new file.
-    tail: Vec<u8>,
-    tail_count: u64,
+    tail: Tail,
+    done: Vec<Completer>,
+}
+
+/// A compaction asked for while another runs. It collects its own tail from the moment it is
+/// asked for: appends committed before it starts are in neither snapshot.
+struct Queued {
+    records: Vec<OwnedRecordRef>,
+    tail: Tail,
     done: Vec<Completer>,
 }
 
@@ -332,8 +352,8 @@ pub(crate) struct Writer {
     records: u64,
     preserved: Vec<(u64, u32)>,
     running: Option<Running>,
-    /// A compaction asked for while another runs; a later one supersedes it.
-    queued: Option<(Vec<OwnedRecordRef>, Vec<Completer>)>,
+    /// A later one supersedes it.
+    queued: Option<Queued>,
     scratch: Vec<u8>,
 }
 
@@ -444,11 +464,13 @@ impl Writer {
                 let _ = self.file.seek(SeekFrom::Start(self.end));
             }
         }
-        if let Some(run) = &mut self.running {
-            // The compaction's file gets these too, whether or not the old file took them.
-            for (frames, count, _) in group.iter() {
-                run.tail.extend_from_slice(frames);
-                run.tail_count += count;
+        // The compactions' files get these too, whether or not the old file took them.
+        for (frames, count, _) in group.iter() {
+            if let Some(run) = &mut self.running {
+                run.tail.push(frames, *count);
+            }
+            if let Some(queued) = &mut self.queued {
+                queued.tail.push(frames, *count);
             }
         }
         for (_, _, done) in group.drain(..) {
@@ -461,16 +483,21 @@ impl Writer {
 
     fn compact(&mut self, records: Vec<OwnedRecordRef>, done: Completer) {
         if self.running.is_some() {
-            // Only the latest snapshot matters; earlier waiters are done when it is.
-            let mut waiting = self.queued.take().map(|(_, d)| d).unwrap_or_default();
+            // Only the latest snapshot matters (it holds every append committed before it);
+            // earlier waiters are done when it is.
+            let mut waiting = self.queued.take().map(|q| q.done).unwrap_or_default();
             waiting.push(done);
-            self.queued = Some((records, waiting));
+            self.queued = Some(Queued {
+                records,
+                tail: Tail::default(),
+                done: waiting,
+            });
         } else {
-            self.start_compaction(records, vec![done]);
+            self.start_compaction(records, Tail::default(), vec![done]);
         }
     }
 
-    fn start_compaction(&mut self, records: Vec<OwnedRecordRef>, done: Vec<Completer>) {
+    fn start_compaction(&mut self, records: Vec<OwnedRecordRef>, tail: Tail, done: Vec<Completer>) {
         let shared = Arc::clone(&self.shared);
         let preserved = self.preserved.clone();
         let spawned = thread::Builder::new()
@@ -484,12 +511,7 @@ impl Writer {
             });
         match spawned {
             Ok(helper) => {
-                self.running = Some(Running {
-                    helper,
-                    tail: Vec::new(),
-                    tail_count: 0,
-                    done,
-                });
+                self.running = Some(Running { helper, tail, done });
             }
             Err(e) => {
                 let e = io_error(&self.shared.dir, 0, "start compaction thread")(e);
@@ -508,19 +530,19 @@ impl Writer {
                 path: self.shared.path.to_path_buf(),
             }),
         };
-        let result = result.and_then(|s| self.install(s, &run.tail, run.tail_count));
+        let result = result.and_then(|s| self.install(s, &run.tail));
         if result.is_err() {
             // The old journal is untouched and holds everything; drop the partial temp.
             let _ = fs::remove_file(tmp_path(&self.shared.path));
         }
         self.compaction_done(run.done, result);
-        if let Some((records, done)) = self.queued.take() {
-            self.start_compaction(records, done);
+        if let Some(q) = self.queued.take() {
+            self.start_compaction(q.records, q.tail, q.done);
         }
     }
 
     /// Appends the tail to the snapshot and makes it the journal.
-    fn install(&mut self, s: Snapshot, tail: &[u8], tail_count: u64) -> Result<(), JournalError> {
+    fn install(&mut self, s: Snapshot, tail: &Tail) -> Result<(), JournalError> {
         let path = Arc::clone(&self.shared.path);
         let tmp = tmp_path(&path);
         let Snapshot {
@@ -529,16 +551,16 @@ impl Writer {
             records,
             preserved,
         } = s;
-        if !tail.is_empty() {
-            file.write_all(tail)
+        if !tail.frames.is_empty() {
+            file.write_all(&tail.frames)
                 .and_then(|()| file.sync_data())
                 .map_err(io_error(&tmp, bytes, "append"))?;
         }
         fs::rename(&tmp, &path).map_err(io_error(&path, 0, "rename the compacted journal over"))?;
         // The new file is the journal now, durable or not: appends go to it.
         self.file = file;
-        self.end = bytes + tail.len() as u64;
-        self.records = records + tail_count;
+        self.end = bytes + tail.frames.len() as u64;
+        self.records = records + tail.count;
         self.preserved = preserved;
         let stats = &self.shared.stats;
         stats.file_bytes.store(self.end, Relaxed);
