@@ -19,7 +19,8 @@
 //!   `postcard::take_from_bytes` and ignore trailing bytes they do not know, so an older build
 //!   reads a newer record. A newer build reads an older record by decoding the fields it has
 //!   and taking the defaults of the ones it finds no bytes for.
-//! - Anything else (removing, reordering or retyping a field) is a new record version (or
+//! - Anything else (removing, reordering or retyping a field, or a new code in a code table,
+//!   such as a new status, which an older build could not decode) is a new record version (or
 //!   object version). A build that meets a version or type it does not know skips the record,
 //!   counts it, and keeps its frame verbatim through every compaction, so a rollback followed by
 //!   a roll-forward loses nothing.
