@@ -51,16 +51,31 @@ pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, Jo
     match &settings.state_dir {
         Some(dir) => {
             let (inv, report) = Inventory::open(clock, settings.inventory_options(), dir)?;
+            // Damage is logged range by range by the journal itself; this is the summary.
             if report.skipped_records > 0 {
                 tracing::warn!(
+                    skipped_records = report.skipped_records,
                     skipped_bytes = report.skipped_bytes,
-                    "the journal had a torn or corrupt tail; it was cut off (tombstones in it are lost)"
+                    damaged_ranges = ?report.damaged_ranges,
+                    torn_tail_bytes = report.truncated_tail_bytes,
+                    "the journal was damaged; what the damage touched is lost, the rest came back"
                 );
+            }
+            if report.unreadable_records > 0 || report.undecodable_backups > 0 {
+                tracing::warn!(
+                    records = report.unreadable_records,
+                    backups = report.undecodable_backups,
+                    "the journal holds records of a later release; they are kept as they are"
+                );
+            }
+            if let Some(format) = report.upgraded_from {
+                tracing::info!(from = format, "journal upgraded to format 2");
             }
             tracing::info!(
                 tombstones = report.tombstones,
                 live_backups = report.live_backups,
                 expired = report.expired,
+                journal_bytes = report.journal_bytes,
                 dir = %dir.display(),
                 "journal replayed"
             );

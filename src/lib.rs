@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod kubernetes;
 pub mod logging;
 pub mod model;
+pub mod persistence;
 pub mod sources;
 pub mod state;
 pub mod telemetry;

@@ -882,7 +882,6 @@ async fn restart_with_two_namespaces_tombstones_nothing_when_shop_lists_last() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs journal format 2 (origin persisted)"]
 async fn a_backup_deleted_in_one_namespace_while_down_is_tombstoned_once_every_namespace_listed() {
     let (kept, gone, other) = (
         "88888888-0000-4000-8000-00000000000a",

@@ -78,7 +78,7 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     );
     w.single(
         &catalog::JOURNAL_ERRORS,
-        Value::Uint(stats.journal_errors.load(Relaxed)),
+        Value::Uint(shared.inventory.journal_errors()),
     );
     w.single(
         &catalog::JOURNAL_RECORDS_SKIPPED,

@@ -13,16 +13,13 @@ use crate::families::objects::LastSuccess;
 use crate::families::KindFamilies;
 use crate::model::{Backup, BackupStatus, Kind, Origin};
 
-/// Encodes a backup as the store and the journal keep it.
+/// Encodes a backup as the store and the journal keep it (the journal's own encoding, so a
+/// compaction writes the stored bytes as they are).
 pub fn encode_backup(b: &Backup) -> Arc<[u8]> {
-    // Serializing plain data into a Vec cannot fail; an empty record would render nothing
-    // and be noticed at once in the tests.
-    Arc::from(postcard::to_stdvec(b).unwrap_or_default())
+    Arc::from(crate::persistence::encode_backup(b))
 }
 
-pub fn decode_backup(bytes: &[u8]) -> Result<Backup, postcard::Error> {
-    postcard::from_bytes(bytes)
-}
+pub use crate::persistence::decode_backup;
 
 #[derive(Clone, Debug)]
 pub struct BackupEntry {

@@ -4,7 +4,8 @@
 //! - `store`: objects by uid, their series rendered and compressed per group (`segment`);
 //! - `retention`: the rules for deleted backups and the index of tombstones by expiry time;
 //! - `entries`: what is kept per object, and the running counts;
-//! - `journal`: persistence of backups, tombstones and last successes across restarts.
+//! - `crate::persistence`: the journal of backups, tombstones and last successes, written in
+//!   the order of the changes (queued under the lock) and fsynced off it (group commit).
 //!
 //! Defined outcomes of the awkward cases (each tested in `tests`):
 //! - delete of an unknown uid: ignored, counted as `unknown_uid`;
@@ -18,7 +19,6 @@
 //! - a backfill window of 0 drops deleted backups at once.
 
 pub mod entries;
-pub mod journal;
 pub mod retention;
 pub mod segment;
 pub mod store;
@@ -37,10 +37,11 @@ use crate::model::{
     Backup, BackupLocation, BackupStatus, Cluster, Event, Kind, Object, Origin, Restore, Schedule,
     SourceId, Timestamp,
 };
+use crate::persistence::{self, Journal, OwnedRecordRef, Record, Ticket};
+pub use crate::persistence::{JournalError, ScheduleKey};
 pub use entries::Summary;
-use entries::{decode_backup, encode_backup, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
-pub use journal::{Journal, JournalError, ScheduleKey};
-use journal::{Record, RecordRef};
+use entries::{encode_backup, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
+
 pub use retention::BackfillWindow;
 use retention::ExpiryIndex;
 use segment::{Compressor, SharedGroup};
@@ -75,7 +76,6 @@ pub struct Stats {
     pub applied: [AtomicU64; SourceId::COUNT],
     pub ignored: [AtomicU64; 3],
     pub tombstones_expired: AtomicU64,
-    pub journal_errors: AtomicU64,
     pub journal_records_skipped: AtomicU64,
     pub resource_series_dropped: AtomicU64,
 }
@@ -131,8 +131,19 @@ pub struct ReplayReport {
     /// Journaled tombstones whose window had passed (while down, or while running before
     /// the journal was compacted); not brought back.
     pub expired: usize,
+    /// Records lost to damage or a torn tail (a lower bound; see the persistence module).
     pub skipped_records: u64,
     pub skipped_bytes: u64,
+    /// Records a later build wrote, kept in the journal unread.
+    pub unreadable_records: u64,
+    /// Damaged ranges of the journal as (offset, length).
+    pub damaged_ranges: Vec<(u64, u64)>,
+    pub truncated_tail_bytes: u64,
+    /// The journal format the file was upgraded from, if it was.
+    pub upgraded_from: Option<u32>,
+    pub journal_bytes: u64,
+    /// Backups whose encoding this build cannot read (a later build's): kept as they are.
+    pub undecodable_backups: usize,
 }
 
 /// How many objects of each kind (by `Kind::index`) are live, and how many deleted backups are
@@ -156,23 +167,15 @@ pub struct Snapshot {
     pub kinds: Vec<KindSnapshot>,
 }
 
-/// Journal records gathered while a batch is applied, written once at its end.
+/// Journal records gathered while a batch is applied, queued once at its end.
 #[derive(Default)]
 struct Pending {
-    frames: Vec<u8>,
-    count: u64,
-    encode_failed: bool,
+    records: Vec<OwnedRecordRef>,
 }
 
 impl Pending {
-    fn record(&mut self, r: RecordRef<'_>) {
-        match journal::encode(&mut self.frames, &r) {
-            Ok(()) => self.count += 1,
-            Err(e) => {
-                tracing::error!(error = %e, "journal record could not be encoded");
-                self.encode_failed = true;
-            }
-        }
+    fn record(&mut self, r: OwnedRecordRef) {
+        self.records.push(r);
     }
 }
 
@@ -187,7 +190,6 @@ struct State {
     last_success: Table<ScheduleKey, LastSuccessEntry>,
     expiry: ExpiryIndex,
     tally: Tally,
-    journal: Option<Journal>,
 }
 
 impl Default for State {
@@ -201,12 +203,27 @@ impl Default for State {
             last_success: Table::new(objects::SCHEDULE_LAST_SUCCESS.len()),
             expiry: ExpiryIndex::default(),
             tally: Tally::default(),
-            journal: None,
         }
     }
 }
 
 impl State {
+    /// Every journaled fact, to rewrite the journal as exactly the live state: only shared
+    /// pointers are copied, so this is cheap enough to do under the lock.
+    fn journal_snapshot(&self) -> Vec<OwnedRecordRef> {
+        let mut out = Vec::with_capacity(self.backups.len() + self.last_success.len());
+        out.extend(self.backups.iter().map(|(uid, e)| backup_record(uid, e)));
+        out.extend(
+            self.last_success
+                .iter()
+                .map(|(key, e)| OwnedRecordRef::LastSuccess {
+                    key: key.clone(),
+                    completed_at: e.0.completed_at,
+                }),
+        );
+        out
+    }
+
     fn live_objects(&self) -> [usize; 5] {
         let mut n = [0; 5];
         n[Kind::Backup.index()] = self.backups.len() - self.expiry.len();
@@ -220,6 +237,9 @@ impl State {
 
 pub struct Inventory {
     state: Mutex<State>,
+    /// Appended to under `state`'s lock (so records follow the order of the changes), waited
+    /// on after it is released.
+    journal: Option<Journal>,
     /// One scrape at a time renders stale groups; a second one waits and finds them fresh.
     refresh: Mutex<()>,
     clock: Clock,
@@ -238,6 +258,7 @@ impl Inventory {
     pub fn new(clock: Clock, options: Options) -> Inventory {
         Inventory {
             state: Mutex::new(State::default()),
+            journal: None,
             refresh: Mutex::new(()),
             clock,
             options,
@@ -248,101 +269,47 @@ impl Inventory {
     }
 
     /// Opens the journal in `state_dir` and restores the backups, tombstones and last
-    /// successes it holds, each tombstone with its original deletion time.
+    /// successes it holds, each tombstone with its original deletion time. Replay streams
+    /// records straight into the store; series are rendered by the first scrape.
     pub fn open(
         clock: Clock,
         options: Options,
         state_dir: &Path,
     ) -> Result<(Inventory, ReplayReport), JournalError> {
-        let (journal, replay) = Journal::open(state_dir)?;
-        let inv = Inventory::new(clock, options);
+        let mut inv = Inventory::new(clock, options);
         let now = inv.clock.now();
-        let mut report = ReplayReport {
-            skipped_records: replay.skipped_records,
-            skipped_bytes: replay.skipped_bytes,
-            ..ReplayReport::default()
-        };
+        let mut report = ReplayReport::default();
+        let mut st = State::default();
+        let (journal, replay) = Journal::open(state_dir, |record| {
+            replay_record(&mut st, &inv.options, now, record, &mut report)
+        })?;
+        // The tally and the expiry index are built once, from what survived.
+        let mut expiring = Vec::new();
+        let mut tally = Tally::default();
+        for (uid, e) in st.backups.iter() {
+            tally.add_backup(e);
+            if let BackupState::Deleted { deleted_at, .. } = e.state {
+                expiring.push((inv.options.backfill.expires_at(deleted_at), Arc::clone(uid)));
+            }
+        }
+        st.tally = tally;
+        st.expiry = ExpiryIndex::from_unsorted(expiring);
+        st.backups.release_unused_capacity();
+        report.tombstones = st.expiry.len();
+        report.live_backups = st.backups.len() - report.tombstones;
+        report.skipped_records = replay.skipped_records;
+        report.skipped_bytes = replay.skipped_bytes;
+        report.unreadable_records = replay.unreadable_records;
+        report.damaged_ranges = replay.damaged_ranges;
+        report.truncated_tail_bytes = replay.truncated_tail_bytes;
+        report.upgraded_from = replay.upgraded_from;
+        report.journal_bytes = replay.file_bytes;
         inv.stats
             .journal_records_skipped
             .fetch_add(replay.skipped_records, Relaxed);
-        {
-            let mut st = inv.lock();
-            let st = &mut *st;
-            st.backups.reserve(replay.records.len());
-            for record in replay.records {
-                match record {
-                    Record::Tombstone {
-                        source,
-                        backup,
-                        previous,
-                        deleted_at,
-                    } => {
-                        let backup = Backup::from(*backup);
-                        let uid: Arc<str> = backup.uid.as_str().into();
-                        let expires_at = inv.options.backfill.expires_at(deleted_at);
-                        if expires_at <= now {
-                            st.backups.remove(&uid);
-                            report.expired += 1;
-                            continue;
-                        }
-                        let entry = BackupEntry {
-                            origin: Origin::source(source),
-                            state: BackupState::Deleted {
-                                previous,
-                                deleted_at,
-                            },
-                            status: backup.status,
-                            cluster_uid: Arc::from(backup.owner.cluster_uid.as_str()),
-                            object: encode_backup(&backup),
-                        };
-                        st.backups.insert(uid, entry);
-                    }
-                    Record::Backup {
-                        source,
-                        backup,
-                        last_terminal,
-                    } => {
-                        let backup = Backup::from(*backup);
-                        let entry = BackupEntry {
-                            origin: Origin::source(source),
-                            state: BackupState::Live {
-                                previous: last_terminal,
-                            },
-                            status: backup.status,
-                            cluster_uid: Arc::from(backup.owner.cluster_uid.as_str()),
-                            object: encode_backup(&backup),
-                        };
-                        st.backups.insert(backup.uid.as_str().into(), entry);
-                    }
-                    Record::Forget { uid } => {
-                        st.backups.remove(uid.as_str());
-                    }
-                    Record::LastSuccess { key, completed_at } => {
-                        let entry = last_success_entry(&key, completed_at);
-                        st.last_success.insert(key, entry);
-                    }
-                    Record::ForgetLastSuccess { key } => {
-                        st.last_success.remove(&key);
-                    }
-                }
-            }
-            // The tally and the expiry index are built once, from what survived.
-            let mut expiring = Vec::new();
-            let mut tally = Tally::default();
-            for (uid, e) in st.backups.iter() {
-                tally.add_backup(e);
-                if let BackupState::Deleted { deleted_at, .. } = e.state {
-                    expiring.push((inv.options.backfill.expires_at(deleted_at), Arc::clone(uid)));
-                }
-            }
-            st.tally = tally;
-            st.expiry = ExpiryIndex::from_unsorted(expiring);
-            st.backups.release_unused_capacity();
-            report.tombstones = st.expiry.len();
-            report.live_backups = st.backups.len() - report.tombstones;
-            // A bloated journal is compacted by the first change, not here: start-up serves first.
-            st.journal = Some(journal);
-        }
+        // A bloated journal is compacted by the first change, not here: start-up serves first.
+        inv.state = Mutex::new(st);
+        inv.journal = Some(journal);
         Ok((inv, report))
     }
 
@@ -369,8 +336,23 @@ impl Inventory {
     /// survive a restart, so a producer that can retry should (applying again is idempotent).
     pub fn apply(&self, origin: &Origin, events: Vec<Event>) -> Result<ApplyOutcome, NotDurable> {
         let now = self.clock.now();
-        let mut st = self.lock();
-        self.apply_locked(&mut st, origin, events, now)
+        let (outcome, ticket) = {
+            let mut st = self.lock();
+            self.apply_locked(&mut st, origin, events, now)
+        };
+        // Waiting for the fsync happens off the lock: scrapes and other sources go on.
+        self.wait_durable(ticket)?;
+        Ok(outcome)
+    }
+
+    fn wait_durable(&self, ticket: Option<Ticket>) -> Result<(), NotDurable> {
+        let Some(ticket) = ticket else {
+            return Ok(());
+        };
+        ticket.wait().map_err(|e| {
+            tracing::error!(error = %e, "journal write failed; the change is kept in memory and the journal will be rewritten whole by the next change");
+            NotDurable(e.to_string())
+        })
     }
 
     /// `apply` on tokio's blocking pool, for async callers: the journal's fsync blocks, and a
@@ -426,7 +408,9 @@ impl Inventory {
                 deleted_at: None,
             })
             .collect();
-        self.apply_locked(&mut st, origin, events, now)?;
+        let (_, ticket) = self.apply_locked(&mut st, origin, events, now);
+        drop(st);
+        self.wait_durable(ticket)?;
         Ok(n)
     }
 
@@ -436,7 +420,7 @@ impl Inventory {
         origin: &Origin,
         events: Vec<Event>,
         now: Timestamp,
-    ) -> Result<ApplyOutcome, NotDurable> {
+    ) -> (ApplyOutcome, Option<Ticket>) {
         let first_expiry = st.expiry.next();
         let mut pending = Pending::default();
         let mut outcome = ApplyOutcome::default();
@@ -450,11 +434,11 @@ impl Inventory {
             }
         }
         self.stats.applied[origin.source as usize].fetch_add(outcome.applied as u64, Relaxed);
-        let persisted = self.persist(st, pending);
+        let ticket = self.persist(st, pending);
         if st.expiry.next() != first_expiry {
             self.expiry_changed.notify_one();
         }
-        persisted.map(|()| outcome)
+        (outcome, ticket)
     }
 
     fn apply_one(
@@ -530,7 +514,7 @@ impl Inventory {
                             schedule_name: e.object.name.clone(),
                         };
                         if st.last_success.remove(&key).is_some() {
-                            pending.record(RecordRef::ForgetLastSuccess { key: &key });
+                            pending.record(OwnedRecordRef::ForgetLastSuccess { key });
                         }
                     }
                     Kind::Cluster => {
@@ -574,7 +558,7 @@ impl Inventory {
                     let uid: Arc<str> = b.uid.as_str().into();
                     st.expiry
                         .remove(self.options.backfill.expires_at(deleted_at), &uid);
-                    pending.record(RecordRef::Forget { uid: &b.uid });
+                    pending.record(OwnedRecordRef::Forget { uid });
                 }
                 BackupState::Live { previous: p } => {
                     // A re-list or an unchanged poll repeats what we have: nothing to render
@@ -601,10 +585,12 @@ impl Inventory {
             });
         }
         let previous = retention::next_previous(previous, b.status);
-        pending.record(RecordRef::Backup {
-            source: origin.source,
-            backup: (&b).into(),
-            last_terminal: previous,
+        let uid: Arc<str> = b.uid.as_str().into();
+        pending.record(OwnedRecordRef::Backup {
+            uid: Arc::clone(&uid),
+            origin: origin.clone(),
+            previous,
+            object: Arc::clone(&object),
         });
         if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
             if let Some(completed_at) = b.completed_at {
@@ -619,7 +605,7 @@ impl Inventory {
             object,
         };
         st.tally.add_backup(&entry);
-        if let Some(old) = st.backups.insert(b.uid.as_str().into(), entry) {
+        if let Some(old) = st.backups.insert(uid, entry) {
             st.tally.remove_backup(&old);
         }
         Ok(())
@@ -648,7 +634,7 @@ impl Inventory {
                 st.tally.remove_backup(&old);
             }
             self.stats.tombstones_expired.fetch_add(1, Relaxed);
-            pending.record(RecordRef::Forget { uid });
+            pending.record(OwnedRecordRef::Forget { uid: uid.into() });
             return Ok(());
         }
         let State {
@@ -657,50 +643,52 @@ impl Inventory {
             expiry,
             ..
         } = st;
-        let recorded = backups.update(uid, |e| {
+        let uid: Arc<str> = uid.into();
+        let recorded = backups.update(&uid, |e| {
             tally.remove_backup(e);
             e.state = BackupState::Deleted {
                 previous,
                 deleted_at,
             };
             tally.add_backup(e);
-            match decode_backup(&e.object) {
-                Ok(backup) => pending.record(RecordRef::Tombstone {
-                    source: e.origin.source,
-                    backup: (&backup).into(),
-                    previous,
-                    deleted_at,
-                }),
-                Err(err) => {
-                    tracing::error!(error = %err, "a stored backup does not decode; its tombstone is not journaled");
-                    pending.encode_failed = true;
-                }
-            }
+            backup_record(&uid, e)
         });
-        if recorded.is_some() {
-            expiry.insert(expires_at, Arc::from(uid));
+        if let Some(record) = recorded {
+            pending.record(record);
+            expiry.insert(expires_at, uid);
         }
         Ok(())
     }
 
-    fn persist(&self, st: &mut State, pending: Pending) -> Result<(), NotDurable> {
-        let Some(journal) = st.journal.as_mut() else {
-            return Ok(());
-        };
-        let result = if journal.needs_rewrite() || pending.encode_failed {
-            self.compact(st)
-        } else {
-            journal.append_frames(&pending.frames, pending.count)
-        };
-        match result {
-            Ok(()) => {
+    /// Queues the batch's records (under the lock, so the journal follows the order of the
+    /// changes); the caller waits for the ticket after releasing the lock. An unchanged batch
+    /// writes nothing, unless the journal must be rewritten.
+    fn persist(&self, st: &State, pending: Pending) -> Option<Ticket> {
+        let journal = self.journal.as_ref()?;
+        if journal.needs_rewrite() {
+            // An earlier write failed, so the file may miss records: rewrite it whole, this
+            // batch included. Even an unchanged batch does: a producer retrying a refused
+            // batch changes nothing, and its retry must still make the state durable.
+            return Some(journal.compact(st.journal_snapshot()));
+        }
+        if pending.records.is_empty() {
+            return None;
+        }
+        let refs: Vec<_> = pending
+            .records
+            .iter()
+            .map(OwnedRecordRef::as_record_ref)
+            .collect();
+        match journal.append(&refs) {
+            Ok(ticket) => {
                 self.maybe_compact(st);
-                Ok(())
+                Some(ticket)
             }
             Err(e) => {
-                self.stats.journal_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "journal write failed; tombstones are kept in memory and the journal will be rewritten on the next change");
-                Err(NotDurable(e.to_string()))
+                // Refused before anything was written (a record over the size limit): the
+                // rest is made durable by a rewrite, which leaves that record out.
+                tracing::error!(error = %e, "a journal record was refused");
+                Some(journal.compact(st.journal_snapshot()))
             }
         }
     }
@@ -708,57 +696,31 @@ impl Inventory {
     /// Rewrites the journal as exactly the live state (at shutdown, so that the next start
     /// replays nothing superseded). Without a journal, does nothing.
     pub fn compact_journal(&self) -> Result<(), JournalError> {
-        let mut st = self.lock();
-        self.compact(&mut st)
-    }
-
-    fn compact(&self, st: &mut State) -> Result<(), JournalError> {
-        let State {
-            backups,
-            last_success,
-            journal,
-            ..
-        } = st;
-        let Some(journal) = journal.as_mut() else {
+        let Some(journal) = self.journal.as_ref() else {
             return Ok(());
         };
-        let decoded: Vec<(&BackupEntry, Backup)> = backups
-            .values()
-            .filter_map(|e| decode_backup(&e.object).ok().map(|b| (e, b)))
-            .collect();
-        let records = decoded.iter().map(|(e, b)| match e.state {
-            BackupState::Deleted {
-                previous,
-                deleted_at,
-            } => RecordRef::Tombstone {
-                source: e.origin.source,
-                backup: b.into(),
-                previous,
-                deleted_at,
-            },
-            BackupState::Live { previous } => RecordRef::Backup {
-                source: e.origin.source,
-                backup: b.into(),
-                last_terminal: previous,
-            },
-        });
-        let successes = last_success.iter().map(|(key, e)| RecordRef::LastSuccess {
-            key,
-            completed_at: e.0.completed_at,
-        });
-        journal.compact(records.chain(successes))
+        let snapshot = self.lock().journal_snapshot();
+        journal.compact(snapshot).wait()
     }
 
-    /// Rewrites the journal when most of it is dead records (superseded, expired, forgotten).
-    fn maybe_compact(&self, st: &mut State) {
+    /// Starts a rewrite of the journal when most of it is dead records (superseded, expired,
+    /// forgotten). It runs on the journal's own thread; nothing waits for it.
+    fn maybe_compact(&self, st: &State) {
+        let Some(journal) = self.journal.as_ref() else {
+            return;
+        };
         let live = (st.backups.len() + st.last_success.len()) as u64;
-        let in_file = st.journal.as_ref().map_or(0, Journal::records_in_file);
-        if in_file > 2 * live + 1024 {
-            if let Err(e) = self.compact(st) {
-                self.stats.journal_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, "journal compaction failed");
-            }
+        if journal.wants_compaction(live) {
+            drop(journal.compact(st.journal_snapshot()));
         }
+    }
+
+    /// Failed journal writes (appends and compactions) and records refused for their size.
+    pub fn journal_errors(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| {
+            let stats = j.stats();
+            stats.write_errors.load(Relaxed) + stats.refused_records.load(Relaxed)
+        })
     }
 
     /// Drops every tombstone whose backfill window has ended by `now`; returns how many.
@@ -937,12 +899,105 @@ fn note_success(st: &mut State, b: &Backup, completed_at: Timestamp, pending: &m
     {
         return;
     }
-    pending.record(RecordRef::LastSuccess {
-        key: &key,
+    pending.record(OwnedRecordRef::LastSuccess {
+        key: key.clone(),
         completed_at,
     });
     let entry = last_success_entry(&key, completed_at);
     st.last_success.insert(key, entry);
+}
+
+/// The journal record of a backup or tombstone as the store holds it.
+fn backup_record(uid: &Arc<str>, e: &BackupEntry) -> OwnedRecordRef {
+    match e.state {
+        BackupState::Live { previous } => OwnedRecordRef::Backup {
+            uid: Arc::clone(uid),
+            origin: e.origin.clone(),
+            previous,
+            object: Arc::clone(&e.object),
+        },
+        BackupState::Deleted {
+            previous,
+            deleted_at,
+        } => OwnedRecordRef::Tombstone {
+            uid: Arc::clone(uid),
+            origin: e.origin.clone(),
+            previous,
+            deleted_at,
+            object: Arc::clone(&e.object),
+        },
+    }
+}
+
+/// Applies one replayed journal record to the store.
+fn replay_record(
+    st: &mut State,
+    options: &Options,
+    now: Timestamp,
+    record: Record,
+    report: &mut ReplayReport,
+) {
+    match record {
+        Record::Backup {
+            uid,
+            origin,
+            previous,
+            object,
+        } => {
+            // Live backups are decoded for their status and cluster (the counts need them);
+            // tombstones are not, which keeps a restart with a million of them fast.
+            let (status, cluster_uid) = match persistence::decode_backup(&object) {
+                Ok(b) => (b.status, b.owner.cluster_uid),
+                Err(e) => {
+                    report.undecodable_backups += 1;
+                    tracing::warn!(%uid, error = %e, "a journaled backup cannot be decoded by this build; it is kept as it is");
+                    (BackupStatus::Invalid, String::new())
+                }
+            };
+            let entry = BackupEntry {
+                origin,
+                state: BackupState::Live { previous },
+                status,
+                cluster_uid: Arc::from(cluster_uid),
+                object,
+            };
+            st.backups.insert(uid.into(), entry);
+        }
+        Record::Tombstone {
+            uid,
+            origin,
+            previous,
+            deleted_at,
+            object,
+        } => {
+            if options.backfill.expires_at(deleted_at) <= now {
+                st.backups.remove(uid.as_str());
+                report.expired += 1;
+                return;
+            }
+            let entry = BackupEntry {
+                origin,
+                state: BackupState::Deleted {
+                    previous,
+                    deleted_at,
+                },
+                status: previous,
+                cluster_uid: Arc::from(""),
+                object,
+            };
+            st.backups.insert(uid.into(), entry);
+        }
+        Record::Forget { uid } => {
+            st.backups.remove(uid.as_str());
+        }
+        Record::LastSuccess { key, completed_at } => {
+            let entry = last_success_entry(&key, completed_at);
+            st.last_success.insert(key, entry);
+        }
+        Record::ForgetLastSuccess { key } => {
+            st.last_success.remove(&key);
+        }
+    }
 }
 
 /// What one scrape took from the tables.
