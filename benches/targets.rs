@@ -385,7 +385,7 @@ impl Nginx {
         std::fs::write(
             &conf,
             format!(
-                "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+                "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
                  events {{ worker_connections 64; }}\n\
                  http {{ access_log off; sendfile on; tcp_nopush on; default_type text/plain;\n\
                  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
@@ -498,6 +498,9 @@ fn main() {
     }
     if want("apply") {
         apply_cost(a.backups);
+    }
+    if a.only.as_deref() == Some("probe") {
+        probe(a.backups);
     }
     if want("sizing") {
         sizing(&[10_000, 50_000, a.backups.max(100_000)]);
@@ -809,6 +812,61 @@ fn apply_cost(n: usize) {
         same * 1e6
     );
     println!();
+}
+
+/// Where a gzip scrape's time goes, in process: taking the snapshot, laying out the pieces,
+/// assembling the gzip member (not part of the default run).
+fn probe(n: usize) {
+    use pxbackup_sidecar::exposition::Scrape;
+    use pxbackup_sidecar::families::Format;
+    let mut fleet = Fleet::new();
+    let inv = Inventory::new(Clock::System, Options::with_backfill(DAY));
+    let origin = Origin::source(SourceId::Ingest);
+    let backups: Vec<FleetBackup> = (0..n).map(|_| fleet.next()).collect();
+    for chunk in backups.chunks(BATCH) {
+        let events = chunk
+            .iter()
+            .map(|b| {
+                Event::Upsert(Object::Backup(Backup {
+                    uid: b.uid.clone(),
+                    name: b.name.clone(),
+                    owner: Owner {
+                        org_id: "default".into(),
+                        cluster: b.cluster.clone(),
+                        cluster_uid: b.cluster_uid.clone(),
+                    },
+                    schedule_name: b.schedule.clone(),
+                    status: BackupStatus::Success,
+                    ..Backup::default()
+                }))
+            })
+            .collect();
+        inv.apply(&origin, events).expect("apply");
+    }
+    let t = Instant::now();
+    inv.snapshot();
+    println!("first snapshot (renders everything): {}", ms(t.elapsed().as_secs_f64()));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let snap = inv.snapshot();
+        let t1 = t.elapsed().as_secs_f64();
+        let scrape = Scrape::new(&snap, Format::Text, Vec::new());
+        let t2 = t.elapsed().as_secs_f64();
+        let body = scrape.gzip();
+        let t3 = t.elapsed().as_secs_f64();
+        let len = body.len();
+        let bytes = body.concat();
+        let t4 = t.elapsed().as_secs_f64();
+        println!(
+            "snapshot {} layout {} gzip assembly {} copy all {} ({} bytes)",
+            ms(t1),
+            ms(t2 - t1),
+            ms(t3 - t2),
+            ms(t4 - t3),
+            len
+        );
+        drop(bytes);
+    }
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

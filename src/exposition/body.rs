@@ -126,43 +126,50 @@ impl Scrape {
         pieces + self.tail.len() as u64
     }
 
-    /// Writes the plain text in chunks of about `chunk` bytes, handing each to `sink`; stops
-    /// early (returning `false`) when `sink` does (the scraper went away).
-    pub fn write_text(
-        &self,
-        chunk: usize,
-        mut sink: impl FnMut(Vec<u8>) -> bool,
-    ) -> Result<bool, crate::inventory::segment::DamagedSegment> {
-        let mut inflater = Inflater::default();
-        // A piece can overshoot the chunk size; a quarter more room saves most regrowth.
-        let room = chunk.min(1 << 20).saturating_add(chunk.min(1 << 20) / 4);
-        let mut buf = Vec::with_capacity(room);
-        for piece in &self.pieces {
-            match piece {
-                Piece::Header(f) => write_header(&mut buf, f, self.format),
-                Piece::Series(s) => inflater.inflate(s, &mut buf)?,
-            }
-            if buf.len() >= chunk
-                && !sink(std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(chunk + chunk / 4),
-                ))
-            {
-                return Ok(false);
+    /// The pieces cut into consecutive runs of about `chunk` bytes of text each, to be made
+    /// text independently (on several threads) and sent in order.
+    pub fn runs(&self, chunk: usize) -> Vec<std::ops::Range<usize>> {
+        let headers = compressed_headers(self.format);
+        let mut runs = Vec::new();
+        let (mut start, mut bytes) = (0, 0u64);
+        for (i, piece) in self.pieces.iter().enumerate() {
+            bytes += match piece {
+                Piece::Header(f) => headers.get(f.name).map_or(0, |s| s.len),
+                Piece::Series(s) => s.len,
+            };
+            if bytes >= chunk as u64 {
+                runs.push(start..i + 1);
+                (start, bytes) = (i + 1, 0);
             }
         }
-        buf.extend_from_slice(&self.tail);
-        Ok(sink(buf))
+        // The last run (perhaps empty of pieces) carries the tail.
+        runs.push(start..self.pieces.len());
+        runs
+    }
+
+    /// The text of one run; the last run ends with the tail.
+    pub fn run_text(
+        &self,
+        run: std::ops::Range<usize>,
+        inflater: &mut Inflater,
+    ) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
+        let last = run.end == self.pieces.len();
+        let mut out = Vec::new();
+        for piece in &self.pieces[run] {
+            match piece {
+                Piece::Header(f) => write_header(&mut out, f, self.format),
+                Piece::Series(s) => inflater.inflate(s, &mut out)?,
+            }
+        }
+        if last {
+            out.extend_from_slice(&self.tail);
+        }
+        Ok(out)
     }
 
     /// The whole plain text in one buffer (tests, and telemetry's small bodies).
     pub fn text(&self) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
-        let mut out = Vec::with_capacity(usize::try_from(self.text_len()).unwrap_or(0));
-        self.write_text(usize::MAX, |part| {
-            out.extend_from_slice(&part);
-            true
-        })?;
-        Ok(out)
+        self.run_text(0..self.pieces.len(), &mut Inflater::default())
     }
 }
 
@@ -226,24 +233,56 @@ impl http_body::Body for GzipBody {
     }
 }
 
-/// A plain body fed by a producer inflating segments on a blocking thread, a few chunks ahead
-/// of the network at most.
+/// A plain body fed by producers inflating runs of segments on blocking threads, each a few
+/// chunks ahead of the network at most: run `i` comes from producer `i % producers`, so the
+/// body reads them back in order.
 pub struct TextBody {
-    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    producers: Vec<tokio::sync::mpsc::Receiver<Bytes>>,
+    next: usize,
     remaining: u64,
 }
 
-/// The producer could not finish the body (a damaged segment): the response ends short,
-/// which the scraper sees as a failed scrape instead of wrong data.
+/// A producer could not finish the body (a damaged segment): the response ends short, which
+/// the scraper sees as a failed scrape instead of wrong data.
 #[derive(Debug, thiserror::Error)]
 #[error("the scrape body ended early")]
 pub struct BodyCut;
 
 impl TextBody {
-    pub fn new(chunks: tokio::sync::mpsc::Receiver<Bytes>, len: u64) -> Self {
+    /// Starts `producers` blocking tasks that make the text of `scrape` in runs of about
+    /// `chunk` bytes, each at most `ahead` runs ahead of what was sent.
+    pub fn spawn(scrape: Scrape, chunk: usize, producers: usize, ahead: usize) -> TextBody {
+        let remaining = scrape.text_len();
+        let scrape = std::sync::Arc::new(scrape);
+        let runs = std::sync::Arc::new(scrape.runs(chunk));
+        let producers = producers.clamp(1, runs.len().max(1));
+        let receivers = (0..producers)
+            .map(|p| {
+                let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+                let (scrape, runs) = (scrape.clone(), runs.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut inflater = Inflater::default();
+                    for run in runs.iter().skip(p).step_by(producers) {
+                        match scrape.run_text(run.clone(), &mut inflater) {
+                            Ok(text) => {
+                                if tx.blocking_send(Bytes::from(text)).is_err() {
+                                    return; // the scraper went away
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "a scrape could not be assembled; the response is cut short");
+                                return;
+                            }
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
         TextBody {
-            chunks,
-            remaining: len,
+            producers: receivers,
+            next: 0,
+            remaining,
         }
     }
 }
@@ -256,13 +295,18 @@ impl http_body::Body for TextBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.chunks.poll_recv(cx) {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.producers.len();
+        let next = self.next;
+        match self.producers[next % n].poll_recv(cx) {
             Poll::Ready(Some(c)) => {
+                self.next += 1;
                 self.remaining = self.remaining.saturating_sub(c.len() as u64);
                 Poll::Ready(Some(Ok(Frame::data(c))))
             }
-            Poll::Ready(None) if self.remaining > 0 => Poll::Ready(Some(Err(BodyCut))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => Poll::Ready(Some(Err(BodyCut))),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -20,8 +20,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use bytes::Bytes;
-
 use super::body::{GzipBody, Scrape, TextBody};
 use super::{accepts_gzip, collect, self_metrics, Collector, FamilyWriter, Format};
 use crate::state::Shared;
@@ -80,9 +78,10 @@ pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
     }
 }
 
-/// Plain text goes out in chunks of this size, inflated at most a few chunks ahead.
+/// Plain text goes out in chunks of this size, inflated on every core, each producer at most
+/// a couple of chunks ahead of the network (bounded memory however large the body).
 const TEXT_CHUNK: usize = 256 * 1024;
-const TEXT_CHUNKS_AHEAD: usize = 4;
+const TEXT_CHUNKS_AHEAD: usize = 2;
 
 enum Prepared {
     Gzip(GzipBody),
@@ -113,16 +112,9 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         }
         Ok(Prepared::Text(scrape)) => {
             let len = scrape.text_len();
-            let (tx, rx) = tokio::sync::mpsc::channel(TEXT_CHUNKS_AHEAD);
-            tokio::task::spawn_blocking(move || {
-                let sent = scrape.write_text(TEXT_CHUNK, |chunk| {
-                    tx.blocking_send(Bytes::from(chunk)).is_ok()
-                });
-                if let Err(e) = sent {
-                    tracing::error!(error = %e, "a scrape could not be assembled; the response is cut short");
-                }
-            });
-            (Body::new(TextBody::new(rx, len)), len)
+            let producers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let body = TextBody::spawn(scrape, TEXT_CHUNK, producers, TEXT_CHUNKS_AHEAD);
+            (Body::new(body), len)
         }
         Err(e) => {
             tracing::error!(error = %e, "scrape task failed");
