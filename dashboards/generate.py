@@ -42,14 +42,15 @@ ROWS = 100
 TOP = 10
 
 # Recording rules (alerts/pxbackup-sidecar.rules.yaml) the backup panels read.
-REC_SCHEDULE = "pxbackup_schedule:backups:count"  # by org, cluster, schedule, object type, status
+REC_SCHEDULE = "pxbackup_schedule:backups:count"  # live, by org, cluster, schedule, type, status
+REC_DELETED = "pxbackup_schedule:deleted_backups:count"  # tombstones, by ... previous_status
+REC_RESTORES = "pxbackup_cluster:restores:count"  # by org, cluster, status
 REC_LATEST = "pxbackup_schedule:latest_run:created_timestamp_seconds"
 REC_SIZE = "pxbackup_schedule:backup_size_bytes:sum"
 REC_DURATION = "pxbackup_schedule:backup_duration_seconds:max"
 # Labels of one schedule (backups taken by hand: schedule_name="").
 SKEY = "org_id, cluster, cluster_uid, schedule_name"
 FAILING = "Failed|PartialSuccess|CloudBackupMissing"
-LIVE = 'status!="Deleted"'
 
 BACKUP_STATUS = ["Invalid", "Pending", "InProgress", "Aborted", "Failed", "Deleting", "Success",
                  "Captured", "PartialSuccess", "DeletePending", "CloudBackupMissing"]
@@ -321,7 +322,7 @@ def backups_dashboard():
                      unit="s", no_value="-", steps=[(86400, "orange"), (172800, "red")]), 3, 4),
         L.place(stat("Deleted backups retained",
                      "Deleted backups still shown for the backfill window (status=\"Deleted\").",
-                     count("Deleted"), steps=[]), 3, 4),
+                     f"sum({REC_DELETED}{{{BSEL}}})", steps=[]), 3, 4),
 
         L.row("Schedules"),
         *bounded_table(
@@ -354,7 +355,7 @@ def backups_dashboard():
                    f" and on ({SKEY}) {worst_schedules}": "interval",
                    f'sum by ({SKEY}) ({REC_SCHEDULE}{{{BSEL}, status=~"Failed|PartialSuccess"}})'
                    f" and on ({SKEY}) {worst_schedules}": "failed or partial runs",
-                   f'sum by ({SKEY}) ({REC_SCHEDULE}{{{BSEL}, {LIVE}}})'
+                   f"sum by ({SKEY}) ({REC_SCHEDULE}{{{BSEL}}})"
                    f" and on ({SKEY}) {worst_schedules}": "live runs"},
                   mappings={"B": SCHEDULE_STATUS}, units={"A": "s", "C": "s"},
                   hide=("cluster_uid",), sort="since last success",
@@ -363,12 +364,12 @@ def backups_dashboard():
         L.row("Backup outcomes"),
         L.place(timeseries("Live backups by status",
                            "Live backups counted by PX-Backup status.",
-                           [(f"sum by (status) ({REC_SCHEDULE}{{{BSEL}, {LIVE}}})",
+                           [(f"sum by (status) ({REC_SCHEDULE}{{{BSEL}}})",
                              "{{status}}")], stack=True, by_status=True), 8, 8),
         L.place(timeseries("Live backups by object type",
                            "Live backups by backup_object_type (All, VirtualMachine) and status.",
                            [(f"sum by (backup_object_type, status) "
-                             f"({REC_SCHEDULE}{{{BSEL}, {LIVE}}})",
+                             f"({REC_SCHEDULE}{{{BSEL}}})",
                              "{{backup_object_type}} {{status}}")], stack=True, by_status=True),
                 8, 8),
         L.place(timeseries(f"Failed and partial backups, top {TOP} clusters",
@@ -407,7 +408,7 @@ def backups_dashboard():
                            [(f"topk({TOP}, {REC_DURATION}{{{BSEL}}})",
                              "{{cluster}} / {{schedule_name}}")], unit="s"), 12, 8),
         L.place(stat("Live backups", f"Total; the tables beside show at most {ROWS} each.",
-                     f"sum({REC_SCHEDULE}{{{BSEL}, {LIVE}}})", color_mode="none"), 4, 9),
+                     f"sum({REC_SCHEDULE}{{{BSEL}}})", color_mode="none"), 4, 9),
         L.place(table("Largest backups", "Live backups, largest first.",
                       {f"topk({ROWS}, pxbackup_backup_size_bytes{{{BSEL}}})": "size"},
                       units={"A": "bytes"}, hide=("uid", "cluster_uid"), sort="size",
@@ -420,14 +421,11 @@ def backups_dashboard():
         L.row("Restores"),
         L.place(stat("Failed or partial restores",
                      f"Restores in status Failed or PartialSuccess; the table shows at most "
-                     f"{ROWS}.", f"count({failed_restores})", steps=[(1, "red")]), 3, 8),
+                     f"{ROWS}.",
+                     f'sum({REC_RESTORES}{{{RSEL}, status=~"Failed|PartialSuccess"}})',
+                     steps=[(1, "red")]), 3, 8),
         L.place(timeseries("Restores by status", "Restores counted by status.",
-                           [("count by (status) (" + " or ".join(
-                               f'label_replace(pxbackup_restore_status{{{RSEL}}} == {i},'
-                               f' "status", "{name}", "", "")'
-                               for i, name in ((6, "Success"), (8, "PartialSuccess"),
-                                               (4, "Failed"), (1, "Pending"), (2, "InProgress")))
-                             + ")", "{{status}}")],
+                           [(f"sum by (status) ({REC_RESTORES}{{{RSEL}}})", "{{status}}")],
                            stack=True, by_status=True), 8, 8),
         L.place(table("Failed and partial restores, slowest first",
                       "Restores in status Failed or PartialSuccess, longest first.",
@@ -442,10 +440,10 @@ def backups_dashboard():
         L.row("Deleted backups (audit)"),
         L.place(timeseries("Deleted backups by previous status",
                            "Deleted backups still in the backfill window, by their last status.",
-                           [(f'sum by (previous_status) ({REC_SCHEDULE}{{{BSEL}, status="Deleted"}})',
+                           [(f"sum by (previous_status) ({REC_DELETED}{{{BSEL}}})",
                              "{{previous_status}}")], stack=True, by_status=True), 8, 9),
         *bounded_table(
-            L, "Deleted backups retained", count("Deleted"),
+            L, "Deleted backups", f"sum({REC_DELETED}{{{BSEL}}})",
             table("Recently deleted backups",
                   "Backups deleted within the backfill window, newest deletion first, with "
                   "their last status before deletion.",

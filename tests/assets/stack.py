@@ -104,10 +104,13 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def running_stack(sidecar_bin, min_scrapes=5, fleet=None, interval="1s", prometheus_args=()):
-    """fleet: a fleet.Fleet pushed through `--source ingest` (instead of the demo source) before
-    Prometheus starts, so that its first scrape holds all of it. interval: scrape and rule
-    evaluation interval."""
+def running_stack(sidecar_bin, min_scrapes=5, fleet=None, interval="1s", prometheus_args=(),
+                  demo=None):
+    """fleet: a fleet.Fleet pushed through `--source ingest` before Prometheus starts, so that
+    its first scrape holds all of it; demo: run the demo source too (the default without a
+    fleet). interval: scrape and rule evaluation interval."""
+    sources = ",".join((["demo"] if demo or (demo is None and not fleet) else [])
+                       + (["ingest"] if fleet else []))
     prometheus_bin = shutil.which("prometheus")
     if not prometheus_bin:
         raise RuntimeError("prometheus not installed: run tests/assets/install.sh")
@@ -128,7 +131,7 @@ def running_stack(sidecar_bin, min_scrapes=5, fleet=None, interval="1s", prometh
     logs = {name: open(tmp / f"{name}.log", "w") for name in ("sidecar", "prometheus")}
     try:
         procs["sidecar"] = subprocess.Popen(
-            [str(sidecar_bin), "run", "--source", "ingest" if fleet else "demo",
+            [str(sidecar_bin), "run", "--source", sources,
              "--listen", f"127.0.0.1:{metrics_port}",
              "--ingest-listen", f"127.0.0.1:{ingest_port}", "--state-dir", str(tmp / "state")],
             stdout=logs["sidecar"], stderr=subprocess.STDOUT)
