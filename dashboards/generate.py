@@ -167,8 +167,11 @@ def timeseries(title, description, exprs, unit="none", stack=False, bars=False, 
     return panel
 
 
+BACKUP_COLUMNS = ["org_id", "cluster", "schedule_name", "name", "status", "previous_status"]
+
+
 def table(title, description, exprs, mappings=None, units=None, hide=(), sort=None,
-          label_mappings=None, links=None):
+          label_mappings=None, links=None, order=BACKUP_COLUMNS):
     """exprs: instant queries in table format, merged into one row per label set (so every
     query of a table must return the same label names).
 
@@ -207,9 +210,11 @@ def table(title, description, exprs, mappings=None, units=None, hide=(), sort=No
     targets = [target(e, "", chr(65 + i), instant=True, table=True) for i, e in enumerate(exprs)]
     excluded = {"Time": True, "__name__": True, "job": True, "instance": True}
     excluded.update({h: True for h in hide})
+    columns = list(order) + list(renames)
     transformations = [{"id": "merge", "options": {}},
-                       {"id": "organize", "options": {"excludeByName": excluded,
-                                                      "renameByName": renames}}]
+                       {"id": "organize", "options": {
+                           "excludeByName": excluded, "renameByName": renames,
+                           "indexByName": {c: i for i, c in enumerate(columns)}}}]
     options = {"showHeader": True, "frameIndex": 0, "cellHeight": "sm"}
     if sort:
         options["sortBy"] = [{"displayName": sort, "desc": True}]
@@ -435,7 +440,8 @@ def backups_dashboard():
                        f"pxbackup_restore_size_bytes{{{RSEL}}} and on (org_id, cluster_uid, uid)"
                        f" {slowest_failed_restores}": "size"},
                       mappings={"B": RESTORE_STATUS}, units={"A": "s", "C": "bytes"},
-                      hide=("uid", "cluster_uid"), sort="duration"), 13, 8),
+                      hide=("uid", "cluster_uid"), sort="duration",
+                      order=["org_id", "cluster", "name", "backup"]), 13, 8),
 
         L.row("Deleted backups (audit)"),
         L.place(timeseries("Deleted backups by previous status",
@@ -464,7 +470,7 @@ def backups_dashboard():
                       "not Online first. Click a cluster for its backups.",
                       {f"pxbackup_cluster_status{{{csel}}} and on (org_id, uid)"
                        f" topk({ROWS}, pxbackup_cluster_status{{{csel}}} != bool 1)": "status"},
-                      mappings={"A": CLUSTER_STATUS}, hide=("uid",),
+                      mappings={"A": CLUSTER_STATUS}, hide=("uid",), order=["org_id", "name"],
                       links={"name": drill_link(cluster="name", schedule=None)}), 6, 8),
         L.place(stat("Backup locations", f"Total; the table shows at most {ROWS}, not Valid first.",
                      'count(pxbackup_backup_location_status{org_id=~"$org"})',
@@ -479,7 +485,8 @@ def backups_dashboard():
                       {'pxbackup_backup_location_status{org_id=~"$org"} and on (org_id, uid)'
                        f' topk({ROWS}, pxbackup_backup_location_status{{org_id=~"$org"}} != bool 1)':
                        "status"},
-                      mappings={"A": LOCATION_STATUS}, hide=("uid",)), 6, 8),
+                      mappings={"A": LOCATION_STATUS}, hide=("uid",),
+                      order=["org_id", "name", "type"]), 6, 8),
     ]
     variables = [
         query_var("org", "Organization", "label_values(pxbackup_cluster_status, org_id)"),

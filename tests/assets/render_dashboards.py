@@ -153,6 +153,8 @@ def draw_stat(panel, prom):
                 panel["options"]["textMode"] == "name" else ""
             if panel["options"]["textMode"] == "name":
                 text, label = name, ""
+            if panel["options"]["colorMode"] == "none":
+                color = "#22252b"
             cells.append(f'<div class=stat style="background:{color}">{html.escape(str(text))}{label}</div>')
     return "<div class=stats>" + "".join(cells) + "</div>"
 
@@ -189,9 +191,18 @@ def draw_table(panel, prom):
             rows.setdefault(tuple(sorted(labels.items())), dict(labels))[col] = s["value"][1]
     if not rows:
         return "<div class=empty>No data</div>"
+    index = organize.get("indexByName", {})
+    names = {v: k for k, v in renames.items()}
+    label_cols.sort(key=lambda c: index.get(c, len(index)))
+    value_cols.sort(key=lambda c: index.get(names.get(c, c), len(index)))
+    if index:  # values right after the ordered labels, then the other labels
+        first = [c for c in label_cols if c in index]
+        label_cols, rest = first, [c for c in label_cols if c not in index]
+    else:
+        rest = []
     sort = panel["options"].get("sortBy", [{}])[0].get("displayName")
     body = sorted(rows.values(), key=lambda r: -float(r.get(sort, 0)) if sort else 0)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in label_cols + value_cols)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in label_cols + value_cols + rest)
     out = []
     for r in body[:12]:
         cells = []
@@ -208,6 +219,7 @@ def draw_table(panel, prom):
             text, color = mapped(v, props.get("mappings", []))
             style = f' style="background:{color};color:#111"' if color else ""
             cells.append(f"<td{style}>{html.escape(text or fmt(v, props.get('unit', 'none')))}</td>")
+        cells += [f"<td>{html.escape(r.get(c, ''))}</td>" for c in rest]
         out.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<div class=more>{len(body) - 12} more rows</div>" if len(body) > 12 else ""
     return f"<table><tr>{head}</tr>{''.join(out)}</table>{more}"
