@@ -112,9 +112,22 @@ class Layout:
         self.row_h = max(self.row_h, h)
         return panel
 
-    def row(self, title):
+    def row(self, title, collapsed=False):
+        """A row; the panels placed after a collapsed row go inside it (see nest_rows)."""
         self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        return self.place({"type": "row", "title": title, "collapsed": False, "panels": []}, 24, 1)
+        return self.place({"type": "row", "title": title, "collapsed": collapsed, "panels": []},
+                          24, 1)
+
+
+def nest_rows(panels):
+    """Grafana keeps the panels of a collapsed row inside it, and loads them when it opens."""
+    out = []
+    for p in panels:
+        if p["type"] != "row" and out and out[-1]["type"] == "row" and out[-1]["collapsed"]:
+            out[-1]["panels"].append(p)
+        else:
+            out.append(p)
+    return out
 
 
 def base(kind, title, description, targets, defaults, options):
@@ -273,7 +286,7 @@ def dashboard(uid, title, description, variables, panels, tags):
             "graphTooltip": 1, "refresh": "1m", "timezone": "browser",
             "time": {"from": "now-24h", "to": "now"}, "fiscalYearStartMonth": 0,
             "liveNow": False, "links": [], "annotations": {"list": []},
-            "templating": {"list": [DATASOURCE_VAR] + variables}, "panels": panels}
+            "templating": {"list": [DATASOURCE_VAR] + variables}, "panels": nest_rows(panels)}
 
 
 def backups_dashboard():
@@ -383,24 +396,16 @@ def backups_dashboard():
                            [(f"topk({TOP}, sum by (cluster) "
                              f'({REC_SCHEDULE}{{{BSEL}, status=~"Failed|PartialSuccess"}}))',
                              "{{cluster}}")]), 8, 8),
-        *bounded_table(
-            L, "Failed, partial or missing backups", count(FAILING),
-            table("Failed, partial and missing backups, most recent first",
-                  "Live backups in status Failed, PartialSuccess or CloudBackupMissing, every "
-                  "retained run, newest first. Pick a schedule (or click one) to see its own.",
-                  {f"topk({ROWS}, pxbackup_backup_created_timestamp_seconds{{{BSEL}}}"
-                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
-                   f" backup_location, status) pxbackup_backup_object_info{{{BSEL},"
-                   f' status=~"{FAILING}"}}) * 1000': "created"},
-                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
-                  hide=("uid", "cluster_uid"), sort="created",
-                  links={"schedule_name": drill_link()}), w=13),
         L.place(bargauge(f"Most failed and partial backups (top {TOP} schedules)",
                          "Live backups in status Failed or PartialSuccess per schedule.",
                          f"topk({TOP}, sum by (cluster, schedule_name) "
                          f'({REC_SCHEDULE}{{{BSEL}, schedule_name!="",'
                          f' status=~"Failed|PartialSuccess"}}))',
-                         "{{cluster}} / {{schedule_name}}", "none", [(1, "orange")]), 8, 9),
+                         "{{cluster}} / {{schedule_name}}", "none", [(1, "orange")]), 12, 9),
+        L.place(timeseries("Deleted backups by previous status",
+                           "Deleted backups still in the backfill window, by their last status.",
+                           [(f"sum by (previous_status) ({REC_DELETED}{{{BSEL}}})",
+                             "{{previous_status}}")], stack=True, by_status=True), 12, 9),
 
         L.row("Sizes and durations"),
         L.place(timeseries(f"Size of retained backups, top {TOP} clusters",
@@ -412,17 +417,6 @@ def backups_dashboard():
                            f"{TOP} slowest schedules at each instant.",
                            [(f"topk({TOP}, {REC_DURATION}{{{BSEL}}})",
                              "{{cluster}} / {{schedule_name}}")], unit="s"), 12, 8),
-        L.place(stat("Live backups", f"Total; the tables beside show at most {ROWS} each.",
-                     f"sum({REC_SCHEDULE}{{{BSEL}}})", color_mode="none"), 4, 9),
-        L.place(table("Largest backups", "Live backups, largest first.",
-                      {f"topk({ROWS}, pxbackup_backup_size_bytes{{{BSEL}}})": "size"},
-                      units={"A": "bytes"}, hide=("uid", "cluster_uid"), sort="size",
-                      links={"schedule_name": drill_link()}), 10, 9),
-        L.place(table("Slowest backups", "Live backups, longest duration first.",
-                      {f"topk({ROWS}, pxbackup_backup_duration_seconds{{{BSEL}}})": "duration"},
-                      units={"A": "s"}, hide=("uid", "cluster_uid"), sort="duration",
-                      links={"schedule_name": drill_link()}), 10, 9),
-
         L.row("Restores"),
         L.place(stat("Failed or partial restores",
                      f"Restores in status Failed or PartialSuccess; the table shows at most "
@@ -443,24 +437,6 @@ def backups_dashboard():
                       hide=("uid", "cluster_uid"), sort="duration",
                       order=["org_id", "cluster", "name", "backup"]), 13, 8),
 
-        L.row("Deleted backups (audit)"),
-        L.place(timeseries("Deleted backups by previous status",
-                           "Deleted backups still in the backfill window, by their last status.",
-                           [(f"sum by (previous_status) ({REC_DELETED}{{{BSEL}}})",
-                             "{{previous_status}}")], stack=True, by_status=True), 8, 9),
-        *bounded_table(
-            L, "Deleted backups", f"sum({REC_DELETED}{{{BSEL}}})",
-            table("Recently deleted backups",
-                  "Backups deleted within the backfill window, newest deletion first, with "
-                  "their last status before deletion.",
-                  {f"topk({ROWS}, pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}}) * 1000"
-                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
-                   f' backup_location) pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}':
-                   "deleted at"},
-                  units={"A": "dateTimeAsIso"}, label_mappings={"previous_status": BACKUP_STATUS},
-                  hide=("uid", "cluster_uid"), sort="deleted at",
-                  links={"schedule_name": drill_link()}), w=13),
-
         L.row("Clusters and backup locations"),
         L.place(stat("Clusters", f"Total; the table shows at most {ROWS}, not Online first.",
                      f"count(pxbackup_cluster_status{{{csel}}})", color_mode="none"), 3, 8),
@@ -472,7 +448,7 @@ def backups_dashboard():
                        f" topk({ROWS}, pxbackup_cluster_status{{{csel}}} != bool 1)": "status"},
                       mappings={"A": CLUSTER_STATUS}, hide=("uid",), order=["org_id", "name"],
                       links={"name": drill_link(cluster="name", schedule=None)}), 6, 8),
-        L.place(stat("Backup locations", f"Total; the table shows at most {ROWS}, not Valid first.",
+        L.place(stat("Locations", f"Total; the table shows at most {ROWS}, not Valid first.",
                      'count(pxbackup_backup_location_status{org_id=~"$org"})',
                      color_mode="none"), 3, 8),
         L.place(stat("Locations unhealthy", "Backup locations ValidationFailed (4) or "
@@ -487,6 +463,46 @@ def backups_dashboard():
                        "status"},
                       mappings={"A": LOCATION_STATUS}, hide=("uid",),
                       order=["org_id", "name", "type"]), 6, 8),
+
+        # Per-backup tables: collapsed, so a dashboard load never walks every backup; opened
+        # after picking (or clicking) a schedule, cluster or org they list that one's backups.
+        L.row("Backups of the selected schedules (per backup)", collapsed=True),
+        *bounded_table(
+            L, "Failed, partial or missing backups", count(FAILING),
+            table("Failed, partial and missing backups, most recent first",
+                  "Live backups in status Failed, PartialSuccess or CloudBackupMissing, every "
+                  "retained run, newest first. Pick a schedule (or click one) to see its own.",
+                  {f"topk({ROWS}, pxbackup_backup_created_timestamp_seconds{{{BSEL}}}"
+                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
+                   f" backup_location, status) pxbackup_backup_object_info{{{BSEL},"
+                   f' status=~"{FAILING}"}}) * 1000': "created"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="created",
+                  links={"schedule_name": drill_link()})),
+        L.place(stat("Live backups", f"Total; the tables beside show at most {ROWS} each.",
+                     f"sum({REC_SCHEDULE}{{{BSEL}}})", color_mode="none"), 4, 9),
+        L.place(table("Largest backups", "Live backups, largest first.",
+                      {f"topk({ROWS}, pxbackup_backup_size_bytes{{{BSEL}}})": "size"},
+                      units={"A": "bytes"}, hide=("uid", "cluster_uid"), sort="size",
+                      links={"schedule_name": drill_link()}), 10, 9),
+        L.place(table("Slowest backups", "Live backups, longest duration first.",
+                      {f"topk({ROWS}, pxbackup_backup_duration_seconds{{{BSEL}}})": "duration"},
+                      units={"A": "s"}, hide=("uid", "cluster_uid"), sort="duration",
+                      links={"schedule_name": drill_link()}), 10, 9),
+
+        *bounded_table(
+            L, "Deleted backups", f"sum({REC_DELETED}{{{BSEL}}})",
+            table("Recently deleted backups",
+                  "Backups deleted within the backfill window, newest deletion first, with "
+                  "their last status before deletion.",
+                  {f"topk({ROWS}, pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}}) * 1000"
+                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
+                   f' backup_location) pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}':
+                   "deleted at"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"previous_status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="deleted at",
+                  links={"schedule_name": drill_link()})),
+
     ]
     variables = [
         query_var("org", "Organization", "label_values(pxbackup_cluster_status, org_id)"),

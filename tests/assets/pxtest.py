@@ -91,24 +91,33 @@ def grafana_step(range_s, grid_w, min_interval_s=15, screen_px=1920):
     return step / 1000
 
 
-def grafana_requests(dashboards_by_file, now, range_s=86400, scrape_s=15, align=True):
+def collapsed(dashboard):
+    """Ids of the panels inside collapsed rows: Grafana queries them when the row is opened."""
+    return {c["id"] for p in dashboard["panels"] if p["type"] == "row" and p.get("collapsed")
+            for c in p.get("panels", [])}
+
+
+def grafana_requests(dashboards_by_file, now, range_s=86400, scrape_s=15, align=True,
+                     variables=None):
     """[(where, panel, kind, params)] for every query of every panel, as Grafana's first load of
     the dashboards sends them with every variable on "All" and the dashboard's time range:
     time series as range queries (start and end aligned on the step unless align is False),
-    the rest instant."""
+    the rest instant. variables: values instead of "All", e.g. {"schedule": "nightly"}."""
+    variables = variables or {}
     out = []
     for fname, d in dashboards_by_file.items():
         for p in panels(d):
             for t in p.get("targets", []):
                 where = f"{fname} / {p['title']} / {t['refId']}"
                 if t.get("instant") or not t.get("range", True):
-                    expr = substitute(t["expr"], __range=f"{range_s}s")
+                    expr = substitute(t["expr"], __range=f"{range_s}s", **variables)
                     out.append((where, p, "instant", {"query": expr, "time": now}))
                     continue
                 step = grafana_step(range_s, p["gridPos"]["w"], scrape_s)
                 rate = max(step + scrape_s, 4 * scrape_s)
                 expr = substitute(t["expr"], __interval=f"{step:g}s",
-                                  __rate_interval=f"{rate:g}s", __range=f"{range_s}s")
+                                  __rate_interval=f"{rate:g}s", __range=f"{range_s}s",
+                                  **variables)
                 end = now // step * step if align else now
                 out.append((where, p, "range", {"query": expr, "start": end - range_s // step * step,
                                                  "end": end, "step": step}))

@@ -257,7 +257,8 @@ def page(board, prom, start, end, backups):
         box = (f"left:{g['x'] * unit:.0f}px;top:{g['y'] * ROW_PX}px;"
                f"width:{g['w'] * unit - 6:.0f}px;height:{g['h'] * ROW_PX - 6}px")
         if p["type"] == "row":
-            out.append(f'<div class=row style="{box}">{html.escape(p["title"])}</div>')
+            note = " (collapsed: its panels load when it is opened)" if p["collapsed"] else ""
+            out.append(f'<div class=row style="{box}">{html.escape(p["title"] + note)}</div>')
             continue
         body = {"timeseries": lambda: draw_timeseries(p, prom, start, end),
                 "stat": lambda: draw_stat(p, prom), "bargauge": lambda: draw_bargauge(p, prom),
