@@ -19,6 +19,8 @@ lists the fleet and no time series aggregates raw per-backup series over its tim
 - Top-N lists of schedules or clusters are instant bar gauges or `topk(TOP, ...)` time series.
 - Tables with org, cluster and schedule columns link to this dashboard filtered on that row
   (`drill_link`): from a schedule or cluster to its backups.
+- The per-backup tables (the only queries of per-backup series) sit in a collapsed row, which
+  Grafana queries only when it is opened, typically after drilling down to a schedule.
 
 New panels (e.g. a "VM backups" row from pxbackup_virtual_machine_info, or the backups of one
 object type: REC_SCHEDULE has backup_object_type) should use the same helpers.
@@ -391,11 +393,12 @@ def backups_dashboard():
                              "{{backup_object_type}} {{status}}")], stack=True, by_status=True),
                 8, 8),
         L.place(timeseries(f"Failed and partial backups, top {TOP} clusters",
-                           "Live backups in status Failed or PartialSuccess, per application "
-                           f"cluster; the {TOP} clusters with the most at each instant.",
-                           [(f"topk({TOP}, sum by (cluster) "
+                           "Live backups in status Failed or PartialSuccess, per org and "
+                           f"application cluster; the {TOP} clusters with the most at each "
+                           "instant.",
+                           [(f"topk({TOP}, sum by (org_id, cluster) "
                              f'({REC_SCHEDULE}{{{BSEL}, status=~"Failed|PartialSuccess"}}))',
-                             "{{cluster}}")]), 8, 8),
+                             "{{org_id}} / {{cluster}}")]), 8, 8),
         L.place(bargauge(f"Most failed and partial backups (top {TOP} schedules)",
                          "Live backups in status Failed or PartialSuccess per schedule.",
                          f"topk({TOP}, sum by (cluster, schedule_name) "
