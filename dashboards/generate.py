@@ -7,6 +7,23 @@ writes dashboards/*.json and the chart's identical copies in
 charts/pxbackup-sidecar/files/dashboards/. The JSON files are what Grafana imports; this script
 is only the way to keep ~40 panels consistent (ids, grid, datasource, selectors). A test checks
 that the committed JSON equals the output, so edit here, not in the JSON.
+
+Fleet scale (100,000 backups and more, half of them deleted and kept as tombstones): no panel
+lists the fleet and no time series aggregates raw per-backup series over its time range.
+
+- Stats and time series read the recording rules of alerts/pxbackup-sidecar.rules.yaml
+  (REC_*: backups counted per schedule, object type and status; each schedule's latest finished
+  run; sizes and durations per schedule), a few thousand series instead of 700,000.
+- Every table is a bounded slice, `topk(ROWS, ...)` by time, size or duration (most recent or
+  worst first), with the total it was cut from in a count stat beside it (`bounded_table`).
+- Top-N lists of schedules or clusters are instant bar gauges or `topk(TOP, ...)` time series.
+- Tables with org, cluster and schedule columns link to this dashboard filtered on that row
+  (`drill_link`): from a schedule or cluster to its backups.
+- The per-backup tables (the only queries of per-backup series) sit in a collapsed row, which
+  Grafana queries only when it is opened, typically after drilling down to a schedule.
+
+New panels (e.g. a "VM backups" row from pxbackup_virtual_machine_info, or the backups of one
+object type: REC_SCHEDULE has backup_object_type) should use the same helpers.
 """
 import json
 import pathlib
@@ -22,6 +39,20 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 BSEL = 'org_id=~"$org", cluster=~"$cluster", schedule_name=~"$schedule"'
 RSEL = 'org_id=~"$org", cluster=~"$cluster"'
 ISEL = 'instance=~"$instance"'
+# Row limit of every table (a table shows at most ROWS rows) and length of top-N lists.
+ROWS = 100
+TOP = 10
+
+# Recording rules (alerts/pxbackup-sidecar.rules.yaml) the backup panels read.
+REC_SCHEDULE = "pxbackup_schedule:backups:count"  # live, by org, cluster, schedule, type, status
+REC_DELETED = "pxbackup_schedule:deleted_backups:count"  # tombstones, by ... previous_status
+REC_RESTORES = "pxbackup_cluster:restores:count"  # by org, cluster, status
+REC_LATEST = "pxbackup_schedule:latest_run:created_timestamp_seconds"
+REC_SIZE = "pxbackup_schedule:backup_size_bytes:sum"
+REC_DURATION = "pxbackup_schedule:backup_duration_seconds:max"
+# Labels of one schedule (backups taken by hand: schedule_name="").
+SKEY = "org_id, cluster, cluster_uid, schedule_name"
+FAILING = "Failed|PartialSuccess|CloudBackupMissing"
 
 BACKUP_STATUS = ["Invalid", "Pending", "InProgress", "Aborted", "Failed", "Deleting", "Success",
                  "Captured", "PartialSuccess", "DeletePending", "CloudBackupMissing"]
@@ -36,11 +67,20 @@ WARN = {"PartialSuccess", "LimitedAvailability", "Suspended", "DeletePending", "
 GOOD = {"Success", "Online", "Valid", "Active", "Up", "Yes"}
 
 
+def status_color(n):
+    return "red" if n in BAD else "orange" if n in WARN else "green" if n in GOOD else "blue"
+
+
 def value_mappings(names):
-    def color(n):
-        return "red" if n in BAD else "orange" if n in WARN else "green" if n in GOOD else "blue"
+    """Colors and names for a numeric status enum (value i is names[i])."""
     return [{"type": "value", "options": {
-        str(i): {"text": n, "color": color(n), "index": i} for i, n in enumerate(names)}}]
+        str(i): {"text": n, "color": status_color(n), "index": i} for i, n in enumerate(names)}}]
+
+
+def text_mappings(names):
+    """Colors for a status label, which holds the name itself."""
+    return [{"type": "value", "options": {
+        n: {"text": n, "color": status_color(n), "index": i} for i, n in enumerate(names)}}]
 
 
 def thresholds(*steps):
@@ -74,9 +114,22 @@ class Layout:
         self.row_h = max(self.row_h, h)
         return panel
 
-    def row(self, title):
+    def row(self, title, collapsed=False):
+        """A row; the panels placed after a collapsed row go inside it (see nest_rows)."""
         self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        return self.place({"type": "row", "title": title, "collapsed": False, "panels": []}, 24, 1)
+        return self.place({"type": "row", "title": title, "collapsed": collapsed, "panels": []},
+                          24, 1)
+
+
+def nest_rows(panels):
+    """Grafana keeps the panels of a collapsed row inside it, and loads them when it opens."""
+    out = []
+    for p in panels:
+        if p["type"] != "row" and out and out[-1]["type"] == "row" and out[-1]["collapsed"]:
+            out[-1]["panels"].append(p)
+        else:
+            out.append(p)
+    return out
 
 
 def base(kind, title, description, targets, defaults, options):
@@ -86,11 +139,11 @@ def base(kind, title, description, targets, defaults, options):
 
 
 def stat(title, description, expr, unit="none", steps=(), no_value="0", mappings=None,
-         legend="", text_mode="value"):
+         legend="", text_mode="value", color_mode="background"):
     defaults = {"unit": unit, "noValue": no_value, "color": {"mode": "thresholds"},
                 "thresholds": thresholds(*steps), "mappings": mappings or []}
     options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-               "orientation": "auto", "textMode": text_mode, "colorMode": "background",
+               "orientation": "auto", "textMode": text_mode, "colorMode": color_mode,
                "graphMode": "none", "justifyMode": "auto", "wideLayout": True,
                "showPercentChange": False, "percentChangeColorMode": "standard"}
     exprs = expr if isinstance(expr, list) else [(expr, legend)]
@@ -129,8 +182,16 @@ def timeseries(title, description, exprs, unit="none", stack=False, bars=False, 
     return panel
 
 
-def table(title, description, exprs, mappings=None, units=None, hide=(), sort=None):
-    """exprs: instant queries in table format, merged into one row per label set."""
+BACKUP_COLUMNS = ["org_id", "cluster", "schedule_name", "name", "status", "previous_status"]
+
+
+def table(title, description, exprs, mappings=None, units=None, hide=(), sort=None,
+          label_mappings=None, links=None, order=BACKUP_COLUMNS):
+    """exprs: instant queries in table format, merged into one row per label set (so every
+    query of a table must return the same label names).
+
+    mappings: {refId: enum names} for numeric status columns; label_mappings: {label: enum
+    names} for status labels; links: {column: data link url} (see drill_link)."""
     defaults = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
                 "mappings": [], "thresholds": thresholds()}
     overrides = []
@@ -143,20 +204,32 @@ def table(title, description, exprs, mappings=None, units=None, hide=(), sort=No
     def column(ref):
         return labels[ord(ref) - 65]
 
+    def colored(name, names, mapping=value_mappings):
+        return {"matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "mappings", "value": mapping(names)},
+                               {"id": "custom.cellOptions",
+                                "value": {"type": "color-background"}}]}
+
     for ref, names in (mappings or {}).items():
-        overrides.append({"matcher": {"id": "byName", "options": column(ref)},
-                          "properties": [{"id": "mappings", "value": value_mappings(names)},
-                                         {"id": "custom.cellOptions",
-                                          "value": {"type": "color-background"}}]})
+        overrides.append(colored(column(ref), names))
+    for label, names in (label_mappings or {}).items():
+        overrides.append(colored(label, names, text_mappings))
     for ref, unit in (units or {}).items():
         overrides.append({"matcher": {"id": "byName", "options": column(ref)},
                           "properties": [{"id": "unit", "value": unit}]})
+    for name, url in (links or {}).items():
+        overrides.append({"matcher": {"id": "byName", "options": name},
+                          "properties": [{"id": "links", "value": [
+                              {"title": f"Backups of this {name.replace('_name', '')}",
+                               "url": url}]}]})
     targets = [target(e, "", chr(65 + i), instant=True, table=True) for i, e in enumerate(exprs)]
     excluded = {"Time": True, "__name__": True, "job": True, "instance": True}
     excluded.update({h: True for h in hide})
+    columns = list(order) + list(renames)
     transformations = [{"id": "merge", "options": {}},
-                       {"id": "organize", "options": {"excludeByName": excluded,
-                                                      "renameByName": renames}}]
+                       {"id": "organize", "options": {
+                           "excludeByName": excluded, "renameByName": renames,
+                           "indexByName": {c: i for i, c in enumerate(columns)}}}]
     options = {"showHeader": True, "frameIndex": 0, "cellHeight": "sm"}
     if sort:
         options["sortBy"] = [{"displayName": sort, "desc": True}]
@@ -164,6 +237,23 @@ def table(title, description, exprs, mappings=None, units=None, hide=(), sort=No
     panel["fieldConfig"]["overrides"] = overrides
     panel["transformations"] = transformations
     return panel
+
+
+def drill_link(org="org_id", cluster="cluster", schedule="schedule_name"):
+    """URL of this dashboard filtered on a table row's org, cluster and (when given) schedule,
+    keeping the time range and data source. A row of backups taken by hand has
+    schedule_name="", which filters on exactly those."""
+    sched = f"${{__data.fields.{schedule}}}" if schedule else "$__all"
+    return ("/d/pxbackup-backups/pxbackup-backups?${__url_time_range}&${datasource:queryparam}"
+            f"&var-org=${{__data.fields.{org}}}&var-cluster=${{__data.fields.{cluster}}}"
+            f"&var-schedule={sched}")
+
+
+def bounded_table(L, count_title, count_expr, panel, w=21, h=9, count_w=3):
+    """A table and, to its left, the total count of what the table is a slice of."""
+    return [L.place(stat(count_title, f"Total; the table beside shows at most {ROWS}.",
+                         count_expr, color_mode="none"), count_w, h),
+            L.place(panel, w, h)]
 
 
 def bargauge(title, description, expr, legend, unit, steps):
@@ -198,117 +288,224 @@ def dashboard(uid, title, description, variables, panels, tags):
             "graphTooltip": 1, "refresh": "1m", "timezone": "browser",
             "time": {"from": "now-24h", "to": "now"}, "fiscalYearStartMonth": 0,
             "liveNow": False, "links": [], "annotations": {"list": []},
-            "templating": {"list": [DATASOURCE_VAR] + variables}, "panels": panels}
+            "templating": {"list": [DATASOURCE_VAR] + variables}, "panels": nest_rows(panels)}
 
 
 def backups_dashboard():
     L = Layout()
+    ssel = 'org_id=~"$org", cluster=~"$cluster", name=~"$schedule"'
+    csel = 'org_id=~"$org", name=~"$cluster"'
     active = ('label_replace(pxbackup_backup_schedule_status{org_id=~"$org", cluster=~"$cluster"}'
               ' == 0, "schedule_name", "$1", "name", "(.*)")')
+
+    def count(status):
+        """Backups in a status (regex), from the recording: no scan of the backups."""
+        return f'sum({REC_SCHEDULE}{{{BSEL}, status=~"{status}"}})'
+
+    def per_schedule(metric):
+        """A schedule family (labelled name) keyed like the backups (schedule_name)."""
+        return (f'max by ({SKEY}) (label_replace({metric}{{{ssel}}}, "schedule_name", "$1",'
+                f' "name", "(.*)"))')
+
+    since_success = (f"time() - max by ({SKEY}) "
+                     f"(pxbackup_schedule_last_success_timestamp_seconds{{{BSEL}}})")
+    worst_schedules = f"topk({ROWS}, {since_success})"
+    failed_restores = (f"pxbackup_restore_status{{{RSEL}}} == 4 or "
+                       f"pxbackup_restore_status{{{RSEL}}} == 8")
+    slowest_failed_restores = (f"topk({ROWS}, pxbackup_restore_duration_seconds{{{RSEL}}}"
+                               f" and on (org_id, cluster_uid, uid) ({failed_restores}))")
     p = [
         L.row("Now"),
-        L.place(stat("Failed backups", "Live backups in status Failed (4).",
-                     f"count(pxbackup_backup_status{{{BSEL}}} == 4)", steps=[(1, "red")]), 4, 4),
-        L.place(stat("Partially successful backups", "Live backups in status PartialSuccess (8).",
-                     f"count(pxbackup_backup_status{{{BSEL}}} == 8)",
-                     steps=[(1, "orange")]), 4, 4),
+        L.place(stat("Schedules failing",
+                     "Schedules whose latest finished run Failed (one PxBackupBackupFailed "
+                     "alert each).",
+                     f'count({REC_LATEST}{{{BSEL}, status="Failed"}}) or vector(0)',
+                     steps=[(1, "red")]), 3, 4),
+        L.place(stat("Schedules partially succeeding",
+                     "Schedules whose latest finished run is PartialSuccess.",
+                     f'count({REC_LATEST}{{{BSEL}, status="PartialSuccess"}}) or vector(0)',
+                     steps=[(1, "orange")]), 3, 4),
+        L.place(stat("Failed backups", "Live (retained) backups in status Failed, all runs.",
+                     count("Failed"), steps=[(1, "red")]), 3, 4),
+        L.place(stat("Partially successful backups",
+                     "Live backups in status PartialSuccess, all runs.",
+                     count("PartialSuccess"), steps=[(1, "orange")]), 3, 4),
         L.place(stat("Cloud backups missing",
-                     "Backups whose data is gone from the backup location (CloudBackupMissing, 10).",
-                     f"count(pxbackup_backup_status{{{BSEL}}} == 10)", steps=[(1, "red")]), 4, 4),
-        L.place(stat("Backups running", "Live backups Pending (1) or InProgress (2).",
-                     f"count(pxbackup_backup_status{{{BSEL}}} == 1 or pxbackup_backup_status{{{BSEL}}} == 2)",
-                     steps=[]), 4, 4),
+                     "Backups whose data is gone from the backup location (CloudBackupMissing).",
+                     count("CloudBackupMissing"), steps=[(1, "red")]), 3, 4),
+        L.place(stat("Backups running", "Live backups Pending or InProgress.",
+                     count("Pending|InProgress"), steps=[]), 3, 4),
         L.place(stat("Oldest last success (active schedules)",
                      "Longest time any Active schedule has gone without a successful backup.",
                      f"max(time() - pxbackup_schedule_last_success_timestamp_seconds{{{BSEL}}}"
                      f" and on (org_id, cluster_uid, schedule_name) {active})",
-                     unit="s", no_value="-", steps=[(86400, "orange"), (172800, "red")]), 4, 4),
+                     unit="s", no_value="-", steps=[(86400, "orange"), (172800, "red")]), 3, 4),
         L.place(stat("Deleted backups retained",
                      "Deleted backups still shown for the backfill window (status=\"Deleted\").",
-                     f'count(pxbackup_backup_object_info{{{BSEL}, status="Deleted"}})',
-                     steps=[]), 4, 4),
+                     f"sum({REC_DELETED}{{{BSEL}}})", steps=[]), 3, 4),
+
+        L.row("Schedules"),
+        *bounded_table(
+            L, "Schedules failing or partial",
+            f'count({REC_LATEST}{{{BSEL}, status=~"Failed|PartialSuccess"}}) or vector(0)',
+            table("Schedules whose latest run failed or partially succeeded",
+                  "Most recent first: the latest finished run of each schedule, when it Failed "
+                  "or is PartialSuccess. Click a schedule for its backups.",
+                  {f'topk({ROWS}, {REC_LATEST}{{{BSEL}, status=~"Failed|PartialSuccess"}})'
+                   " * 1000": "run created"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="run created",
+                  links={"schedule_name": drill_link()}), w=13),
+        L.place(bargauge("Longest without a successful backup (top 20 active schedules)",
+                         "Age of the newest successful backup of each Active schedule (kept "
+                         "after that backup is deleted).",
+                         f"topk(20, {since_success} and on (org_id, cluster_uid, schedule_name)"
+                         f" {active})",
+                         "{{cluster}} / {{schedule_name}}", "s",
+                         [(86400, "orange"), (172800, "red")]), 8, 9),
+        *bounded_table(
+            L, "Schedules", f"count(pxbackup_backup_schedule_status{{{ssel}}})",
+            table("Backup schedules, longest without a success first",
+                  "Schedules that have had a successful backup, the longest without one first, "
+                  "with their state, interval and live runs. Click a schedule for its backups.",
+                  {worst_schedules: "since last success",
+                   f"{per_schedule('pxbackup_backup_schedule_status')}"
+                   f" and on ({SKEY}) {worst_schedules}": "state",
+                   f"{per_schedule('pxbackup_backup_schedule_interval_seconds')}"
+                   f" and on ({SKEY}) {worst_schedules}": "interval",
+                   f'sum by ({SKEY}) ({REC_SCHEDULE}{{{BSEL}, status=~"Failed|PartialSuccess"}})'
+                   f" and on ({SKEY}) {worst_schedules}": "failed or partial runs",
+                   f"sum by ({SKEY}) ({REC_SCHEDULE}{{{BSEL}}})"
+                   f" and on ({SKEY}) {worst_schedules}": "live runs"},
+                  mappings={"B": SCHEDULE_STATUS}, units={"A": "s", "C": "s"},
+                  hide=("cluster_uid",), sort="since last success",
+                  links={"schedule_name": drill_link()})),
 
         L.row("Backup outcomes"),
-        L.place(timeseries("Backups by status per cluster",
-                           "Live backups counted by PX-Backup status, per application cluster.",
-                           [(f'count by (cluster, status) (pxbackup_backup_object_info{{{BSEL}, status!="Deleted"}})',
-                             "{{cluster}} {{status}}")], stack=True, by_status=True), 12, 8),
-        L.place(timeseries("Backups by status per schedule",
-                           "Live scheduled backups counted by status, per schedule.",
-                           [(f'count by (schedule_name, status) (pxbackup_backup_object_info{{{BSEL}, schedule_name!="", status!="Deleted"}})',
-                             "{{schedule_name}} {{status}}")], stack=True, by_status=True), 12, 8),
-        L.place(table("Failing and partial backups now",
-                      "Live backups in status Failed, PartialSuccess or CloudBackupMissing.",
-                      {f"pxbackup_backup_status{{{BSEL}}} == 4 or pxbackup_backup_status{{{BSEL}}} == 8"
-                       f" or pxbackup_backup_status{{{BSEL}}} == 10": "status"},
-                      mappings={"A": BACKUP_STATUS}, hide=("uid", "cluster_uid")), 14, 8),
-        L.place(bargauge("Time since last successful backup per schedule",
-                         "Age of the newest successful backup of each schedule (kept after that "
-                         "backup is deleted).",
-                         f"time() - pxbackup_schedule_last_success_timestamp_seconds{{{BSEL}}}",
-                         "{{cluster}} / {{schedule_name}}", "s",
-                         [(86400, "orange"), (172800, "red")]), 10, 8),
-
-        L.row("Sizes and durations"),
-        L.place(timeseries("Size of retained backups per schedule",
-                           "Sum of the sizes of the live backups of each schedule.",
-                           [(f"sum by (cluster, schedule_name) (pxbackup_backup_size_bytes{{{BSEL}}})",
-                             "{{cluster}} / {{schedule_name}}")], unit="bytes"), 12, 8),
-        L.place(timeseries("Longest backup duration per schedule",
-                           "Duration of the slowest live backup of each schedule.",
-                           [(f"max by (cluster, schedule_name) (pxbackup_backup_duration_seconds{{{BSEL}}})",
-                             "{{cluster}} / {{schedule_name}}")], unit="s"), 12, 8),
-        L.place(table("Backups: size, duration, volumes, resources",
-                      "One row per live backup.",
-                      {f"pxbackup_backup_size_bytes{{{BSEL}}}": "size",
-                       f"pxbackup_backup_duration_seconds{{{BSEL}}}": "duration",
-                       f"pxbackup_backup_volumes{{{BSEL}}}": "volumes",
-                       f"pxbackup_backup_resources{{{BSEL}}}": "resources"},
-                      units={"A": "bytes", "B": "s"}, hide=("uid", "cluster_uid"),
-                      sort="size"), 24, 8),
-
-        L.row("Restores"),
-        L.place(stat("Failed restores", "Restores in status Failed (4).",
-                     f"count(pxbackup_restore_status{{{RSEL}}} == 4)", steps=[(1, "red")]), 4, 8),
-        L.place(timeseries("Restore duration", "Duration of each restore.",
-                           [(f"pxbackup_restore_duration_seconds{{{RSEL}}}", "{{cluster}} / {{name}}")],
-                           unit="s"), 8, 8),
-        L.place(table("Restores", "Restores with their status, size and duration.",
-                      {f"pxbackup_restore_status{{{RSEL}}}": "status",
-                       f"pxbackup_restore_size_bytes{{{RSEL}}}": "size",
-                       f"pxbackup_restore_duration_seconds{{{RSEL}}}": "duration",
-                       f"pxbackup_restore_volumes{{{RSEL}}}": "volumes",
-                       f"pxbackup_restore_resources{{{RSEL}}}": "resources"},
-                      mappings={"A": RESTORE_STATUS}, units={"B": "bytes", "C": "s"},
-                      hide=("uid", "cluster_uid")), 12, 8),
-
-        L.row("Deleted backups (audit)"),
-        L.place(table("Deleted backups",
-                      "Backups deleted within the backfill window, with their last status "
-                      "before deletion and the deletion time.",
-                      {f"pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}} * 1000"
-                       f" * on (org_id, cluster_uid, uid) group_left (backup_namespace, backup_location)"
-                       f' pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}': "deleted at"},
-                      units={"A": "dateTimeAsIso"}, hide=("uid", "cluster_uid"),
-                      sort="deleted at"), 16, 8),
+        L.place(timeseries("Live backups by status",
+                           "Live backups counted by PX-Backup status.",
+                           [(f"sum by (status) ({REC_SCHEDULE}{{{BSEL}}})",
+                             "{{status}}")], stack=True, by_status=True), 8, 8),
+        L.place(timeseries("Live backups by object type",
+                           "Live backups by backup_object_type (All, VirtualMachine) and status.",
+                           [(f"sum by (backup_object_type, status) "
+                             f"({REC_SCHEDULE}{{{BSEL}}})",
+                             "{{backup_object_type}} {{status}}")], stack=True, by_status=True),
+                8, 8),
+        L.place(timeseries(f"Failed and partial backups, top {TOP} clusters",
+                           "Live backups in status Failed or PartialSuccess, per org and "
+                           f"application cluster; the {TOP} clusters with the most at each "
+                           "instant.",
+                           [(f"topk({TOP}, sum by (org_id, cluster) "
+                             f'({REC_SCHEDULE}{{{BSEL}, status=~"Failed|PartialSuccess"}}))',
+                             "{{org_id}} / {{cluster}}")]), 8, 8),
+        L.place(bargauge(f"Most failed and partial backups (top {TOP} schedules)",
+                         "Live backups in status Failed or PartialSuccess per schedule.",
+                         f"topk({TOP}, sum by (cluster, schedule_name) "
+                         f'({REC_SCHEDULE}{{{BSEL}, schedule_name!="",'
+                         f' status=~"Failed|PartialSuccess"}}))',
+                         "{{cluster}} / {{schedule_name}}", "none", [(1, "orange")]), 12, 9),
         L.place(timeseries("Deleted backups by previous status",
                            "Deleted backups still in the backfill window, by their last status.",
-                           [(f'count by (previous_status) (pxbackup_backup_object_info{{{BSEL}, status="Deleted"}})',
-                             "{{previous_status}}")], stack=True, by_status=True), 8, 8),
+                           [(f"sum by (previous_status) ({REC_DELETED}{{{BSEL}}})",
+                             "{{previous_status}}")], stack=True, by_status=True), 12, 9),
+
+        L.row("Sizes and durations"),
+        L.place(timeseries(f"Size of retained backups, top {TOP} clusters",
+                           "Sum of the sizes of the live backups of each application cluster.",
+                           [(f"topk({TOP}, sum by (cluster) ({REC_SIZE}{{{BSEL}}}))",
+                             "{{cluster}}")], unit="bytes"), 12, 8),
+        L.place(timeseries(f"Longest backup duration, top {TOP} schedules",
+                           "Duration of the slowest live backup of each schedule; the "
+                           f"{TOP} slowest schedules at each instant.",
+                           [(f"topk({TOP}, {REC_DURATION}{{{BSEL}}})",
+                             "{{cluster}} / {{schedule_name}}")], unit="s"), 12, 8),
+        L.row("Restores"),
+        L.place(stat("Failed or partial restores",
+                     f"Restores in status Failed or PartialSuccess; the table shows at most "
+                     f"{ROWS}.",
+                     f'sum({REC_RESTORES}{{{RSEL}, status=~"Failed|PartialSuccess"}})',
+                     steps=[(1, "red")]), 3, 8),
+        L.place(timeseries("Restores by status", "Restores counted by status.",
+                           [(f"sum by (status) ({REC_RESTORES}{{{RSEL}}})", "{{status}}")],
+                           stack=True, by_status=True), 8, 8),
+        L.place(table("Failed and partial restores, slowest first",
+                      "Restores in status Failed or PartialSuccess, longest first.",
+                      {slowest_failed_restores: "duration",
+                       f"pxbackup_restore_status{{{RSEL}}} and on (org_id, cluster_uid, uid)"
+                       f" {slowest_failed_restores}": "status",
+                       f"pxbackup_restore_size_bytes{{{RSEL}}} and on (org_id, cluster_uid, uid)"
+                       f" {slowest_failed_restores}": "size"},
+                      mappings={"B": RESTORE_STATUS}, units={"A": "s", "C": "bytes"},
+                      hide=("uid", "cluster_uid"), sort="duration",
+                      order=["org_id", "cluster", "name", "backup"]), 13, 8),
 
         L.row("Clusters and backup locations"),
+        L.place(stat("Clusters", f"Total; the table shows at most {ROWS}, not Online first.",
+                     f"count(pxbackup_cluster_status{{{csel}}})", color_mode="none"), 3, 8),
         L.place(stat("Clusters offline", "Application clusters in status Offline (2).",
-                     'count(pxbackup_cluster_status{org_id=~"$org", name=~"$cluster"} == 2)',
-                     steps=[(1, "red")]), 4, 8),
-        L.place(table("Application clusters", "PX-Backup status of each application cluster.",
-                      {'pxbackup_cluster_status{org_id=~"$org", name=~"$cluster"}': "status"},
-                      mappings={"A": CLUSTER_STATUS}), 10, 8),
-        L.place(table("Backup locations", "PX-Backup status of each backup location.",
-                      {'pxbackup_backup_location_status{org_id=~"$org"}': "status"},
-                      mappings={"A": LOCATION_STATUS}), 10, 8),
-        L.place(table("Backup schedules", "Active or Suspended, per schedule.",
-                      {'pxbackup_backup_schedule_status{org_id=~"$org", cluster=~"$cluster", name=~"$schedule"}': "status"},
-                      mappings={"A": SCHEDULE_STATUS}), 24, 7),
+                     f"count(pxbackup_cluster_status{{{csel}}} == 2)", steps=[(1, "red")]), 3, 8),
+        L.place(table("Application clusters", "PX-Backup status of each application cluster, "
+                      "not Online first. Click a cluster for its backups.",
+                      {f"pxbackup_cluster_status{{{csel}}} and on (org_id, uid)"
+                       f" topk({ROWS}, pxbackup_cluster_status{{{csel}}} != bool 1)": "status"},
+                      mappings={"A": CLUSTER_STATUS}, hide=("uid",), order=["org_id", "name"],
+                      links={"name": drill_link(cluster="name", schedule=None)}), 6, 8),
+        L.place(stat("Locations", f"Total; the table shows at most {ROWS}, not Valid first.",
+                     'count(pxbackup_backup_location_status{org_id=~"$org"})',
+                     color_mode="none"), 3, 8),
+        L.place(stat("Locations unhealthy", "Backup locations ValidationFailed (4) or "
+                     "LimitedAvailability (5).",
+                     'count(pxbackup_backup_location_status{org_id=~"$org"} == 4 or'
+                     ' pxbackup_backup_location_status{org_id=~"$org"} == 5)',
+                     steps=[(1, "orange")]), 3, 8),
+        L.place(table("Backup locations", "PX-Backup status of each backup location, not Valid "
+                      "first.",
+                      {'pxbackup_backup_location_status{org_id=~"$org"} and on (org_id, uid)'
+                       f' topk({ROWS}, pxbackup_backup_location_status{{org_id=~"$org"}} != bool 1)':
+                       "status"},
+                      mappings={"A": LOCATION_STATUS}, hide=("uid",),
+                      order=["org_id", "name", "type"]), 6, 8),
+
+        # Per-backup tables: collapsed, so a dashboard load never walks every backup; opened
+        # after picking (or clicking) a schedule, cluster or org they list that one's backups.
+        L.row("Backups of the selected schedules (per backup)", collapsed=True),
+        *bounded_table(
+            L, "Failed, partial or missing backups", count(FAILING),
+            table("Failed, partial and missing backups, most recent first",
+                  "Live backups in status Failed, PartialSuccess or CloudBackupMissing, every "
+                  "retained run, newest first. Pick a schedule (or click one) to see its own.",
+                  {f"topk({ROWS}, pxbackup_backup_created_timestamp_seconds{{{BSEL}}}"
+                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
+                   f" backup_location, status) pxbackup_backup_object_info{{{BSEL},"
+                   f' status=~"{FAILING}"}}) * 1000': "created"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="created",
+                  links={"schedule_name": drill_link()})),
+        L.place(stat("Live backups", f"Total; the tables beside show at most {ROWS} each.",
+                     f"sum({REC_SCHEDULE}{{{BSEL}}})", color_mode="none"), 4, 9),
+        L.place(table("Largest backups", "Live backups, largest first.",
+                      {f"topk({ROWS}, pxbackup_backup_size_bytes{{{BSEL}}})": "size"},
+                      units={"A": "bytes"}, hide=("uid", "cluster_uid"), sort="size",
+                      links={"schedule_name": drill_link()}), 10, 9),
+        L.place(table("Slowest backups", "Live backups, longest duration first.",
+                      {f"topk({ROWS}, pxbackup_backup_duration_seconds{{{BSEL}}})": "duration"},
+                      units={"A": "s"}, hide=("uid", "cluster_uid"), sort="duration",
+                      links={"schedule_name": drill_link()}), 10, 9),
+
+        *bounded_table(
+            L, "Deleted backups", f"sum({REC_DELETED}{{{BSEL}}})",
+            table("Recently deleted backups",
+                  "Backups deleted within the backfill window, newest deletion first, with "
+                  "their last status before deletion.",
+                  {f"topk({ROWS}, pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}}) * 1000"
+                   " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
+                   f' backup_location) pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}':
+                   "deleted at"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"previous_status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="deleted at",
+                  links={"schedule_name": drill_link()})),
+
     ]
     variables = [
         query_var("org", "Organization", "label_values(pxbackup_cluster_status, org_id)"),

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Draws the dashboards from real data: starts the demo sidecar and Prometheus (stack.py), lets
-history build up, runs every panel's query (query_range for time series, instant otherwise),
-draws the panels on Grafana's 24-column grid as HTML/SVG and screenshots the page with headless
-Chromium into dashboards/img/<dashboard>.png.
+"""Draws the dashboards from real data: starts the sidecar with the demo fleet (which moves) and a
+synthetic service-provider fleet pushed through ingest (fleet.py, --backups), and Prometheus
+with the real rules (stack.py); lets history build up, runs every panel's query (query_range for
+time series, instant otherwise), draws the panels on Grafana's 24-column grid as HTML/SVG and
+screenshots the page with headless Chromium into dashboards/img/<dashboard>.png.
 
-    PXBACKUP_SIDECAR_BIN=target/release/pxbackup-sidecar python3 tests/assets/render_dashboards.py [--seconds 90]
+    PXBACKUP_SIDECAR_BIN=target/release/pxbackup-sidecar python3 tests/assets/render_dashboards.py [--seconds 90] [--backups 4000]
 
 It is a picture of what the queries return, in Grafana's layout, not Grafana's own renderer.
 """
@@ -21,6 +22,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from pxtest import ROOT, dashboards, panels, substitute  # noqa: E402
+from fleet import Fleet  # noqa: E402
 from stack import running_stack  # noqa: E402
 
 ROW_PX, WIDTH_PX = 34, 1680
@@ -58,7 +60,20 @@ def legend(fmt_str, metric):
 
 def mapped(value, mappings):
     for m in mappings:
-        opt = m["options"].get(str(int(float(value)))) if m["type"] == "value" else None
+        try:
+            key = str(int(float(value)))
+        except ValueError:
+            return None, None
+        opt = m["options"].get(key) if m["type"] == "value" else None
+        if opt:
+            return opt["text"], COLORS.get(opt.get("color"), "#ccc")
+    return None, None
+
+
+def mapped_text(value, mappings):
+    """Text mappings of a label column (status names)."""
+    for m in mappings:
+        opt = m["options"].get(value) if m["type"] == "value" else None
         if opt:
             return opt["text"], COLORS.get(opt.get("color"), "#ccc")
     return None, None
@@ -138,6 +153,8 @@ def draw_stat(panel, prom):
                 panel["options"]["textMode"] == "name" else ""
             if panel["options"]["textMode"] == "name":
                 text, label = name, ""
+            if panel["options"]["colorMode"] == "none":
+                color = "#22252b"
             cells.append(f'<div class=stat style="background:{color}">{html.escape(str(text))}{label}</div>')
     return "<div class=stats>" + "".join(cells) + "</div>"
 
@@ -157,6 +174,7 @@ def draw_bargauge(panel, prom):
 
 
 def draw_table(panel, prom):
+    """Rows as Grafana's merge transformation makes them; the first 12 of them drawn."""
     organize = next(t["options"] for t in panel["transformations"] if t["id"] == "organize")
     hidden, renames = organize["excludeByName"], organize["renameByName"]
     overrides = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
@@ -173,12 +191,26 @@ def draw_table(panel, prom):
             rows.setdefault(tuple(sorted(labels.items())), dict(labels))[col] = s["value"][1]
     if not rows:
         return "<div class=empty>No data</div>"
+    index = organize.get("indexByName", {})
+    names = {v: k for k, v in renames.items()}
+    label_cols.sort(key=lambda c: index.get(c, len(index)))
+    value_cols.sort(key=lambda c: index.get(names.get(c, c), len(index)))
+    if index:  # values right after the ordered labels, then the other labels
+        first = [c for c in label_cols if c in index]
+        label_cols, rest = first, [c for c in label_cols if c not in index]
+    else:
+        rest = []
     sort = panel["options"].get("sortBy", [{}])[0].get("displayName")
     body = sorted(rows.values(), key=lambda r: -float(r.get(sort, 0)) if sort else 0)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in label_cols + value_cols)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in label_cols + value_cols + rest)
     out = []
     for r in body[:12]:
-        cells = [f"<td>{html.escape(r.get(c, ''))}</td>" for c in label_cols]
+        cells = []
+        for c in label_cols:
+            text, color = mapped_text(r.get(c, ""), overrides.get(c, {}).get("mappings", []))
+            style = f' style="background:{color};color:#111"' if color else \
+                ' class=link' if overrides.get(c, {}).get("links") else ""
+            cells.append(f"<td{style}>{html.escape(text or r.get(c, ''))}</td>")
         for c in value_cols:
             v, props = r.get(c), overrides.get(c, {})
             if v is None:
@@ -187,6 +219,7 @@ def draw_table(panel, prom):
             text, color = mapped(v, props.get("mappings", []))
             style = f' style="background:{color};color:#111"' if color else ""
             cells.append(f"<td{style}>{html.escape(text or fmt(v, props.get('unit', 'none')))}</td>")
+        cells += [f"<td>{html.escape(r.get(c, ''))}</td>" for c in rest]
         out.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<div class=more>{len(body) - 12} more rows</div>" if len(body) > 12 else ""
     return f"<table><tr>{head}</tr>{''.join(out)}</table>{more}"
@@ -208,7 +241,7 @@ svg{width:100%;height:calc(100% - 60px)}
 .stat{flex:1;display:flex;flex-direction:column;align-items:center;justify-content:center;
  font-size:30px;font-weight:bold;color:#fff;border-radius:3px;text-align:center}
 .stat small{font-size:12px;font-weight:normal}
-table{border-collapse:collapse;width:100%;font-size:11px}th{text-align:left;color:#6e9fff;border-bottom:1px solid #333}
+table{border-collapse:collapse;width:100%;font-size:11px}.link{color:#6e9fff;text-decoration:underline}th{text-align:left;color:#6e9fff;border-bottom:1px solid #333}
 td,th{padding:2px 4px;white-space:nowrap;max-width:220px;overflow:hidden;text-overflow:ellipsis}
 .bar{display:flex;align-items:center;font-size:11px;margin:2px 0}.bname{width:38%;overflow:hidden;white-space:nowrap}
 .btrack{flex:1;background:#222;height:12px;margin:0 6px}.btrack span{display:block;height:12px}
@@ -216,7 +249,7 @@ td,th{padding:2px 4px;white-space:nowrap;max-width:220px;overflow:hidden;text-ov
 """
 
 
-def page(board, prom, start, end):
+def page(board, prom, start, end, backups):
     unit = WIDTH_PX / 24
     out = []
     for p in panels(board):
@@ -224,14 +257,16 @@ def page(board, prom, start, end):
         box = (f"left:{g['x'] * unit:.0f}px;top:{g['y'] * ROW_PX}px;"
                f"width:{g['w'] * unit - 6:.0f}px;height:{g['h'] * ROW_PX - 6}px")
         if p["type"] == "row":
-            out.append(f'<div class=row style="{box}">{html.escape(p["title"])}</div>')
+            note = " (collapsed: its panels load when it is opened)" if p["collapsed"] else ""
+            out.append(f'<div class=row style="{box}">{html.escape(p["title"] + note)}</div>')
             continue
         body = {"timeseries": lambda: draw_timeseries(p, prom, start, end),
                 "stat": lambda: draw_stat(p, prom), "bargauge": lambda: draw_bargauge(p, prom),
                 "table": lambda: draw_table(p, prom)}[p["type"]]()
         out.append(f'<div class=panel style="{box}"><h2>{html.escape(p["title"])}</h2>{body}</div>')
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels(board)) * ROW_PX + 60
-    title = f"{board['title']} (demo fleet, last {int(end - start)} s)"
+    title = (f"{board['title']} (demo fleet and {backups:,} pushed backups, every variable All, "
+             f"last {int(end - start)} s)")
     doc = (f"<!doctype html><meta charset=utf-8><style>{CSS}</style><h1>{html.escape(title)}</h1>"
            f'<div class=grid style="height:{height}px">{"".join(out)}</div>')
     return doc, height + 50
@@ -254,19 +289,22 @@ def screenshot(html_file, png, height):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=90, help="history to collect before drawing")
+    ap.add_argument("--backups", type=int, default=4000,
+                    help="backups of the pushed fleet (a third deleted, a quarter failing)")
     ap.add_argument("--out", default=str(ROOT / "dashboards" / "img"))
     args = ap.parse_args()
     binary = pathlib.Path(os.environ.get("PXBACKUP_SIDECAR_BIN",
                                          ROOT / "target/release/pxbackup-sidecar"))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with running_stack(binary) as prom:
+    fleet = Fleet(args.backups, tombstone_share=0.3, bad_share=0.25)
+    with running_stack(binary, fleet=fleet, demo=True) as prom:
         start = time.time()
         time.sleep(args.seconds)
         end = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             for name, board in dashboards().items():
-                doc, height = page(board, prom, start, end)
+                doc, height = page(board, prom, start, end, args.backups)
                 html_file = pathlib.Path(tmp) / f"{name}.html"
                 html_file.write_text(doc)
                 png = out / (pathlib.Path(name).stem + ".png")

@@ -1,11 +1,13 @@
-"""Alert rules: promtool check/test, one canonical file, annotations, runbook, catalog names."""
+"""Alert and recording rules: promtool check/test, one canonical file, annotations, runbook,
+catalog names, and the shapes that keep them cheap and quiet at fleet scale."""
 import re
 import subprocess
 
 import yaml
 
 from pxtest import (ALERTS, ALERTS_TEST, CHART, PROMETHEUS_METRICS, RUNBOOK, alert_rules,
-                    metric_names)
+                    all_rules, dashboards, matches, metric_names, panel_queries,
+                    recorded_metrics, recording_rules, selectors, substitute)
 
 
 def promtool(*args):
@@ -16,7 +18,7 @@ def promtool(*args):
 def test_promtool_check_rules():
     rc, out = promtool("check", "rules", ALERTS.name)
     assert rc == 0, out
-    assert f"SUCCESS: {len(alert_rules())} rules found" in out
+    assert f"SUCCESS: {len(all_rules())} rules found" in out
 
 
 def test_promtool_unit_tests():
@@ -58,15 +60,70 @@ def test_labels_annotations_and_runbook_sections():
         assert anchor in anchors, f"{name}: no section #{anchor} in alerts/runbook.md"
 
 
+# Recording rules that count tombstones on purpose (the audit panels); no alert may read them.
+TOMBSTONE_RECORDS = {"pxbackup_schedule:deleted_backups:count"}
+
+
 def test_backup_alerts_never_see_tombstones():
-    """Info series carry deleted backups (status="Deleted"); alerts on them must exclude it."""
+    """Info series carry deleted backups (status="Deleted"); every selector of them in an alert
+    or in a recording rule an alert reads must reject that status."""
+    for rule in all_rules():
+        if rule.get("record") in TOMBSTONE_RECORDS:
+            continue
+        for name, matchers in selectors(rule["expr"]):
+            assert name not in TOMBSTONE_RECORDS, f"{rule.get('alert')} reads {name}"
+            if name not in ("pxbackup_backup_object_info", "pxbackup_backup_volume_info"):
+                continue
+            status = [(op, v) for label, op, v in matchers if label == "status"]
+            assert status and not all(matches(op, v, "Deleted") for op, v in status), \
+                f"{rule.get('alert') or rule['record']}: {name} selector accepts " \
+                f"status=\"Deleted\": {matchers}"
+
+
+def test_tombstone_check_is_live():
+    assert matches("!=", "Deleted", "Failed") and not matches("!=", "Deleted", "Deleted")
+    assert matches("=~", "Failed|Deleted", "Deleted") and not matches("!~", ".+", "Deleted")
+    assert selectors('a{status!~"Deleted|x"} and b') == [("a", [("status", "!~", "Deleted|x")]),
+                                                         ("b", [])]
+
+
+def per_backup_families(catalog):
+    """Families with one series per backup (or per volume of a backup)."""
+    return {n for n, e in catalog.items()
+            if n.startswith("pxbackup_backup_") and {"uid", "schedule_name"} <= set(e["labels"])}
+
+
+def test_alerts_select_backups_by_status(catalog):
+    """At 100,000 backups an alert must not walk every backup at each evaluation: per-backup
+    families are read by the recording rules, and by alerts only through an equality or regex
+    matcher on the status label (an index lookup of the few backups in that status)."""
+    heavy = per_backup_families(catalog)
+    assert "pxbackup_backup_object_info" in heavy and "pxbackup_backup_status" in heavy
     for rule in alert_rules():
-        for sel in re.findall(r"pxbackup_backup_(?:object|volume)_info\{([^}]*)\}", rule["expr"]):
-            assert re.search(r'status\s*!=\s*"Deleted"', sel), \
-                f"{rule['alert']}: info selector without status!=\"Deleted\": {sel}"
+        for name, matchers in selectors(rule["expr"]):
+            if name in heavy:
+                assert any(label == "status" and op in ("=", "=~") for label, op, _ in matchers), \
+                    f"{rule['alert']} reads every series of {name}: {matchers}"
+
+
+def test_recording_rules():
+    """Names follow Prometheus's level:metric:operations convention; recording rules carry no
+    alert fields; every recorded name is read by an alert or a dashboard (tested there)."""
+    names = [r["record"] for r in recording_rules()]
+    assert names and len(names) == len(set(names)), names
+    for r in recording_rules():
+        assert re.fullmatch(r"pxbackup_\w+:\w+:\w+", r["record"]), r["record"]
+        assert set(r) <= {"record", "expr", "labels"}, r["record"]
+    used = set().union(*(metric_names(r["expr"]) for r in all_rules()))
+    used |= set().union(*(metric_names(substitute(e)) for _, e in panel_queries(dashboards())))
+    assert recorded_metrics() <= used, recorded_metrics() - used
 
 
 def test_alert_metrics_exist_in_catalog(catalog):
-    for rule in alert_rules():
-        unknown = metric_names(rule["expr"]) - set(catalog) - PROMETHEUS_METRICS
-        assert not unknown, f"{rule['alert']} uses metrics the sidecar does not export: {unknown}"
+    known = set(catalog) | PROMETHEUS_METRICS | recorded_metrics()
+    for rule in all_rules():
+        unknown = metric_names(rule["expr"]) - known
+        name = rule.get("alert") or rule["record"]
+        assert not unknown, f"{name} uses metrics the sidecar does not export: {unknown}"
+    for rule in recording_rules():
+        assert not metric_names(rule["expr"]) & PROMETHEUS_METRICS, rule["record"]

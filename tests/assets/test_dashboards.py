@@ -3,13 +3,15 @@ names from the sidecar's catalog, and Grafana's own TypeScript schema types."""
 import importlib.util
 import json
 import pathlib
+import re
 import subprocess
 
 import pytest
 
 import promql_parser
 from pxtest import (CHART, DASHBOARD_DIR, PROMETHEUS_METRICS, dashboards, metric_names,
-                    panel_queries, panels, promtool_check_exprs, substitute, variable_queries)
+                    panel_queries, panels, promtool_check_exprs, recorded_metrics, selectors,
+                    substitute, variable_queries)
 
 GRAFANA_DIR = pathlib.Path(__file__).resolve().parent / "grafana"
 BOARDS = dashboards()
@@ -89,8 +91,76 @@ def test_every_metric_is_in_the_catalog(catalog):
     for where, sel, _ in variable_queries(BOARDS):
         for m in metric_names(sel):
             used.setdefault(m, where)
-    unknown = {m: w for m, w in used.items() if m not in catalog and m not in PROMETHEUS_METRICS}
-    assert not unknown, f"metrics not in `pxbackup-sidecar catalog`: {unknown}"
+    known = set(catalog) | PROMETHEUS_METRICS | recorded_metrics()
+    unknown = {m: w for m, w in used.items() if m not in known}
+    assert not unknown, f"metrics not in `pxbackup-sidecar catalog` nor recorded: {unknown}"
+
+
+# ------------------------------------------------------------------ fleet scale
+ROWS = 100
+
+
+def per_backup_families(catalog):
+    return {n for n, e in catalog.items()
+            if n.startswith("pxbackup_backup_") and {"uid", "schedule_name"} <= set(e["labels"])}
+
+
+def test_every_table_is_a_bounded_slice_with_its_total_beside_it():
+    """At most 100 rows: every query of a table is cut by topk/bottomk (most recent or worst
+    first), and a stat in the same grid row gives the total it was cut from."""
+    for name, d in BOARDS.items():
+        stats = [p for p in panels(d) if p["type"] == "stat"]
+        for p in panels(d):
+            if p["type"] != "table":
+                continue
+            for t in p["targets"]:
+                ks = [int(k) for k in re.findall(r"\b(?:topk|bottomk)\s*\(\s*(\d+)", t["expr"])]
+                assert ks and max(ks) <= ROWS, f"{name} / {p['title']}: unbounded: {t['expr']}"
+            row = p["gridPos"]["y"]
+            assert any(s["gridPos"]["y"] == row and s["description"].startswith("Total")
+                       or s["gridPos"]["y"] == row and f"at most {ROWS}" in s["description"]
+                       for s in stats), f"{name} / {p['title']}: no total count beside it"
+
+
+def first_load_panels(d):
+    """The panels Grafana queries when the dashboard opens: not those of collapsed rows."""
+    return [p for p in d["panels"] if p["type"] != "row"]
+
+
+def test_first_load_never_walks_every_backup(catalog):
+    """Stats and time series (evaluated at every step of the range) and every panel of the first
+    load read the recording rules and small families, never a per-backup family; the per-backup
+    tables sit in a collapsed row, opened after drilling down."""
+    heavy = per_backup_families(catalog)
+    for name, d in BOARDS.items():
+        for p in panels(d):
+            if p["type"] in ("timeseries", "stat", "bargauge") or p in first_load_panels(d):
+                for t in p["targets"]:
+                    used = metric_names(substitute(t["expr"])) & heavy
+                    assert not used, f"{name} / {p['title']} reads {used}: use a recording rule"
+    collapsed = [r for r in BOARDS["pxbackup-backups.json"]["panels"]
+                 if r["type"] == "row" and r["collapsed"]]
+    assert collapsed and sum(p["type"] == "table" for r in collapsed for p in r["panels"]) >= 4
+
+
+def test_per_backup_tables_drill_down_from_a_schedule(catalog):
+    """Tables of backups or schedules link each row's schedule to this dashboard filtered on
+    it (org, cluster, schedule): from the fleet to one schedule's backups."""
+    keyed = per_backup_families(catalog) | recorded_metrics()
+    linked = 0
+    for p in panels(BOARDS["pxbackup-backups.json"]):
+        if p["type"] != "table" or not any(metric_names(substitute(t["expr"])) & keyed
+                                           for t in p["targets"]):
+            continue
+        links = {o["matcher"]["options"]: prop["value"] for o in p["fieldConfig"]["overrides"]
+                 for prop in o["properties"] if prop["id"] == "links"}
+        assert "schedule_name" in links, f"{p['title']}: no drill-down link on schedule_name"
+        url = links["schedule_name"][0]["url"]
+        assert url.startswith("/d/pxbackup-backups/"), url
+        for var, field in (("org", "org_id"), ("cluster", "cluster"), ("schedule", "schedule_name")):
+            assert f"var-{var}=${{__data.fields.{field}}}" in url, url
+        linked += 1
+    assert linked >= 5, linked
 
 
 def test_metric_name_extraction_sees_every_selector():

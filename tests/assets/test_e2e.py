@@ -10,7 +10,8 @@ import helm_python as helm
 import pytest
 import requests
 
-from pxtest import alert_rules, dashboards, panel_queries, substitute, variable_queries
+from pxtest import (alert_rules, all_rules, dashboards, panel_queries, recording_rules, substitute,
+                    variable_queries)
 from stack import free_port, running_stack, wait_for
 from test_chart import CHART, by_kind, deployment_container, env_of, render
 
@@ -62,28 +63,37 @@ def test_template_variables_have_values(prom):
 
 
 def test_alert_expressions_execute(prom):
-    for rule in alert_rules():
+    for rule in all_rules():
         prom.query(rule["expr"])  # raises with Prometheus's error message
 
 
 def test_prometheus_evaluates_every_rule_without_error(prom):
     rules = {r["name"]: r for g in prom.rules() for r in g["rules"]}
-    assert set(rules) == {r["alert"] for r in alert_rules()}
+    assert set(rules) == {r.get("alert") or r["record"] for r in all_rules()}
     bad = {n: r.get("lastError") for n, r in rules.items() if r["health"] == "err"}
     assert not bad, bad
 
 
+def test_recording_rules_record_the_demo_fleet(prom):
+    for rule in recording_rules():
+        assert prom.query(rule["record"]), f"{rule['record']}: nothing recorded"
+
+
 def test_demo_fleet_fires_the_backup_alerts_but_not_for_tombstones(prom):
-    """The demo has failed backups and Deleted tombstones: the numeric status alert must cover
-    live failed backups only (its series are absent for tombstones)."""
-    failed = prom.query("pxbackup_backup_status == 4")
-    tombstones = prom.query('pxbackup_backup_object_info{status="Deleted", previous_status="Failed"}')
+    """The demo has failed backups and Deleted tombstones: the outcome alerts cover live failed
+    backups only, at most one per schedule."""
+    at = time.time() - 2  # one instant for every query (the demo moves every 2 s)
+    failed = prom.query("pxbackup_backup_status == 4", at)
+    tombstones = prom.query('pxbackup_backup_object_info{status="Deleted", previous_status="Failed"}', at)
     assert failed and tombstones, "demo fleet lacks failed backups or failed tombstones"
     tomb_uids = {s["metric"]["uid"] for s in tombstones}
     alert_expr = next(r["expr"] for r in alert_rules() if r["alert"] == "PxBackupBackupFailed")
-    fired = {s["metric"]["uid"] for s in prom.query(alert_expr)}
-    assert not fired & tomb_uids, "a Deleted tombstone matched PxBackupBackupFailed"
-    assert fired <= {s["metric"]["uid"] for s in failed}
+    fired = prom.query(alert_expr, at)
+    assert not {s["metric"]["uid"] for s in fired} & tomb_uids, \
+        "a Deleted tombstone matched PxBackupBackupFailed"
+    schedules = [(s["metric"]["cluster_uid"], s["metric"]["schedule_name"]) for s in fired
+                 if s["metric"].get("schedule_name")]
+    assert len(schedules) == len(set(schedules)), f"two alerts for one schedule: {schedules}"
 
 
 @contextlib.contextmanager
