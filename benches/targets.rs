@@ -845,7 +845,10 @@ fn probe(n: usize) {
     }
     let t = Instant::now();
     inv.snapshot();
-    println!("first snapshot (renders everything): {}", ms(t.elapsed().as_secs_f64()));
+    println!(
+        "first snapshot (renders everything): {}",
+        ms(t.elapsed().as_secs_f64())
+    );
     for _ in 0..3 {
         let t = Instant::now();
         let snap = inv.snapshot();

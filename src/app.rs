@@ -173,6 +173,11 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         let stop = stop.clone();
         tasks.spawn(async move { inv.run_expiry(stop.cancelled_owned()).await });
     }
+    {
+        let inv = shared.inventory.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move { inv.run_refresher(stop.cancelled_owned()).await });
+    }
     for source in &settings.sources {
         start_source(*source, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
     }

@@ -173,12 +173,17 @@ impl Scrape {
     }
 }
 
-/// A gzip body: shared buffers sent one after the other, with its exact length known up front
-/// (so it goes out with `Content-Length`, not chunked).
+/// A gzip body: the stored segments sent one after the other, with its exact length known up
+/// front (so it goes out with `Content-Length`, not chunked). Segments are a few KB each and
+/// there are tens of thousands: sending each as its own frame costs more than copying them, so
+/// runs of small segments are copied into frames of about `FRAME` bytes on the way out.
 pub struct GzipBody {
     chunks: std::vec::IntoIter<Bytes>,
     remaining: u64,
 }
+
+/// Frames of about this size; a segment at least this large goes out as it is.
+const FRAME: usize = 256 * 1024;
 
 impl GzipBody {
     fn new(chunks: Vec<Bytes>) -> Self {
@@ -202,6 +207,26 @@ impl GzipBody {
         }
         out
     }
+
+    /// The next frame: a large segment as it is, or small ones copied together.
+    fn next_frame(&mut self) -> Option<Bytes> {
+        let first = self.chunks.next()?;
+        if first.len() >= FRAME {
+            return Some(first);
+        }
+        let mut frame = bytes::BytesMut::with_capacity(FRAME + FRAME / 8);
+        frame.extend_from_slice(&first);
+        while frame.len() < FRAME {
+            match self.chunks.as_slice().first() {
+                Some(next) if frame.len() + next.len() <= frame.capacity() => {
+                    frame.extend_from_slice(next);
+                    self.chunks.next();
+                }
+                _ => break,
+            }
+        }
+        Some(frame.freeze())
+    }
 }
 
 impl http_body::Body for GzipBody {
@@ -212,15 +237,12 @@ impl http_body::Body for GzipBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        loop {
-            match self.chunks.next() {
-                Some(c) if c.is_empty() => continue,
-                Some(c) => {
-                    self.remaining -= c.len() as u64;
-                    return Poll::Ready(Some(Ok(Frame::data(c))));
-                }
-                None => return Poll::Ready(None),
+        match self.next_frame() {
+            Some(frame) => {
+                self.remaining -= frame.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(frame))))
             }
+            None => Poll::Ready(None),
         }
     }
 

@@ -246,6 +246,8 @@ pub struct Inventory {
     options: Options,
     stats: Stats,
     expiry_changed: tokio::sync::Notify,
+    /// Something was applied: the refresher has groups to render.
+    changed: tokio::sync::Notify,
     resource_cap_reported: std::sync::Once,
 }
 
@@ -264,6 +266,7 @@ impl Inventory {
             options,
             stats: Stats::default(),
             expiry_changed: tokio::sync::Notify::new(),
+            changed: tokio::sync::Notify::new(),
             resource_cap_reported: std::sync::Once::new(),
         }
     }
@@ -437,6 +440,9 @@ impl Inventory {
         let ticket = self.persist(st, pending);
         if st.expiry.next() != first_expiry {
             self.expiry_changed.notify_one();
+        }
+        if outcome.applied > 0 {
+            self.changed.notify_one();
         }
         (outcome, ticket)
     }
@@ -769,6 +775,37 @@ impl Inventory {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.expiry_changed.notified() => {}
+                () = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// Keeps the compressed series up to date between scrapes: shortly after changes, renders
+    /// the stale groups on a blocking thread, so that a scrape usually finds every group ready
+    /// and only copies (a scrape still renders whatever is stale when it comes). Runs until
+    /// `shutdown` resolves.
+    pub async fn run_refresher(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        // A burst of changes (a page of a poll, a batch) settles before it is rendered, and a
+        // group that changes all the time is rendered at most once a second, as a scrape
+        // every second would.
+        const SETTLE: Duration = Duration::from_millis(100);
+        const MIN_GAP: Duration = Duration::from_secs(1);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = self.changed.notified() => {}
+                () = &mut shutdown => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SETTLE) => {}
+                () = &mut shutdown => return,
+            }
+            let inventory = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || inventory.snapshot()).await {
+                tracing::error!(error = %e, "rendering changed series failed; the next scrape renders them");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(MIN_GAP.saturating_sub(SETTLE)) => {}
                 () = &mut shutdown => return,
             }
         }

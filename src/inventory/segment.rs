@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// zlib-rs level 2: dynamic Huffman codes (level 1 uses static ones and compresses backup
 /// text 30% worse), about 300 MB/s per core on this text.
@@ -104,15 +104,20 @@ impl Compressor {
     }
 }
 
-/// Inflates segments back to text, for scrapers that do not accept gzip.
+/// Inflates segments back to text, for scrapers that do not accept gzip. A segment's text
+/// length is known, so libdeflate's whole-buffer decompressor inflates it straight into place
+/// (about twice as fast as a streaming inflater); it needs a complete stream, so the segment is
+/// copied (a few KB) and closed with the final empty block.
 pub struct Inflater {
-    state: Decompress,
+    state: libdeflater::Decompressor,
+    input: Vec<u8>,
 }
 
 impl Default for Inflater {
     fn default() -> Self {
         Inflater {
-            state: Decompress::new(false),
+            state: libdeflater::Decompressor::new(),
+            input: Vec::new(),
         }
     }
 }
@@ -128,28 +133,23 @@ impl Inflater {
         if segment.is_empty() {
             return Ok(());
         }
-        self.state.reset(false);
         let want = usize::try_from(segment.len).map_err(|e| DamagedSegment(e.to_string()))?;
-        out.reserve(want);
+        self.input.clear();
+        self.input.extend_from_slice(&segment.deflate);
+        self.input.extend_from_slice(&DEFLATE_END);
         let start = out.len();
-        let mut input = &segment.deflate[..];
-        while out.len() - start < want {
-            let before = self.state.total_in();
-            self.state
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|e| DamagedSegment(e.to_string()))?;
-            let used = usize::try_from(self.state.total_in() - before).unwrap_or(0);
-            input = &input[used..];
-            if used == 0 && out.len() == out.capacity() {
-                out.reserve(want - (out.len() - start));
-            } else if used == 0 && input.is_empty() {
-                break;
-            }
-        }
-        if out.len() - start != want {
+        out.resize(start + want, 0);
+        let got = self
+            .state
+            .deflate_decompress(&self.input, &mut out[start..])
+            .map_err(|e| {
+                out.truncate(start);
+                DamagedSegment(format!("{e:?}"))
+            })?;
+        if got != want {
+            out.truncate(start + got.min(want));
             return Err(DamagedSegment(format!(
-                "{} bytes of text instead of {want}",
-                out.len() - start
+                "{got} bytes of text instead of {want}"
             )));
         }
         Ok(())
