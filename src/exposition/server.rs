@@ -57,7 +57,7 @@ impl Collector for SelfMetrics<'_> {
 /// sidecar's own families. Blocking: run it off the async workers.
 pub fn prepare(shared: &Shared, format: Format) -> Scrape {
     let started = Instant::now();
-    let snapshot = shared.inventory.snapshot();
+    let snapshot = shared.inventory.snapshot_for_scrape();
     let own = SelfMetrics { shared };
     let tail = collect(format, &[&own, &shared.telemetry]);
     let scrape = Scrape::new(&snapshot, format, tail);

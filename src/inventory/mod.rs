@@ -286,7 +286,29 @@ impl Inventory {
         let (journal, replay) = Journal::open(state_dir, |record| {
             replay_record(&mut st, &inv.options, now, record, &mut report)
         })?;
-        // The tally and the expiry index are built once, from what survived.
+        // Live backups that survived are decoded for their status and cluster; the tally and
+        // the expiry index are built once, from what survived.
+        // Every backup of a cluster shares one copy of its UID.
+        let mut clusters: std::collections::HashMap<String, Arc<str>> = Default::default();
+        for e in st.backups.values_mut_unrendered() {
+            if e.is_tombstone() {
+                continue;
+            }
+            match persistence::decode_backup(&e.object) {
+                Ok(b) => {
+                    e.status = b.status;
+                    e.cluster_uid = Arc::clone(
+                        clusters
+                            .entry(b.owner.cluster_uid)
+                            .or_insert_with_key(|k| Arc::from(k.as_str())),
+                    );
+                }
+                Err(err) => {
+                    report.undecodable_backups += 1;
+                    tracing::warn!(error = %err, "a journaled backup cannot be decoded by this build; it is kept as it is");
+                }
+            }
+        }
         let mut expiring = Vec::new();
         let mut tally = Tally::default();
         for (uid, e) in st.backups.iter() {
@@ -816,17 +838,36 @@ impl Inventory {
     /// pointers to every group's segments. Blocking: call it off the async workers.
     pub fn snapshot(&self) -> Snapshot {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        self.snapshot_with(false)
+    }
+
+    /// `snapshot` for a scrape that must not wait: when the background refresher is rendering
+    /// (a burst of changes), groups that only changed in place are served as they were
+    /// rendered last, at most about a second ago, instead of waiting for it; otherwise the
+    /// same as `snapshot`.
+    pub fn snapshot_for_scrape(&self) -> Snapshot {
+        match self.refresh.try_lock() {
+            Ok(_one_at_a_time) => self.snapshot_with(false),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let _one_at_a_time = p.into_inner();
+                self.snapshot_with(false)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => self.snapshot_with(true),
+        }
+    }
+
+    fn snapshot_with(&self, previous_ok: bool) -> Snapshot {
         let now = self.clock.now();
         let views = {
             let mut st = self.lock();
             self.expire_locked(&mut st, now);
             Views {
-                backups: st.backups.view(),
-                restores: st.restores.view(),
-                schedules: st.schedules.view(),
-                last_success: st.last_success.view(),
-                clusters: st.clusters.view(),
-                locations: st.locations.view(),
+                backups: st.backups.view(previous_ok),
+                restores: st.restores.view(previous_ok),
+                schedules: st.schedules.view(previous_ok),
+                last_success: st.last_success.view(previous_ok),
+                clusters: st.clusters.view(previous_ok),
+                locations: st.locations.view(previous_ok),
             }
         };
         let backups = refresh(views.backups, &backup_families::FAMILIES);
@@ -981,21 +1022,14 @@ fn replay_record(
             previous,
             object,
         } => {
-            // Live backups are decoded for their status and cluster (the counts need them);
-            // tombstones are not, which keeps a restart with a million of them fast.
-            let (status, cluster_uid) = match persistence::decode_backup(&object) {
-                Ok(b) => (b.status, b.owner.cluster_uid),
-                Err(e) => {
-                    report.undecodable_backups += 1;
-                    tracing::warn!(%uid, error = %e, "a journaled backup cannot be decoded by this build; it is kept as it is");
-                    (BackupStatus::Invalid, String::new())
-                }
-            };
+            // Its status and cluster (for the counts) are read once replay is done, from the
+            // backups still live then: after a kill -9 most live records are superseded by a
+            // tombstone or a later record, and decoding them would double a restart.
             let entry = BackupEntry {
                 origin,
                 state: BackupState::Live { previous },
-                status,
-                cluster_uid: Arc::from(cluster_uid),
+                status: BackupStatus::Invalid,
+                cluster_uid: Arc::from(""),
                 object,
             };
             st.backups.insert(uid.into(), entry);

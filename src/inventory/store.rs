@@ -27,8 +27,14 @@ pub trait Render: Clone + Send + Sync {
 }
 
 struct Group {
-    /// `None` while stale.
+    /// The segments last made for the group (still there while it is stale).
     segments: Option<SharedGroup>,
+    /// Something in the group changed since its segments were made.
+    stale: bool,
+    /// Its members changed (an entry added, removed, or moved in by a removal): its old
+    /// segments would show a moved entry twice or a removed one still, so they are never
+    /// served again.
+    moved: bool,
     /// Bumped by every change, so that a refresh made from an older view is not installed.
     generation: u64,
 }
@@ -76,6 +82,11 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     pub fn values(&self) -> impl Iterator<Item = &E> {
         self.entries.values()
     }
+    /// Entries to change in ways that do not change what they render (bookkeeping kept beside
+    /// them): no group becomes stale.
+    pub fn values_mut_unrendered(&mut self) -> impl Iterator<Item = &mut E> {
+        self.entries.values_mut()
+    }
     pub fn capacity(&self) -> usize {
         self.entries.capacity()
     }
@@ -83,23 +94,26 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         self.entries.reserve(additional);
     }
 
-    fn touch(&mut self, index: usize) {
+    fn touch(&mut self, index: usize, moved: bool) {
         let g = index / GROUP;
         if g >= self.groups.len() {
             self.groups.resize_with(g + 1, || Group {
                 segments: None,
+                stale: true,
+                moved: true,
                 generation: 0,
             });
         }
         let group = &mut self.groups[g];
-        group.segments = None;
+        group.stale = true;
+        group.moved |= moved;
         group.generation += 1;
     }
 
     /// Inserts or replaces; returns the entry it replaced.
     pub fn insert(&mut self, key: K, entry: E) -> Option<E> {
         let (index, old) = self.entries.insert_full(key, entry);
-        self.touch(index);
+        self.touch(index, old.is_none());
         old
     }
 
@@ -110,7 +124,7 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     {
         let (index, _, entry) = self.entries.get_full_mut(key)?;
         let r = f(entry);
-        self.touch(index);
+        self.touch(index, false);
         Some(r)
     }
 
@@ -119,11 +133,11 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         Q: ?Sized + Hash + indexmap::Equivalent<K>,
     {
         let (index, k, e) = self.entries.swap_remove_full(key)?;
-        self.touch(index);
+        self.touch(index, true);
         // The last entry moved into the hole: its old group lost it.
         let moved_from = self.entries.len();
         if moved_from != index {
-            self.touch(moved_from);
+            self.touch(moved_from, true);
         }
         let groups = self.entries.len().div_ceil(GROUP);
         if self.groups.len() > groups {
@@ -141,14 +155,19 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         }
     }
 
-    /// What a scrape needs; cheap (pointer copies) for groups that are up to date.
-    pub fn view(&self) -> Vec<GroupView<E>> {
+    /// What a scrape needs; cheap (pointer copies) for groups that are up to date. With
+    /// `previous_ok`, a group whose entries only changed in place is served as last made (a
+    /// scrape that must not wait for a render in progress); groups whose members changed are
+    /// always made again.
+    pub fn view(&self, previous_ok: bool) -> Vec<GroupView<E>> {
         self.groups
             .iter()
             .enumerate()
             .map(|(g, group)| match &group.segments {
-                Some(segments) => GroupView::Ready(Arc::clone(segments)),
-                None => {
+                Some(segments) if !group.stale || (previous_ok && !group.moved) => {
+                    GroupView::Ready(Arc::clone(segments))
+                }
+                _ => {
                     let end = (g * GROUP + GROUP).min(self.entries.len());
                     GroupView::Stale(StaleGroup {
                         index: g,
@@ -169,6 +188,8 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         if let Some(group) = self.groups.get_mut(index) {
             if group.generation == generation {
                 group.segments = Some(Arc::clone(segments));
+                group.stale = false;
+                group.moved = false;
             }
         }
     }
@@ -220,7 +241,7 @@ mod tests {
     }
 
     fn stale(t: &Table<String, Line>) -> Vec<usize> {
-        t.view()
+        t.view(false)
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
@@ -231,7 +252,7 @@ mod tests {
 
     fn refresh(t: &mut Table<String, Line>) {
         let mut c = Compressor::default();
-        for v in t.view() {
+        for v in t.view(false) {
             if let GroupView::Stale(s) = v {
                 let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
                 t.install(s.index, s.generation, &g);
@@ -260,7 +281,7 @@ mod tests {
     fn a_refresh_from_an_older_view_is_not_installed() {
         let mut t = Table::new(1);
         t.insert("a".to_string(), Line("a\n".into()));
-        let views = t.view();
+        let views = t.view(false);
         t.update("a", |l| l.0 = "b\n".into());
         let mut c = Compressor::default();
         for v in views {
@@ -273,12 +294,35 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_scrape_may_serve_groups_changed_in_place_but_never_moved_ones() {
+        let mut t = Table::new(1);
+        for i in 0..GROUP * 3 {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        t.update("u1", |l| l.0 = "changed\n".into());
+        t.remove(&format!("u{}", GROUP + 1));
+        let stale_when_lenient: Vec<usize> = t
+            .view(true)
+            .iter()
+            .filter_map(|v| match v {
+                GroupView::Stale(s) => Some(s.index),
+                GroupView::Ready(_) => None,
+            })
+            .collect();
+        // Group 0 changed in place: served as it was. Groups 1 (a hole) and 2 (lost its
+        // last entry to the hole) moved: made again.
+        assert_eq!(stale_when_lenient, vec![1, 2]);
+        assert_eq!(stale(&t), vec![0, 1, 2]);
+    }
+
+    #[test]
     fn groups_shrink_with_the_table() {
         let mut t = Table::new(1);
         for i in 0..GROUP + 1 {
             t.insert(format!("u{i}"), Line(String::new()));
         }
         t.remove("u0");
-        assert_eq!(t.view().len(), 1);
+        assert_eq!(t.view(false).len(), 1);
     }
 }

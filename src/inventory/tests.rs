@@ -844,7 +844,7 @@ async fn an_unchanged_upsert_renders_nothing() {
     let st = inv.lock();
     let stale = st
         .backups
-        .view()
+        .view(false)
         .into_iter()
         .filter(|g| matches!(g, store::GroupView::Stale(_)))
         .count();
