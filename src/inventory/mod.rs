@@ -1032,7 +1032,8 @@ fn replay_record(
                 cluster_uid: Arc::from(""),
                 object,
             };
-            st.backups.insert(uid.into(), entry);
+            st.backups
+                .upsert(uid.as_str(), |k: &str| Arc::from(k), entry);
         }
         Record::Tombstone {
             uid,
@@ -1056,7 +1057,8 @@ fn replay_record(
                 cluster_uid: Arc::from(""),
                 object,
             };
-            st.backups.insert(uid.into(), entry);
+            st.backups
+                .upsert(uid.as_str(), |k: &str| Arc::from(k), entry);
         }
         Record::Forget { uid } => {
             st.backups.remove(uid.as_str());

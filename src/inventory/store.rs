@@ -39,8 +39,12 @@ struct Group {
     generation: u64,
 }
 
+/// Uids come from sources (ingest accepts any string): the hasher is seeded at random, so a
+/// producer cannot aim collisions at it.
+type Hasher = foldhash::fast::RandomState;
+
 pub struct Table<K, E> {
-    entries: IndexMap<K, E>,
+    entries: IndexMap<K, E, Hasher>,
     groups: Vec<Group>,
     families: usize,
 }
@@ -61,7 +65,7 @@ pub enum GroupView<E> {
 impl<K: Hash + Eq, E: Render> Table<K, E> {
     pub fn new(families: usize) -> Self {
         Table {
-            entries: IndexMap::new(),
+            entries: IndexMap::with_hasher(Hasher::default()),
             groups: Vec::new(),
             families,
         }
@@ -115,6 +119,22 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         let (index, old) = self.entries.insert_full(key, entry);
         self.touch(index, old.is_none());
         old
+    }
+
+    /// Replaces the entry of `key`, or inserts it with the key `make_key` builds (so that a
+    /// replacement, the common case in a replay, allocates no key).
+    pub fn upsert<Q>(&mut self, key: &Q, make_key: impl FnOnce(&Q) -> K, entry: E) -> Option<E>
+    where
+        Q: ?Sized + Hash + indexmap::Equivalent<K>,
+    {
+        match self.entries.get_full_mut(key) {
+            Some((index, _, slot)) => {
+                let old = std::mem::replace(slot, entry);
+                self.touch(index, false);
+                Some(old)
+            }
+            None => self.insert(make_key(key), entry),
+        }
     }
 
     /// Changes an entry in place; `None` if there is none.
