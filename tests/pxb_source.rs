@@ -764,6 +764,63 @@ async fn a_vm_backup_and_a_namespace_backup() {
     let ns = lines(&text, "pxbackup_backup_object_info", &[("uid", "b-ns")]);
     assert!(has_label(ns[0], "backup_object_type", "All"), "{}", ns[0]);
     assert!(has_label(ns[0], "status", "PartialSuccess"), "{}", ns[0]);
+    // The VM and namespace-resource information families, from the API's fields.
+    let vms = lines(&text, "pxbackup_virtual_machine_info", &[("uid", "b-vm")]);
+    assert_eq!(vms.len(), 2, "{text}");
+    assert!(vms.iter().any(|l| has_label(l, "virtual_machine", "web")
+        && has_label(l, "os_name", "rhel9")
+        && has_label(l, "virtual_machine_namespace", "vms")
+        && has_label(l, "status", "Success")));
+    let res = lines(
+        &text,
+        "pxbackup_virtual_machine_resource_info",
+        &[("uid", "b-vm")],
+    );
+    assert_eq!(res.len(), 1, "{text}");
+    assert!(
+        has_label(res[0], "resource_kind", "VirtualMachine")
+            && has_label(res[0], "virtual_machine", "web"),
+        "{}",
+        res[0]
+    );
+    let namespaces = lines(
+        &text,
+        "pxbackup_namespace_resource_info",
+        &[("uid", "b-ns")],
+    );
+    assert_eq!(namespaces.len(), 2, "{text}");
+    assert!(namespaces
+        .iter()
+        .any(|l| has_label(l, "backup_namespace", "shop")
+            && has_label(l, "status", "PartialSuccess")));
+    let types = lines(
+        &text,
+        "pxbackup_namespace_resource_type_info",
+        &[("uid", "b-ns")],
+    );
+    assert_eq!(types.len(), 1, "{text}");
+    assert!(
+        has_label(types[0], "resource_type", "apps/v1/Deployment"),
+        "{}",
+        types[0]
+    );
+    let failed = lines(
+        &text,
+        "pxbackup_namespace_failed_resources",
+        &[("uid", "b-ns")],
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| has_label(l, "backup_namespace", "shop") && l.ends_with(" 3")),
+        "{failed:?}"
+    );
+    let status = lines(&text, "pxbackup_backup_status", &[("uid", "b-ns")]);
+    assert!(
+        has_label(status[0], "backup_namespace", "shop,crm"),
+        "{}",
+        status[0]
+    );
     // The inventory holds both; the cluster puts its uid in telemetry's list.
     let summary = p.shared.inventory.summary();
     assert_eq!(summary.objects["backup"], 2);
