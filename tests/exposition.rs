@@ -96,6 +96,57 @@ fn fleet() -> Inventory {
             "nightly-0",
             BackupStatus::Failed,
         ))),
+        Event::Upsert(Object::Backup(Backup {
+            backup_object_type: "VirtualMachine".into(),
+            virtual_machines: vec![VirtualMachine {
+                name: "erp-db".into(),
+                namespace: "vms".into(),
+                os_name: "rhel9".into(),
+                status: Some(BackupStatus::Success),
+            }],
+            vm_resources: vec![VmResource {
+                group: "kubevirt.io".into(),
+                version: "v1".into(),
+                kind: "VirtualMachine".into(),
+                name: "erp-db".into(),
+                namespace: "vms".into(),
+                virtual_machines: vec!["erp-db".into()],
+            }],
+            failed_resource_count: Some(0),
+            failed_volume_count: Some(0),
+            ..backup("b-vm", "vms-1", BackupStatus::Success)
+        })),
+        Event::Upsert(Object::Backup(Backup {
+            namespace_resources: vec![NamespaceResources {
+                namespace: "shop".into(),
+                status: Some(NamespaceStatus::PartialSuccess),
+                total_resources: Some(12),
+                total_volumes: Some(1),
+                failed_resources: Some(2),
+                failed_volumes: Some(0),
+                resource_types: vec![ResourceType {
+                    name: "apps/v1/Deployment".into(),
+                    total_resources: Some(3),
+                    failed_resources: Some(1),
+                }],
+            }],
+            ..backup("b-ns", "nightly-ns", BackupStatus::PartialSuccess)
+        })),
+        Event::Upsert(Object::Backup(Backup {
+            backup_object_type: "VirtualMachine".into(),
+            virtual_machines: vec![VirtualMachine {
+                name: "old-vm".into(),
+                namespace: "vms".into(),
+                os_name: "windows2022".into(),
+                status: Some(BackupStatus::Failed),
+            }],
+            ..backup("b-vm-gone", "vms-0", BackupStatus::Failed)
+        })),
+        Event::Delete {
+            kind: Kind::Backup,
+            uid: "b-vm-gone".into(),
+            deleted_at: Some(Timestamp::from_secs(common::T0_SECS - 120)),
+        },
         Event::Delete {
             kind: Kind::Backup,
             uid: "b-gone".into(),
