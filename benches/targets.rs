@@ -93,6 +93,37 @@ fn rfc3339(secs: i64) -> String {
 }
 
 impl FleetBackup {
+    /// The same backup as the library's model, for the in-process measurements.
+    fn model(&self, status: BackupStatus) -> Backup {
+        Backup {
+            uid: self.uid.clone(),
+            name: self.name.clone(),
+            owner: Owner {
+                org_id: "default".into(),
+                cluster: self.cluster.clone(),
+                cluster_uid: self.cluster_uid.clone(),
+            },
+            schedule_name: self.schedule.clone(),
+            namespaces: vec![self.namespace.clone()],
+            backup_location: self.location.clone(),
+            backup_object_type: "All".into(),
+            status,
+            size_bytes: Some(self.size),
+            resource_count: Some(self.resources),
+            volumes: vec![Volume {
+                volume: self.volume.clone(),
+                pvc: "data-0".into(),
+                pvc_namespace: self.namespace.clone(),
+                storage_class: "px-csi-db".into(),
+                driver: "pxd".into(),
+                status: Some(status),
+            }],
+            created_at: Some(Timestamp::from_secs(self.created)),
+            completed_at: Some(Timestamp::from_secs(self.created + 250)),
+            ..Backup::default()
+        }
+    }
+
     fn status(&self, i: usize) -> &'static str {
         match i % 20 {
             0 => "Failed",
@@ -742,38 +773,11 @@ fn apply_cost(n: usize) {
     let mut fleet = Fleet::new();
     let inv = Inventory::new(Clock::System, Options::with_backfill(DAY));
     let origin = Origin::source(SourceId::Ingest);
-    let to_backup = |b: &FleetBackup, status: BackupStatus| Backup {
-        uid: b.uid.clone(),
-        name: b.name.clone(),
-        owner: Owner {
-            org_id: "default".into(),
-            cluster: b.cluster.clone(),
-            cluster_uid: b.cluster_uid.clone(),
-        },
-        schedule_name: b.schedule.clone(),
-        namespaces: vec![b.namespace.clone()],
-        backup_location: b.location.clone(),
-        backup_object_type: "All".into(),
-        status,
-        size_bytes: Some(b.size),
-        resource_count: Some(b.resources),
-        volumes: vec![Volume {
-            volume: b.volume.clone(),
-            pvc: "data-0".into(),
-            pvc_namespace: b.namespace.clone(),
-            storage_class: "px-csi-db".into(),
-            driver: "pxd".into(),
-            status: Some(status),
-        }],
-        created_at: Some(Timestamp::from_secs(b.created)),
-        completed_at: Some(Timestamp::from_secs(b.created + 250)),
-        ..Backup::default()
-    };
     let backups: Vec<FleetBackup> = (0..n).map(|_| fleet.next()).collect();
     for chunk in backups.chunks(BATCH) {
         let events = chunk
             .iter()
-            .map(|b| Event::Upsert(Object::Backup(to_backup(b, BackupStatus::Success))))
+            .map(|b| Event::Upsert(Object::Backup(b.model(BackupStatus::Success))))
             .collect();
         inv.apply(&origin, events).expect("apply");
     }
@@ -781,7 +785,7 @@ fn apply_cost(n: usize) {
     let probe = 10_000.min(n);
     let updates: Vec<Event> = backups[..probe]
         .iter()
-        .map(|b| Event::Upsert(Object::Backup(to_backup(b, BackupStatus::Failed))))
+        .map(|b| Event::Upsert(Object::Backup(b.model(BackupStatus::Failed))))
         .collect();
     let t = Instant::now();
     for e in updates {
@@ -804,7 +808,7 @@ fn apply_cost(n: usize) {
     let t = Instant::now();
     let unchanged: Vec<Event> = backups[probe..]
         .iter()
-        .map(|b| Event::Upsert(Object::Backup(to_backup(b, BackupStatus::Success))))
+        .map(|b| Event::Upsert(Object::Backup(b.model(BackupStatus::Success))))
         .collect();
     let m = unchanged.len().max(1);
     inv.apply(&origin, unchanged).expect("apply");
@@ -839,20 +843,7 @@ fn probe(n: usize) {
     for chunk in backups.chunks(BATCH) {
         let events = chunk
             .iter()
-            .map(|b| {
-                Event::Upsert(Object::Backup(Backup {
-                    uid: b.uid.clone(),
-                    name: b.name.clone(),
-                    owner: Owner {
-                        org_id: "default".into(),
-                        cluster: b.cluster.clone(),
-                        cluster_uid: b.cluster_uid.clone(),
-                    },
-                    schedule_name: b.schedule.clone(),
-                    status: BackupStatus::Success,
-                    ..Backup::default()
-                }))
-            })
+            .map(|b| Event::Upsert(Object::Backup(b.model(BackupStatus::Success))))
             .collect();
         inv.apply(&origin, events).expect("apply");
     }
@@ -956,33 +947,7 @@ fn restart(n: usize) {
             let batch: Vec<FleetBackup> = (0..10_000).map(|_| fleet.next()).collect();
             let upserts = batch
                 .iter()
-                .map(|b| {
-                    Event::Upsert(Object::Backup(Backup {
-                        uid: b.uid.clone(),
-                        name: b.name.clone(),
-                        owner: Owner {
-                            org_id: "default".into(),
-                            cluster: b.cluster.clone(),
-                            cluster_uid: b.cluster_uid.clone(),
-                        },
-                        schedule_name: b.schedule.clone(),
-                        namespaces: vec![b.namespace.clone()],
-                        backup_location: b.location.clone(),
-                        backup_object_type: "All".into(),
-                        status: BackupStatus::Success,
-                        volumes: vec![Volume {
-                            volume: b.volume.clone(),
-                            pvc: "data-0".into(),
-                            pvc_namespace: b.namespace.clone(),
-                            storage_class: "px-csi-db".into(),
-                            driver: "pxd".into(),
-                            status: Some(BackupStatus::Success),
-                        }],
-                        created_at: Some(Timestamp::from_secs(b.created)),
-                        completed_at: Some(Timestamp::from_secs(b.created + 250)),
-                        ..Backup::default()
-                    }))
-                })
+                .map(|b| Event::Upsert(Object::Backup(b.model(BackupStatus::Success))))
                 .collect();
             inv.apply(&origin, upserts).expect("apply");
             let deletes = batch
