@@ -15,6 +15,5 @@ pub mod logging;
 pub mod model;
 pub mod persistence;
 pub mod sources;
-pub mod state;
 pub mod telemetry;
 pub mod tls;
