@@ -1,5 +1,6 @@
-//! Wiring: builds the shared state from `Settings`, starts the sources, the expiry task and
-//! the listeners, and shuts everything down in order on SIGTERM or SIGINT.
+//! Wiring: builds every part's pieces from `Settings` and hands each part only what it needs,
+//! starts the sources, the expiry task and the listeners, and shuts everything down in order
+//! on SIGTERM or SIGINT. The one module that knows every other.
 
 use std::sync::Arc;
 
@@ -8,12 +9,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Settings, TelemetryConfigSource};
-use crate::exposition::server;
+use crate::exposition::self_metrics::{ScrapeDuration, SelfMetrics};
+use crate::exposition::server::{self, MetricsContext};
 use crate::inventory::{Inventory, JournalError};
 use crate::kubernetes::{KubeClientError, Kubernetes};
 use crate::model::SourceId;
-use crate::sources::{self, SourceStatus};
-use crate::state::Shared;
+use crate::sources::ingest::IngestStats;
+use crate::sources::{self, SourceContext, SourceStatus};
+use crate::telemetry::metrics::TelemetryMetrics;
+use crate::telemetry::preview::{self, Preview, PreviewError};
+use crate::telemetry::{self, TelemetryContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,6 +36,8 @@ pub enum AppError {
     Kube(#[from] KubeClientError),
     #[error("pxb source: {0}")]
     Pxb(#[from] sources::pxb::ClientError),
+    #[error("{0}")]
+    Preview(#[from] PreviewError),
 }
 
 impl AppError {
@@ -42,6 +49,66 @@ impl AppError {
             | AppError::Kube(_)
             | AppError::Pxb(_) => 64,
             AppError::Signal(_) => 1,
+            AppError::Preview(e) => e.exit_code(),
+        }
+    }
+}
+
+/// The pieces the parts share, each made once; every part is handed its own selection.
+struct Parts {
+    inventory: Arc<Inventory>,
+    sources: Arc<SourceStatus>,
+    ingest: Arc<IngestStats>,
+    telemetry: Arc<TelemetryMetrics>,
+    scrape_duration: Arc<ScrapeDuration>,
+    self_metrics: Arc<SelfMetrics>,
+}
+
+impl Parts {
+    fn new(inventory: Inventory, configured: &[SourceId]) -> Parts {
+        let inventory = Arc::new(inventory);
+        let sources = Arc::new(SourceStatus::new(configured));
+        let ingest = Arc::new(IngestStats::default());
+        let scrape_duration = Arc::new(ScrapeDuration::default());
+        let self_metrics = Arc::new(SelfMetrics {
+            inventory: inventory.clone(),
+            sources: sources.clone(),
+            ingest: ingest.clone(),
+            scrape_duration: scrape_duration.clone(),
+        });
+        Parts {
+            inventory,
+            sources,
+            ingest,
+            telemetry: Arc::new(TelemetryMetrics::default()),
+            scrape_duration,
+            self_metrics,
+        }
+    }
+
+    fn source(&self) -> SourceContext {
+        SourceContext {
+            inventory: self.inventory.clone(),
+            status: self.sources.clone(),
+        }
+    }
+
+    fn telemetry(&self) -> TelemetryContext {
+        TelemetryContext {
+            inventory: self.inventory.clone(),
+            sources: self.sources.clone(),
+            metrics: self.telemetry.clone(),
+            self_metrics: self.self_metrics.clone(),
+        }
+    }
+
+    /// Telemetry's families are served whether or not telemetry runs: `enabled 0` is news too.
+    fn metrics(&self) -> MetricsContext {
+        MetricsContext {
+            inventory: self.inventory.clone(),
+            sources: self.sources.clone(),
+            collectors: vec![self.self_metrics.clone(), self.telemetry.clone()],
+            scrape_duration: self.scrape_duration.clone(),
         }
     }
 }
@@ -107,12 +174,12 @@ async fn termination() -> Result<impl std::future::Future<Output = ()>, AppError
     })
 }
 
-/// Starts `source` feeding `shared.inventory` until `stop`, its task in `tasks`; a push
-/// source has nothing to start and is synced at once. `kube`: the process's one Kubernetes
-/// client, built here when the first part needs it.
+/// Starts `source` feeding `ctx.inventory` until `stop`, its task in `tasks`; a push source
+/// has nothing to start and is synced at once. `kube`: the process's one Kubernetes client,
+/// built here when the first part needs it.
 pub async fn start_source(
     source: SourceId,
-    shared: &Arc<Shared>,
+    ctx: &SourceContext,
     settings: &Settings,
     kube: &mut Option<Arc<Kubernetes>>,
     stop: &CancellationToken,
@@ -120,19 +187,19 @@ pub async fn start_source(
 ) -> Result<(), AppError> {
     match source {
         SourceId::Demo => {
-            let (shared, stop) = (shared.clone(), stop.clone());
+            let (ctx, stop) = (ctx.clone(), stop.clone());
             let (seed, interval) = (settings.demo_seed, settings.demo_interval);
             tasks.spawn(async move {
-                sources::demo::run(shared, seed, interval, stop.cancelled_owned()).await
+                sources::demo::run(ctx, seed, interval, stop.cancelled_owned()).await
             });
         }
         // Push has no initial state to wait for.
-        SourceId::Ingest => shared.sources.mark_synced(SourceId::Ingest),
+        SourceId::Ingest => ctx.status.mark_synced(SourceId::Ingest),
         SourceId::Pxb => {
             let client = sources::pxb::PxbClient::new(&settings.pxb)?;
-            let (shared, stop, pxb) = (shared.clone(), stop.clone(), settings.pxb.clone());
+            let (ctx, stop, pxb) = (ctx.clone(), stop.clone(), settings.pxb.clone());
             tasks.spawn(async move {
-                sources::pxb::run(shared, client, pxb, stop.cancelled_owned()).await
+                sources::pxb::run(ctx, client, pxb, stop.cancelled_owned()).await
             });
         }
         SourceId::Kube => {
@@ -141,9 +208,9 @@ pub async fn start_source(
                 cluster_name: settings.cluster_name.clone(),
                 namespaces: settings.namespaces.clone(),
             };
-            let (shared, stop) = (shared.clone(), stop.clone());
+            let (ctx, stop) = (ctx.clone(), stop.clone());
             tasks.spawn(async move {
-                sources::kube::run(shared, kube, scope, stop.cancelled_owned()).await
+                sources::kube::run(ctx, kube, scope, stop.cancelled_owned()).await
             });
         }
     }
@@ -153,10 +220,9 @@ pub async fn start_source(
 pub async fn run(settings: Settings) -> Result<(), AppError> {
     // One clock for every time decision (tombstone expiry, telemetry's wall times).
     let clock = Clock::System;
-    let inventory = Arc::new(open_inventory(&settings, clock.clone())?);
+    let parts = Parts::new(open_inventory(&settings, clock.clone())?, &settings.sources);
     // The one Kubernetes client, built when a part first needs it and shared after that.
     let mut kube = None;
-    let shared = Arc::new(Shared::new(inventory, SourceStatus::new(&settings.sources)));
     let stop = CancellationToken::new();
     let terminated = termination().await?;
 
@@ -169,17 +235,26 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
 
     let mut tasks = tokio::task::JoinSet::new();
     {
-        let inv = shared.inventory.clone();
+        let inv = parts.inventory.clone();
         let stop = stop.clone();
         tasks.spawn(async move { inv.run_expiry(stop.cancelled_owned()).await });
     }
     {
-        let inv = shared.inventory.clone();
+        let inv = parts.inventory.clone();
         let stop = stop.clone();
         tasks.spawn(async move { inv.run_refresher(stop.cancelled_owned()).await });
     }
+    let source_ctx = parts.source();
     for source in &settings.sources {
-        start_source(*source, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
+        start_source(
+            *source,
+            &source_ctx,
+            &settings,
+            &mut kube,
+            &stop,
+            &mut tasks,
+        )
+        .await?;
     }
     if settings.telemetry_config != TelemetryConfigSource::None {
         let kube = match settings.telemetry_config {
@@ -188,14 +263,17 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
             }
             _ => None,
         };
-        let (shared, stop, settings) = (shared.clone(), stop.clone(), settings.clone());
+        let (sidecar, stop, settings) = (parts.telemetry(), stop.clone(), settings.clone());
         let clock = clock.clone();
-        tasks
-            .spawn(async move { crate::telemetry::run(shared, settings, kube, clock, stop).await });
+        tasks.spawn(async move { telemetry::run(sidecar, settings, kube, clock, stop).await });
     }
     if let Some(listener) = ingest_listener {
         tracing::info!(addr = %settings.ingest_listen, "ingest listening");
-        let router = sources::ingest::router(shared.clone(), settings.ingest_token.clone());
+        let router = sources::ingest::router(
+            source_ctx.clone(),
+            parts.ingest.clone(),
+            settings.ingest_token.clone(),
+        );
         let stop = stop.clone();
         tasks.spawn(async move { server::serve(listener, router, stop.cancelled_owned()).await });
     }
@@ -208,7 +286,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         max_resource_series_per_backup = settings.max_resource_series_per_backup,
         "serving metrics"
     );
-    let router = server::metrics_router(shared.clone());
+    let router = server::metrics_router(parts.metrics());
     {
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -221,7 +299,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     while tasks.join_next().await.is_some() {}
     // Every applied batch was fsynced when it was applied: nothing is left to flush. A
     // compaction now makes the next start replay only what is live.
-    let inventory = shared.inventory.clone();
+    let inventory = parts.inventory.clone();
     match tokio::task::spawn_blocking(move || inventory.compact_journal()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -231,4 +309,24 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `telemetry preview`: the inventory rebuilt in memory by the sources (the journal is not
+/// opened: a running sidecar owns it), then the bundles telemetry would make of it.
+pub async fn preview_telemetry(settings: Settings, clock: Clock) -> Result<Preview, AppError> {
+    crate::tls::install_crypto_provider();
+    let mut kube = None;
+    let wanted = preview::read_config(&settings, &mut kube).await?;
+    let inventory = Inventory::in_memory(clock.clone(), settings.backfill);
+    let parts = Parts::new(inventory, &settings.sources);
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let source_ctx = parts.source();
+    for id in &settings.sources {
+        start_source(*id, &source_ctx, &settings, &mut kube, &stop, &mut tasks).await?;
+    }
+    preview::wait_for_sources(&parts.sources).await?;
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(preview::bundles(&settings, wanted, &parts.telemetry(), &clock).await?)
 }

@@ -3,6 +3,8 @@
 //! Data flows one way: `sources` turn what they see into `model::Event`s, the `inventory`
 //! applies them (and keeps deleted backups as tombstones for the backfill window), the
 //! `exposition` serves what the inventory rendered, and `telemetry` reads summaries of it.
+//! `app` wires them, handing each part only what it needs; no part knows the one above it
+//! (tests/architecture.rs keeps the module graph free of cycles).
 
 pub mod app;
 pub mod clock;
@@ -15,6 +17,5 @@ pub mod logging;
 pub mod model;
 pub mod persistence;
 pub mod sources;
-pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -93,7 +93,7 @@ fn run(settings: Settings) -> Result<(), u8> {
 fn preview(settings: Settings) -> Result<(), u8> {
     let clock = pxbackup_sidecar::clock::Clock::System;
     let preview = runtime()?
-        .block_on(telemetry::preview::preview(settings, clock))
+        .block_on(app::preview_telemetry(settings, clock))
         .map_err(|e| {
             eprintln!("pxbackup-sidecar: {e}");
             e.exit_code()

@@ -17,8 +17,7 @@ use pxbackup_sidecar::exposition::{self, Format};
 use pxbackup_sidecar::inventory::{Inventory, Options};
 use pxbackup_sidecar::model::{BackupStatus, SourceId};
 use pxbackup_sidecar::sources::pxb::{PollReport, Poller, PxbClient};
-use pxbackup_sidecar::sources::SourceStatus;
-use pxbackup_sidecar::state::Shared;
+use pxbackup_sidecar::sources::{SourceContext, SourceStatus};
 use serde_json::{json, Value};
 
 const ORG: &str = "default";
@@ -587,7 +586,7 @@ async fn bad_pxb_flags_exit_64_naming_the_value() {
 
 struct InProcess {
     fake: FakePxb,
-    shared: Arc<Shared>,
+    source: SourceContext,
     poller: Poller,
     client: PxbClient,
     _dir: tempfile::TempDir,
@@ -598,10 +597,10 @@ async fn in_process(page_size: u64, tweak: impl FnOnce(&mut PxbSettings)) -> InP
     let dir = tempfile::tempdir().expect("temp dir");
     let (inventory, _) =
         Inventory::open(Clock::System, Options::with_backfill(DAY), dir.path()).expect("journal");
-    let shared = Arc::new(Shared::new(
-        Arc::new(inventory),
-        SourceStatus::new(&[SourceId::Pxb]),
-    ));
+    let source = SourceContext {
+        inventory: Arc::new(inventory),
+        status: Arc::new(SourceStatus::new(&[SourceId::Pxb])),
+    };
     let fake = FakePxb::start().await;
     let mut settings = PxbSettings {
         url: fake.url.clone(),
@@ -612,9 +611,9 @@ async fn in_process(page_size: u64, tweak: impl FnOnce(&mut PxbSettings)) -> InP
     let client = PxbClient::new(&settings).expect("client");
     InProcess {
         journal: dir.path().join("tombstones.journal"),
-        poller: Poller::new(shared.clone(), settings),
+        poller: Poller::new(source.clone(), settings),
         fake,
-        shared,
+        source,
         client,
         _dir: dir,
     }
@@ -625,17 +624,17 @@ impl InProcess {
         self.poller.poll(&mut self.client).await
     }
     fn scrape(&self) -> String {
-        let body = exposition::encode(&self.shared.inventory.snapshot(), Format::Text, &[]);
+        let body = exposition::encode(&self.source.inventory.snapshot(), Format::Text, &[]);
         String::from_utf8(body).expect("utf-8 scrape")
     }
     fn up(&self) -> bool {
-        self.shared.sources.is_up(SourceId::Pxb)
+        self.source.status.is_up(SourceId::Pxb)
     }
     fn ready(&self) -> bool {
-        self.shared.sources.not_synced().is_empty()
+        self.source.status.not_synced().is_empty()
     }
     fn invalid(&self) -> u64 {
-        self.shared.sources.invalid_objects(SourceId::Pxb)
+        self.source.status.invalid_objects(SourceId::Pxb)
     }
     fn journal_len(&self) -> u64 {
         std::fs::metadata(&self.journal).map_or(0, |m| m.len())
@@ -822,7 +821,7 @@ async fn a_vm_backup_and_a_namespace_backup() {
         status[0]
     );
     // The inventory holds both; the cluster puts its uid in telemetry's list.
-    let summary = p.shared.inventory.summary();
+    let summary = p.source.inventory.summary();
     assert_eq!(summary.objects["backup"], 2);
     assert_eq!(summary.backups_by_status["Success"], 1);
     assert_eq!(summary.backups_by_status["PartialSuccess"], 1);
@@ -893,7 +892,7 @@ async fn an_unchanged_poll_upserts_and_writes_nothing() {
     assert!(first.complete && p.up() && p.ready(), "{first:?}");
     assert_eq!(first.upserted, [30, 1, 1, 1, 1]);
     let journal = p.journal_len();
-    let applied = p.shared.inventory.stats().applied[SourceId::Pxb as usize]
+    let applied = p.source.inventory.stats().applied[SourceId::Pxb as usize]
         .load(std::sync::atomic::Ordering::Relaxed);
     let second = p.poll().await;
     assert!(second.complete);
@@ -907,7 +906,7 @@ async fn an_unchanged_poll_upserts_and_writes_nothing() {
         journal,
         "an unchanged poll wrote to the journal"
     );
-    let applied_after = p.shared.inventory.stats().applied[SourceId::Pxb as usize]
+    let applied_after = p.source.inventory.stats().applied[SourceId::Pxb as usize]
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(applied_after - applied, 30);
 }
@@ -1144,17 +1143,17 @@ async fn https_with_a_private_ca() {
     let (fake, ca_pem) = FakePxb::start_tls().await;
     populate(&fake, 2);
     let dir = tempfile::tempdir().expect("temp dir");
-    let shared = Arc::new(Shared::new(
-        Arc::new(Inventory::in_memory(Clock::System, DAY)),
-        SourceStatus::new(&[SourceId::Pxb]),
-    ));
+    let source = SourceContext {
+        inventory: Arc::new(Inventory::in_memory(Clock::System, DAY)),
+        status: Arc::new(SourceStatus::new(&[SourceId::Pxb])),
+    };
     // Without the CA the certificate is not trusted: the poll fails, nothing is listed.
     let plain = PxbSettings {
         url: fake.url.clone(),
         ..PxbSettings::default()
     };
     let mut client = PxbClient::new(&plain).expect("client");
-    let report = Poller::new(shared.clone(), plain.clone())
+    let report = Poller::new(source.clone(), plain.clone())
         .poll(&mut client)
         .await;
     assert!(!report.complete, "{report:?}");

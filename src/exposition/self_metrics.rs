@@ -1,33 +1,67 @@
 //! The sidecar's own metrics (`pxbackup_sidecar_*`), read from the counters that the inventory,
 //! the sources and the ingest endpoint keep.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{FamilyWriter, Value};
+use super::{Collector, FamilyWriter, Value};
 use crate::families::sidecar as catalog;
-use crate::inventory::IgnoreReason;
+use crate::inventory::{IgnoreReason, Inventory};
 use crate::model::{Kind, SourceId};
-use crate::state::Shared;
+use crate::sources::ingest::IngestStats;
+use crate::sources::SourceStatus;
 
-pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
-    let counts = shared.inventory.counts();
+/// How long the previous scrape took to assemble: the server records it after each scrape,
+/// the next one exports it (a scrape cannot report its own duration).
+#[derive(Debug, Default)]
+pub struct ScrapeDuration {
+    /// f64 bits, seconds: there is no atomic float.
+    seconds: AtomicU64,
+}
+
+impl ScrapeDuration {
+    pub fn record(&self, took: Duration) {
+        self.seconds.store(took.as_secs_f64().to_bits(), Relaxed);
+    }
+    pub fn seconds(&self) -> f64 {
+        f64::from_bits(self.seconds.load(Relaxed))
+    }
+}
+
+/// The collector of the sidecar's own families: handed what it reads, never written to.
+pub struct SelfMetrics {
+    pub inventory: Arc<Inventory>,
+    pub sources: Arc<SourceStatus>,
+    pub ingest: Arc<IngestStats>,
+    pub scrape_duration: Arc<ScrapeDuration>,
+}
+
+impl Collector for SelfMetrics {
+    fn collect(&self, w: &mut FamilyWriter<'_>) {
+        write(w, self);
+    }
+}
+
+fn write(w: &mut FamilyWriter<'_>, own: &SelfMetrics) {
+    let counts = own.inventory.counts();
     w.by_label(
         &catalog::BUILD_INFO,
         [(env!("CARGO_PKG_VERSION"), Value::Int(1))],
     );
-    let backfill = shared.inventory.options().backfill;
+    let backfill = own.inventory.options().backfill;
     w.by_label(
         &catalog::BACKFILL_WINDOW,
         [(backfill.mode(), Value::Float(backfill.window.as_secs_f64()))],
     );
-    let configured: Vec<SourceId> = shared.sources.configured().collect();
+    let configured: Vec<SourceId> = own.sources.configured().collect();
     let per_source = |f: &dyn Fn(SourceId) -> Value| -> Vec<(&'static str, Value)> {
         configured.iter().map(|s| (s.as_str(), f(*s))).collect()
     };
-    let stats = shared.inventory.stats();
+    let stats = own.inventory.stats();
     w.by_label(
         &catalog::SOURCE_UP,
-        per_source(&|s| Value::Int(i64::from(shared.sources.is_up(s)))),
+        per_source(&|s| Value::Int(i64::from(own.sources.is_up(s)))),
     );
     w.by_label(
         &catalog::EVENTS_APPLIED,
@@ -35,7 +69,7 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     );
     w.by_label(
         &catalog::SOURCE_OBJECTS_INVALID,
-        per_source(&|s| Value::Uint(shared.sources.invalid_objects(s))),
+        per_source(&|s| Value::Uint(own.sources.invalid_objects(s))),
     );
     w.by_label(
         &catalog::EVENTS_IGNORED,
@@ -46,7 +80,7 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
             )
         }),
     );
-    let ingest = &shared.ingest;
+    let ingest = &own.ingest;
     w.by_label(
         &catalog::INGEST_BATCHES,
         [
@@ -78,7 +112,7 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     );
     w.single(
         &catalog::JOURNAL_ERRORS,
-        Value::Uint(shared.inventory.journal_errors()),
+        Value::Uint(own.inventory.journal_errors()),
     );
     w.single(
         &catalog::JOURNAL_RECORDS_SKIPPED,
@@ -90,6 +124,6 @@ pub fn write(w: &mut FamilyWriter<'_>, shared: &Shared) {
     );
     w.single(
         &catalog::SCRAPE_DURATION,
-        Value::Float(f64::from_bits(shared.last_scrape_seconds.load(Relaxed))),
+        Value::Float(own.scrape_duration.seconds()),
     );
 }

@@ -2,7 +2,6 @@
 //! ingest endpoint (header read timeout, graceful drain on shutdown).
 
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::body::{GzipBody, Scrape, TextBody};
-use super::{accepts_gzip, collect, self_metrics, Collector, FamilyWriter, Format};
-use crate::state::Shared;
+use super::self_metrics::ScrapeDuration;
+use super::{accepts_gzip, collect, Collector, Format};
+use crate::inventory::Inventory;
+use crate::sources::SourceStatus;
 
 /// A client that has not sent its request headers by then is dropped (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,7 +32,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn metrics_router(shared: Arc<Shared>) -> Router {
+/// What the metrics endpoint serves: the inventory's series, then the collectors' families in
+/// order (the sidecar's own, telemetry's); readiness from the sources' status.
+#[derive(Clone)]
+pub struct MetricsContext {
+    pub inventory: Arc<Inventory>,
+    pub sources: Arc<SourceStatus>,
+    pub collectors: Vec<Arc<dyn Collector>>,
+    /// Recorded after every scrape; the self metrics export it.
+    pub scrape_duration: Arc<ScrapeDuration>,
+}
+
+pub fn metrics_router(ctx: MetricsContext) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -40,36 +52,24 @@ pub fn metrics_router(shared: Arc<Shared>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(shared)
-}
-
-struct SelfMetrics<'a> {
-    shared: &'a Shared,
-}
-
-impl Collector for SelfMetrics<'_> {
-    fn collect(&self, w: &mut FamilyWriter<'_>) {
-        self_metrics::write(w, self.shared);
-    }
+        .with_state(Arc::new(ctx))
 }
 
 /// Assembles one scrape: the inventory's series (stale groups rendered again first) and the
 /// sidecar's own families. Blocking: run it off the async workers.
-pub fn prepare(shared: &Shared, format: Format) -> Scrape {
+pub fn prepare(ctx: &MetricsContext, format: Format) -> Scrape {
     let started = Instant::now();
-    let snapshot = shared.inventory.snapshot_for_scrape();
-    let own = SelfMetrics { shared };
-    let tail = collect(format, &[&own, &shared.telemetry]);
+    let snapshot = ctx.inventory.snapshot_for_scrape();
+    let collectors: Vec<&dyn Collector> = ctx.collectors.iter().map(|c| c.as_ref()).collect();
+    let tail = collect(format, &collectors);
     let scrape = Scrape::new(&snapshot, format, tail);
-    shared
-        .last_scrape_seconds
-        .store(started.elapsed().as_secs_f64().to_bits(), Relaxed);
+    ctx.scrape_duration.record(started.elapsed());
     scrape
 }
 
 /// One whole scrape as plain text (tests, tools).
-pub fn scrape(shared: &Shared, format: Format) -> Vec<u8> {
-    match prepare(shared, format).text() {
+pub fn scrape(ctx: &MetricsContext, format: Format) -> Vec<u8> {
+    match prepare(ctx, format).text() {
         Ok(text) => text,
         Err(e) => {
             tracing::error!(error = %e, "a scrape could not be assembled");
@@ -88,7 +88,7 @@ enum Prepared {
     Text(Scrape),
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> Response {
     let header = |name| {
         headers
             .get(name)
@@ -97,7 +97,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
     let prepared = tokio::task::spawn_blocking(move || {
-        let scrape = prepare(&shared, format);
+        let scrape = prepare(&ctx, format);
         if gzip {
             Prepared::Gzip(scrape.gzip())
         } else {
@@ -135,8 +135,8 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     resp
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let waiting = shared.sources.not_synced();
+async fn readyz(State(ctx): State<Arc<MetricsContext>>) -> Response {
+    let waiting = ctx.sources.not_synced();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

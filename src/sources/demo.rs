@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{
@@ -17,7 +16,7 @@ use crate::model::{
     RestoreStatus, Schedule, ScheduleStatus, SourceId, Timestamp, VirtualMachine, VmResource,
     Volume,
 };
-use crate::state::Shared;
+use crate::sources::SourceContext;
 
 /// Live (not deleted) backups kept per schedule; older ones are deleted, as a retention
 /// policy would.
@@ -541,15 +540,15 @@ fn uids_by_kind(events: &[Event]) -> Vec<(Kind, std::collections::HashSet<String
 
 /// Feeds the demo fleet into the inventory every `interval` until `shutdown`.
 pub async fn run(
-    shared: Arc<Shared>,
+    ctx: SourceContext,
     seed: u64,
     interval: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut fleet = DemoFleet::new(seed);
-    let clock = shared.inventory.clock().clone();
+    let clock = ctx.inventory.clock().clone();
     let origin = Origin::source(SourceId::Demo);
-    let apply = |events| shared.inventory.apply_off_runtime(origin.clone(), events);
+    let apply = |events| ctx.inventory.apply_off_runtime(origin.clone(), events);
     let initial = fleet.initial(clock.now());
     let listed = uids_by_kind(&initial);
     if let Err(e) = apply(initial).await {
@@ -557,7 +556,7 @@ pub async fn run(
     }
     // Like a re-list: what a previous run left in the journal and this fleet does not have is
     // gone.
-    let inventory = shared.inventory.clone();
+    let inventory = ctx.inventory.clone();
     let resync_origin = origin.clone();
     let resynced = tokio::task::spawn_blocking(move || {
         for (kind, uids) in listed {
@@ -570,7 +569,7 @@ pub async fn run(
     if let Err(e) = resynced {
         tracing::error!(error = %e, "the demo fleet could not be re-listed");
     }
-    shared.sources.mark_synced(SourceId::Demo);
+    ctx.status.mark_synced(SourceId::Demo);
     tracing::info!(seed, "demo fleet started");
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;

@@ -33,7 +33,7 @@ use crate::model::{
     Backup, BackupLocation, Cluster, Event, Kind, NamespaceResources, Object, Origin, Owner,
     ResourceType, Restore, Schedule, SourceId, Timestamp, VirtualMachine, VmResource, Volume,
 };
-use crate::state::Shared;
+use crate::sources::SourceContext;
 
 /// Largest batch accepted; larger bodies get 413.
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
@@ -486,22 +486,34 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
 
 #[derive(Clone)]
 struct IngestContext {
-    shared: Arc<Shared>,
+    source: SourceContext,
+    stats: Arc<IngestStats>,
     token: Option<SecretString>,
     limits: Limits,
 }
 
-pub fn router(shared: Arc<Shared>, token: Option<SecretString>) -> Router {
-    router_with(shared, token, Limits::default())
+/// The ingest routes: batches go into `source.inventory`, what became of each is counted in
+/// `stats` (the self metrics read them).
+pub fn router(
+    source: SourceContext,
+    stats: Arc<IngestStats>,
+    token: Option<SecretString>,
+) -> Router {
+    router_with(source, stats, token, Limits::default())
 }
 
 /// The ingest routes with the given limits (tests shorten them).
-pub fn router_with(shared: Arc<Shared>, token: Option<SecretString>, limits: Limits) -> Router {
+pub fn router_with(
+    source: SourceContext,
+    stats: Arc<IngestStats>,
+    token: Option<SecretString>,
+    limits: Limits,
+) -> Router {
     let overloaded = {
-        let shared = shared.clone();
+        let stats = stats.clone();
         move |e: BoxError| {
-            let shared = shared.clone();
-            async move { refused(&shared, &*e) }
+            let stats = stats.clone();
+            async move { refused(&stats, &*e) }
         }
     };
     Router::new()
@@ -520,16 +532,17 @@ pub fn router_with(shared: Arc<Shared>, token: Option<SecretString>, limits: Lim
                 )),
         )
         .with_state(IngestContext {
-            shared,
+            source,
+            stats,
             token,
             limits,
         })
 }
 
 /// The answer to a request the layers refused (only the load shedder fails requests).
-fn refused(shared: &Shared, e: &(dyn StdError + 'static)) -> Response {
+fn refused(stats: &IngestStats, e: &(dyn StdError + 'static)) -> Response {
     if e.is::<tower::load_shed::error::Overloaded>() {
-        shared.ingest.overloaded.fetch_add(1, Relaxed);
+        stats.overloaded.fetch_add(1, Relaxed);
         tracing::warn!("ingest: too many requests at once; refused one (503)");
         return retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -615,7 +628,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<V
 }
 
 async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body: Body) -> Response {
-    let stats = &ctx.shared.ingest;
+    let stats = &ctx.stats;
     // Before the body: an unauthenticated client gets nothing read on its behalf.
     if !authorized(ctx.token.as_ref().map(|t| t.expose_secret()), &headers) {
         stats.unauthorized.fetch_add(1, Relaxed);
@@ -670,7 +683,7 @@ async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body:
         }
     };
     let applied = ctx
-        .shared
+        .source
         .inventory
         .apply_off_runtime(Origin::source(SourceId::Ingest), events)
         .await;
@@ -910,12 +923,12 @@ mod tests {
         use crate::inventory::Inventory;
         use crate::sources::SourceStatus;
 
-        fn shared() -> Arc<Shared> {
+        fn source() -> SourceContext {
             let inventory = Inventory::in_memory(Clock::System, Duration::from_secs(3600));
-            Arc::new(Shared::new(
-                Arc::new(inventory),
-                SourceStatus::new(&[SourceId::Ingest]),
-            ))
+            SourceContext {
+                inventory: Arc::new(inventory),
+                status: Arc::new(SourceStatus::new(&[SourceId::Ingest])),
+            }
         }
 
         fn post(body: Body, token: Option<&str>) -> Request<Body> {
@@ -948,8 +961,8 @@ mod tests {
 
         #[tokio::test(start_paused = true)]
         async fn a_wrong_token_is_refused_before_the_body_is_read() {
-            let shared = shared();
-            let app = router(shared.clone(), Some("s3cret".into()));
+            let stats = Arc::new(IngestStats::default());
+            let app = router(source(), stats.clone(), Some("s3cret".into()));
             let started = tokio::time::Instant::now();
             for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret-and-more")] {
                 let resp = app.clone().oneshot(post(stalled(), token)).await.unwrap();
@@ -958,7 +971,7 @@ mod tests {
             // Time is paused and advances only while something waits on a timer: a handler
             // that waited for the (never sent) body would have hit the body timeout instead.
             assert_eq!(started.elapsed(), Duration::ZERO);
-            assert_eq!(shared.ingest.unauthorized.load(Relaxed), 4);
+            assert_eq!(stats.unauthorized.load(Relaxed), 4);
 
             let resp = app
                 .oneshot(post(Body::from(BACKUP), Some("s3cret")))
@@ -969,9 +982,9 @@ mod tests {
 
         #[tokio::test(start_paused = true)]
         async fn a_stalled_or_trickling_body_times_out() {
-            let shared = shared();
+            let stats = Arc::new(IngestStats::default());
             let limits = Limits::default();
-            let app = router_with(shared.clone(), None, limits);
+            let app = router_with(source(), stats.clone(), None, limits);
 
             let started = tokio::time::Instant::now();
             let resp = app.clone().oneshot(post(stalled(), None)).await.unwrap();
@@ -990,17 +1003,17 @@ mod tests {
                 .unwrap();
             assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
             assert_eq!(started.elapsed(), limits.body_deadline);
-            assert_eq!(shared.ingest.timed_out.load(Relaxed), 2);
+            assert_eq!(stats.timed_out.load(Relaxed), 2);
         }
 
         #[tokio::test]
         async fn requests_beyond_the_cap_are_refused_at_once() {
-            let shared = shared();
+            let stats = Arc::new(IngestStats::default());
             let limits = Limits {
                 in_flight: 2,
                 ..Limits::default()
             };
-            let app = router_with(shared.clone(), None, limits);
+            let app = router_with(source(), stats.clone(), None, limits);
             let busy: Vec<_> = (0..2)
                 .map(|_| tokio::spawn(app.clone().oneshot(post(stalled(), None))))
                 .collect();
@@ -1016,7 +1029,7 @@ mod tests {
             assert!(json(resp).await["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("too many")));
-            assert_eq!(shared.ingest.overloaded.load(Relaxed), 1);
+            assert_eq!(stats.overloaded.load(Relaxed), 1);
 
             for task in busy {
                 task.abort();
@@ -1028,8 +1041,7 @@ mod tests {
 
         #[tokio::test]
         async fn an_oversized_batch_is_refused_by_its_declared_length() {
-            let shared = shared();
-            let app = router(shared.clone(), None);
+            let app = router(source(), Arc::default(), None);
             let req = Request::post("/v1/events")
                 .header(CONTENT_LENGTH, (MAX_BATCH_BYTES + 1).to_string())
                 .body(stalled())

@@ -8,8 +8,18 @@ pub mod kube;
 pub mod pxb;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
+use crate::inventory::Inventory;
 use crate::model::SourceId;
+
+/// What a source is handed: the inventory it feeds and the status it reports. Nothing else:
+/// a source neither serves nor reads metrics.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub inventory: Arc<Inventory>,
+    pub status: Arc<SourceStatus>,
+}
 
 /// Health of the configured sources: whether each has finished its initial sync (for
 /// `/readyz`) and is connected now (`pxbackup_sidecar_source_up`).

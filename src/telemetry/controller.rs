@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::state::Shared;
 use crate::telemetry::config::{
     pause_state, validate, Defaults, Endpoint, Pause, RawConfig, TelemetryConfig, Validation,
 };
@@ -24,6 +23,7 @@ use crate::telemetry::pure1::{
 use crate::telemetry::redact::Redactor;
 use crate::telemetry::store::CredentialStore;
 use crate::telemetry::uploader::{self, Sink, Stores, Uploads};
+use crate::telemetry::TelemetryContext;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -111,7 +111,7 @@ pub fn step(phase: Phase, input: Input) -> (Phase, Action) {
 
 /// What the controller needs besides the configuration.
 pub struct Context {
-    pub shared: Arc<Shared>,
+    pub sidecar: TelemetryContext,
     /// The one clock for wall time (bundle ids and times, certificate expiry).
     pub clock: Clock,
     pub defaults: Defaults,
@@ -295,7 +295,7 @@ impl Controller {
 
     /// Validates the configuration read last, updates `config_valid` and logs what changed.
     fn read_config(&mut self) {
-        let metrics = &self.ctx.shared.telemetry;
+        let metrics = &self.ctx.sidecar.metrics;
         let validation = match &self.raw {
             RawConfig::Pending => None,
             RawConfig::Missing => {
@@ -343,7 +343,7 @@ impl Controller {
     async fn reconcile(&mut self) {
         let consent = self.validation.as_ref().is_some_and(|v| v.consent);
         let decided = !matches!(self.raw, RawConfig::Pending);
-        let metrics = &self.ctx.shared.telemetry;
+        let metrics = &self.ctx.sidecar.metrics;
         metrics.set_paused(matches!(self.pause, Pause::Paused(_)));
         // Why the spool must be emptied, when telemetry must be off.
         let (desired, purge) = if !consent {
@@ -386,7 +386,7 @@ impl Controller {
                 ),
             }
             self.active = desired;
-            self.ctx.shared.telemetry.set_enabled(self.active.is_some());
+            self.ctx.sidecar.metrics.set_enabled(self.active.is_some());
             self.transition(input).await;
         }
         if let Some(reason) = purge {
@@ -408,9 +408,9 @@ impl Controller {
 
     /// Empties the spool after a switch-off: nothing queued leaves afterwards.
     async fn purge_spool(&self, reason: DropReason) {
-        let (stores, shared) = (self.ctx.stores.clone(), self.ctx.shared.clone());
+        let (stores, metrics) = (self.ctx.stores.clone(), self.ctx.sidecar.metrics.clone());
         let purged = tokio::task::spawn_blocking(move || {
-            uploader::lock(&stores.spool).purge(reason, &shared.telemetry)
+            uploader::lock(&stores.spool).purge(reason, &metrics)
         })
         .await;
         if let Err(e) = purged.map_err(std::io::Error::other).and_then(|r| r) {
@@ -451,7 +451,7 @@ impl Controller {
             Ok(u) => {
                 if u.credentials_rejected() {
                     self.credentials = None;
-                    self.ctx.shared.telemetry.set_registered(false);
+                    self.ctx.sidecar.metrics.set_registered(false);
                     self.transition(Input::CredentialsRejected).await;
                 }
             }
@@ -465,7 +465,7 @@ impl Controller {
                 tracing::info!("registered with Pure1; client certificate stored");
                 self.credentials = Some(creds);
                 self.registration_backoff = uploader::backoff();
-                self.ctx.shared.telemetry.set_registered(true);
+                self.ctx.sidecar.metrics.set_registered(true);
                 self.transition(Input::Registered).await;
             }
             Err(e) => {
@@ -579,7 +579,7 @@ impl Controller {
                     Err(e) => {
                         tracing::error!(error = %e, "the stored client certificate is unusable; registering again");
                         self.credentials = None;
-                        self.ctx.shared.telemetry.set_registered(false);
+                        self.ctx.sidecar.metrics.set_registered(false);
                         self.phase = Phase::Registering;
                         self.start_registration();
                         return;
@@ -589,12 +589,12 @@ impl Controller {
         };
         // The spool is bound to who the bundles are for and where they go: what was made for
         // another appliance id or endpoint is dropped before anything is sent.
-        let (stores, shared) = (self.ctx.stores.clone(), self.ctx.shared.clone());
+        let (stores, metrics) = (self.ctx.stores.clone(), self.ctx.sidecar.metrics.clone());
         let (identity, max_bytes) = (cfg.identity(), cfg.spool_max_bytes);
         let ready = tokio::task::spawn_blocking(move || {
             let mut spool = uploader::lock(&stores.spool);
-            spool.claim(&identity, &shared.telemetry)?;
-            spool.set_max_bytes(max_bytes, &shared.telemetry)
+            spool.claim(&identity, &metrics)?;
+            spool.set_max_bytes(max_bytes, &metrics)
         })
         .await;
         if let Err(e) = ready.map_err(std::io::Error::other).and_then(|r| r) {
@@ -602,10 +602,10 @@ impl Controller {
             return;
         }
         if matches!(cfg.endpoint, Endpoint::Pure1 { .. }) {
-            self.ctx.shared.telemetry.set_registered(true);
+            self.ctx.sidecar.metrics.set_registered(true);
         }
         let uploads = Uploads {
-            shared: self.ctx.shared.clone(),
+            sidecar: self.ctx.sidecar.clone(),
             clock: self.ctx.clock.clone(),
             config: cfg,
             sink,
@@ -716,9 +716,16 @@ mod tests {
         }
     }
 
+    /// The controller's tests read telemetry's own metrics only.
+    struct NoFamilies;
+
+    impl crate::exposition::Collector for NoFamilies {
+        fn collect(&self, _: &mut crate::exposition::FamilyWriter<'_>) {}
+    }
+
     struct Rig {
         tmp: tempfile::TempDir,
-        shared: Arc<Shared>,
+        sidecar: TelemetryContext,
         stores: Stores,
         config: watch::Sender<RawConfig>,
         pause: watch::Sender<RawConfig>,
@@ -739,7 +746,12 @@ mod tests {
                 clock.clone(),
                 Duration::from_secs(3600),
             ));
-            let shared = Arc::new(Shared::new(inv, SourceStatus::new(&[])));
+            let sidecar = TelemetryContext {
+                inventory: inv,
+                sources: Arc::new(SourceStatus::new(&[])),
+                metrics: Arc::default(),
+                self_metrics: Arc::new(NoFamilies),
+            };
             let dir = tmp.path().join("telemetry");
             let stores = Stores {
                 spool: Arc::new(std::sync::Mutex::new(
@@ -750,7 +762,7 @@ mod tests {
                 )),
             };
             let ctx = Context {
-                shared: shared.clone(),
+                sidecar: sidecar.clone(),
                 clock,
                 defaults: Defaults::default(),
                 store: Arc::new(CredentialStore::Files(tmp.path().to_owned())),
@@ -772,7 +784,7 @@ mod tests {
             let task = tokio::spawn(controller.run(inputs, stop.clone()));
             Rig {
                 tmp,
-                shared,
+                sidecar,
                 stores,
                 config,
                 pause,
@@ -835,7 +847,7 @@ mod tests {
         let on = rig.on();
         rig.config.send(on.clone()).unwrap();
         rig.wait_for(2).await; // health and clusters at once (no logs configured)
-        assert!(rig.shared.telemetry.enabled());
+        assert!(rig.sidecar.metrics.enabled());
         tokio::time::sleep(Duration::from_secs(10)).await;
         rig.wait_for(3).await; // health again after its interval
 
@@ -843,15 +855,15 @@ mod tests {
             .send(rig.on_with(&[("health-interval", "soon")]))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert!(!rig.shared.telemetry.config_valid());
-        assert!(rig.shared.telemetry.enabled());
+        assert!(!rig.sidecar.metrics.config_valid());
+        assert!(rig.sidecar.metrics.enabled());
         tokio::time::sleep(Duration::from_secs(10)).await;
         rig.wait_for(4).await; // the old 10 s interval is still in force
 
         rig.config.send(raw(&[("enabled", "false")])).unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert!(rig.shared.telemetry.config_valid());
-        assert!(!rig.shared.telemetry.enabled());
+        assert!(rig.sidecar.metrics.config_valid());
+        assert!(!rig.sidecar.metrics.enabled());
         let before = bundles(&rig.out()).len();
         tokio::time::sleep(Duration::from_secs(60)).await;
         settle().await;
@@ -925,15 +937,15 @@ mod tests {
                 settle().await;
             }
             assert!(rig.spooled() >= 2, "{case}: {}", rig.spooled());
-            assert!(rig.shared.telemetry.enabled(), "{case}");
+            assert!(rig.sidecar.metrics.enabled(), "{case}");
             switch_off(&rig);
             tokio::time::sleep(Duration::from_millis(1)).await;
             settle().await;
-            assert!(!rig.shared.telemetry.enabled(), "{case}");
+            assert!(!rig.sidecar.metrics.enabled(), "{case}");
             assert_eq!(rig.spooled(), 0, "{case}: spool not emptied");
             let dropped: u64 = UploadKind::ALL
                 .iter()
-                .map(|k| rig.shared.telemetry.dropped(*k, reason))
+                .map(|k| rig.sidecar.metrics.dropped(*k, reason))
                 .sum();
             assert!(dropped >= 2, "{case}: {dropped} counted as {reason:?}");
             // The destination works again: still nothing goes out.
@@ -973,14 +985,14 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         settle().await;
-        assert!(rig.shared.telemetry.paused() && !rig.shared.telemetry.enabled());
+        assert!(rig.sidecar.metrics.paused() && !rig.sidecar.metrics.enabled());
         let n = bundles(&rig.out()).len();
         tokio::time::sleep(Duration::from_secs(60)).await;
         settle().await;
         assert_eq!(bundles(&rig.out()).len(), n);
         rig.pause.send(RawConfig::Missing).unwrap();
         rig.wait_for(n + 1).await;
-        assert!(!rig.shared.telemetry.paused() && rig.shared.telemetry.enabled());
+        assert!(!rig.sidecar.metrics.paused() && rig.sidecar.metrics.enabled());
         rig.stop().await;
     }
 
@@ -1000,14 +1012,10 @@ mod tests {
         settle().await;
         let dropped: u64 = UploadKind::ALL
             .iter()
-            .map(|k| {
-                rig.shared
-                    .telemetry
-                    .dropped(*k, DropReason::IdentityChanged)
-            })
+            .map(|k| rig.sidecar.metrics.dropped(*k, DropReason::IdentityChanged))
             .sum();
         assert!(dropped >= 2, "{dropped}");
-        assert!(rig.shared.telemetry.enabled());
+        assert!(rig.sidecar.metrics.enabled());
         rig.stop().await;
     }
 
@@ -1024,7 +1032,7 @@ mod tests {
         rig.config.send(RawConfig::Data(on)).unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         settle().await;
-        let t = &rig.shared.telemetry;
+        let t = &rig.sidecar.metrics;
         assert!(!t.enabled() && !t.config_valid());
         uid.send(Some("kube-system-uid".into())).unwrap();
         rig.wait_for(2).await;
@@ -1038,7 +1046,7 @@ mod tests {
     async fn making_bundles_changes_nothing_in_the_inventory() {
         use crate::model::{Backup, BackupStatus, Event, Object, Origin, SourceId};
         let rig = Rig::start(false);
-        let inv = &rig.shared.inventory;
+        let inv = &rig.sidecar.inventory;
         let backup = Backup {
             uid: "b1".into(),
             name: "b1".into(),

@@ -28,11 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Settings, TelemetryConfigSource};
+use crate::exposition::Collector;
+use crate::inventory::Inventory;
 use crate::kubernetes::Kubernetes;
-use crate::state::Shared;
+use crate::sources::SourceStatus;
 use config::{Defaults, RawConfig, DEFAULT_SPOOL_MAX_BYTES};
 use controller::{Context, Controller, Inputs};
 use logs::LogCollector;
+use metrics::TelemetryMetrics;
 use spool::Spool;
 use store::CredentialStore;
 use uploader::Stores;
@@ -56,6 +59,18 @@ pub enum TelemetryError {
     NoKubernetes,
     #[error("redaction rules: {0}")]
     Redactor(#[from] regex::Error),
+}
+
+/// What telemetry is handed: what it reads of the rest of the sidecar for its bundles, and
+/// the metrics it keeps about itself.
+#[derive(Clone)]
+pub struct TelemetryContext {
+    /// Read for counts and summaries only: making a bundle changes nothing in it.
+    pub inventory: Arc<Inventory>,
+    pub sources: Arc<SourceStatus>,
+    pub metrics: Arc<TelemetryMetrics>,
+    /// The sidecar's own families, for the health bundle.
+    pub self_metrics: Arc<dyn Collector>,
 }
 
 /// `<state-dir>/telemetry`. Without --state-dir a directory under the temp dir keeps the
@@ -113,19 +128,19 @@ fn read_ca(settings: &Settings) -> Result<Option<Vec<u8>>, TelemetryError> {
 /// Runs telemetry until `stop`. Telemetry failures never stop the sidecar: they are logged
 /// and telemetry stays off. `kube`: the process's one Kubernetes client (API mode needs it).
 pub async fn run(
-    shared: Arc<Shared>,
+    sidecar: TelemetryContext,
     settings: Settings,
     kube: Option<Arc<Kubernetes>>,
     clock: Clock,
     stop: CancellationToken,
 ) {
-    if let Err(e) = run_inner(shared, settings, kube, clock, stop).await {
+    if let Err(e) = run_inner(sidecar, settings, kube, clock, stop).await {
         tracing::error!(error = %e, "telemetry cannot start; it stays off");
     }
 }
 
 async fn run_inner(
-    shared: Arc<Shared>,
+    sidecar: TelemetryContext,
     settings: Settings,
     kube: Option<Arc<Kubernetes>>,
     clock: Clock,
@@ -152,8 +167,8 @@ async fn run_inner(
         .map_err(|e| state_dir_error(std::io::Error::other(e)))?
         .map_err(state_dir_error)?
     };
-    shared
-        .telemetry
+    sidecar
+        .metrics
         .set_spool_bytes(uploader::lock(&stores.spool).bytes());
     let defaults = Defaults {
         endpoint: settings.telemetry_endpoint.clone(),
@@ -215,7 +230,7 @@ async fn run_inner(
         }
     };
     let ctx = Context {
-        shared,
+        sidecar,
         clock,
         defaults,
         store: Arc::new(store),

@@ -7,11 +7,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 
-use crate::exposition::{self_metrics, Collector, FamilyWriter, Format};
+use crate::exposition::{Collector, FamilyWriter, Format};
 use crate::model::SourceId;
-use crate::state::Shared;
 use crate::telemetry::logs::FileLines;
 use crate::telemetry::metrics::UploadKind;
+use crate::telemetry::TelemetryContext;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -29,18 +29,23 @@ fn envelope(kind: UploadKind, key: &str, appliance_id: &str, unix_millis: u64) -
 
 /// Inventory counts (no names, no UIDs of backups), source health, and the sidecar's own
 /// `pxbackup_sidecar_*` / `pxbackup_telemetry_*` samples.
-pub fn health(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) -> Value {
-    let summary = shared.inventory.summary();
-    let not_synced = shared.sources.not_synced();
-    let sources: Vec<Value> = shared
-        .sources
+pub fn health(
+    sidecar: &TelemetryContext,
+    key: &str,
+    appliance_id: &str,
+    unix_millis: u64,
+) -> Value {
+    let summary = sidecar.inventory.summary();
+    let status = &sidecar.sources;
+    let not_synced = status.not_synced();
+    let sources: Vec<Value> = status
         .configured()
         .map(|id: SourceId| {
-            json!({"source": id.as_str(), "up": shared.sources.is_up(id), "synced": !not_synced.contains(&id),
-                   "invalid_objects": shared.sources.invalid_objects(id)})
+            json!({"source": id.as_str(), "up": status.is_up(id), "synced": !not_synced.contains(&id),
+                   "invalid_objects": status.invalid_objects(id)})
         })
         .collect();
-    let text = self_metrics_text(shared);
+    let text = self_metrics_text(sidecar);
     let metrics: Vec<&str> = std::str::from_utf8(&text)
         .unwrap_or_default()
         .lines()
@@ -60,17 +65,22 @@ pub fn health(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) 
 
 /// Only the sidecar's own families: a full scrape would encode every object series (costly on
 /// a large fleet) and would overwrite the scrape-duration gauge that Prometheus reads.
-fn self_metrics_text(shared: &Shared) -> Vec<u8> {
+fn self_metrics_text(sidecar: &TelemetryContext) -> Vec<u8> {
     let mut out = Vec::new();
     let mut w = FamilyWriter::new(&mut out, Format::Text);
-    self_metrics::write(&mut w, shared);
-    shared.telemetry.collect(&mut w);
+    sidecar.self_metrics.collect(&mut w);
+    sidecar.metrics.collect(&mut w);
     out
 }
 
-pub fn clusters(shared: &Shared, key: &str, appliance_id: &str, unix_millis: u64) -> Value {
+pub fn clusters(
+    sidecar: &TelemetryContext,
+    key: &str,
+    appliance_id: &str,
+    unix_millis: u64,
+) -> Value {
     let mut v = envelope(UploadKind::Clusters, key, appliance_id, unix_millis);
-    v["cluster_uids"] = json!(shared.inventory.summary().cluster_uids);
+    v["cluster_uids"] = json!(sidecar.inventory.summary().cluster_uids);
     v
 }
 

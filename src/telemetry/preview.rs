@@ -6,7 +6,8 @@
 //!
 //! The inventory is rebuilt in memory by the sources that can be read without side effects
 //! (demo, kube: a list of the Stork CRs); backups pushed through ingest live only in the
-//! running sidecar and are not counted here.
+//! running sidecar and are not counted here. Starting the sources is wiring, so `app` runs
+//! the steps: `read_config`, the sources, `wait_for_sources`, then `bundles`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,22 +17,21 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
 use kube::Api;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{ConfigMapRef, Settings, TelemetryConfigSource};
-use crate::inventory::Inventory;
 use crate::kubernetes::{KubeClientError, Kubernetes};
 use crate::model::SourceId;
 use crate::sources::SourceStatus;
-use crate::state::Shared;
-use crate::telemetry::config::{pause_state, validate, Defaults, InvalidValue, Pause, RawConfig};
+use crate::telemetry::config::{
+    pause_state, validate, Defaults, InvalidValue, Pause, RawConfig, TelemetryConfig,
+};
 use crate::telemetry::logs::{Collected, LogCollector};
 use crate::telemetry::metrics::UploadKind;
 use crate::telemetry::redact::Redactor;
 use crate::telemetry::spool::new_key;
 use crate::telemetry::uploader::bundle_json;
-use crate::telemetry::{cursor_file, log_paths, source, telemetry_dir};
+use crate::telemetry::{cursor_file, log_paths, source, telemetry_dir, TelemetryContext};
 
 /// How long the sources get to finish their first list, and the cluster identity to be read.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,8 +44,6 @@ pub enum PreviewError {
     Invalid(Vec<InvalidValue>),
     #[error("the telemetry configuration cannot be read: {0}")]
     Unreadable(String),
-    #[error("{0}")]
-    App(#[from] crate::app::AppError),
     #[error("timed out after {secs} s waiting for {what}", secs = SYNC_TIMEOUT.as_secs())]
     Timeout { what: &'static str },
     #[error("redaction rules: {0}")]
@@ -56,7 +54,6 @@ impl PreviewError {
     /// 64 (EX_USAGE) for what the operator must fix in the configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            PreviewError::App(e) => e.exit_code(),
             PreviewError::Kube(_) | PreviewError::Invalid(_) | PreviewError::Unreadable(_) => 64,
             PreviewError::Timeout { .. } | PreviewError::Redactor(_) => 1,
         }
@@ -93,9 +90,21 @@ async fn within<T>(
         .map_err(|_| PreviewError::Timeout { what })
 }
 
-pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, PreviewError> {
-    crate::tls::install_crypto_provider();
-    let mut kube = None;
+/// What the preview shows: the configuration as it would be once switched on, and whether it
+/// is switched on now.
+pub struct Wanted {
+    cfg: TelemetryConfig,
+    pause: Pause,
+    consent: bool,
+}
+
+/// Reads the telemetry configuration once and validates it as if `enabled` were "true".
+/// `kube`: the process's one Kubernetes client, connected here when the configuration is in a
+/// ConfigMap (the kube source then uses the same one).
+pub async fn read_config(
+    settings: &Settings,
+    kube: &mut Option<Arc<Kubernetes>>,
+) -> Result<Wanted, PreviewError> {
     let (raw, pause) = match &settings.telemetry_config {
         TelemetryConfigSource::None => (RawConfig::Missing, Pause::Running),
         TelemetryConfigSource::File(path) => {
@@ -106,7 +115,7 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
             (raw, Pause::Running)
         }
         TelemetryConfigSource::ConfigMap { config, pause } => {
-            let k = Kubernetes::get_or_connect(&mut kube, &settings).await?;
+            let k = Kubernetes::get_or_connect(kube, settings).await?;
             let raw = read_configmap(&k, config).await;
             (raw, pause_state(&read_configmap(&k, pause).await))
         }
@@ -120,7 +129,7 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
         endpoint: settings.telemetry_endpoint.clone(),
         appliance_id: None,
     };
-    if let (Some(k), None) = (&kube, data.get("appliance-id")) {
+    if let (Some(k), None) = (&*kube, data.get("appliance-id")) {
         defaults.appliance_id =
             Some(within("the kube-system namespace UID", k.cluster_uid()).await?);
     }
@@ -131,33 +140,45 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
     let Some(cfg) = validation.settings else {
         return Err(PreviewError::Invalid(validation.invalid));
     };
+    Ok(Wanted {
+        cfg,
+        pause,
+        consent,
+    })
+}
 
-    let shared = Arc::new(Shared::new(
-        Arc::new(Inventory::in_memory(clock.clone(), settings.backfill)),
-        SourceStatus::new(&settings.sources),
-    ));
-    let mut notes = Vec::new();
-    let stop = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in &settings.sources {
-        crate::app::start_source(*id, &shared, &settings, &mut kube, &stop, &mut tasks).await?;
-    }
-    if settings.sources.contains(&SourceId::Ingest) {
-        notes.push("objects pushed through ingest are known to the running sidecar only and are not counted here");
-    }
+/// Resolves once every configured source has delivered its first list.
+pub async fn wait_for_sources(status: &SourceStatus) -> Result<(), PreviewError> {
     within("the sources' first list", async {
-        while !shared.sources.not_synced().is_empty() {
+        while !status.not_synced().is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
-    .await?;
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    shared.telemetry.set_enabled(true);
-    shared.telemetry.set_config_valid(true);
+    .await
+}
+
+/// The bundles `wanted` would make of what `sidecar` holds now, and what would become of them.
+pub async fn bundles(
+    settings: &Settings,
+    wanted: Wanted,
+    sidecar: &TelemetryContext,
+    clock: &Clock,
+) -> Result<Preview, PreviewError> {
+    let Wanted {
+        cfg,
+        pause,
+        consent,
+    } = wanted;
+    let mut notes = Vec::new();
+    if settings.sources.contains(&SourceId::Ingest) {
+        notes.push("objects pushed through ingest are known to the running sidecar only and are not counted here");
+    }
+    // The health bundle as a switched-on telemetry would make it.
+    sidecar.metrics.set_enabled(true);
+    sidecar.metrics.set_config_valid(true);
 
     let dir = telemetry_dir(settings.state_dir.as_deref());
-    let (paths, cursors) = (log_paths(&settings, &dir), cursor_file(&dir));
+    let (paths, cursors) = (log_paths(settings, &dir), cursor_file(&dir));
     let redactor = Redactor::new()?;
     let logs_max = cfg.logs_max_bytes;
     // Read only: the cursors stay where the running sidecar left them.
@@ -172,7 +193,7 @@ pub async fn preview(settings: Settings, clock: Clock) -> Result<Preview, Previe
     let now = u64::try_from(clock.now().as_millis()).unwrap_or_default();
     let bundle = |kind: UploadKind| {
         let key = new_key(kind, now);
-        bundle_json(kind, &key, now, &cfg.appliance_id, &shared, &collected)
+        bundle_json(kind, &key, now, &cfg.appliance_id, sidecar, &collected)
     };
     let mut bundles = vec![bundle(UploadKind::Health)];
     if collected.is_empty() {

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::state::Shared;
 use crate::telemetry::config::TelemetryConfig;
 use crate::telemetry::logs::{Collected, LogCollector};
 use crate::telemetry::metrics::{DropReason, UploadKind, UploadResult};
@@ -22,6 +21,7 @@ use crate::telemetry::payload;
 use crate::telemetry::pure1::{Pure1Error, RestClient};
 use crate::telemetry::redact::Redactor;
 use crate::telemetry::spool::{kind_of_key, new_key, Bundle, Spool};
+use crate::telemetry::TelemetryContext;
 
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -145,12 +145,12 @@ pub fn bundle_json(
     key: &str,
     unix_millis: u64,
     appliance_id: &str,
-    shared: &Shared,
+    sidecar: &TelemetryContext,
     logs: &Collected,
 ) -> Value {
     match kind {
-        UploadKind::Health => payload::health(shared, key, appliance_id, unix_millis),
-        UploadKind::Clusters => payload::clusters(shared, key, appliance_id, unix_millis),
+        UploadKind::Health => payload::health(sidecar, key, appliance_id, unix_millis),
+        UploadKind::Clusters => payload::clusters(sidecar, key, appliance_id, unix_millis),
         UploadKind::Logs => {
             payload::logs(&logs.files, logs.truncated, key, appliance_id, unix_millis)
         }
@@ -159,7 +159,7 @@ pub fn bundle_json(
 
 /// Everything one upload run needs.
 pub struct Uploads {
-    pub shared: Arc<Shared>,
+    pub sidecar: TelemetryContext,
     pub clock: Clock,
     pub config: TelemetryConfig,
     pub sink: Sink,
@@ -203,22 +203,22 @@ impl Uploads {
 
     /// Makes a bundle of `kind` and spools it (on the blocking pool).
     async fn make_bundle(&self, kind: UploadKind) {
-        let (shared, stores, redactor) = (
-            self.shared.clone(),
+        let (sidecar, stores, redactor) = (
+            self.sidecar.clone(),
             self.stores.clone(),
             self.redactor.clone(),
         );
         let (id, logs_max) = (self.config.appliance_id.clone(), self.config.logs_max_bytes);
         let now = self.unix_millis();
         blocking("make a bundle", move || {
-            make_and_spool(kind, now, &id, &shared, &stores, logs_max, &redactor)
+            make_and_spool(kind, now, &id, &sidecar, &stores, logs_max, &redactor)
         })
         .await;
     }
 
     /// The oldest spooled bundle, read on the blocking pool.
     async fn next_bundle(&self) -> Next {
-        let (stores, shared) = (self.stores.clone(), self.shared.clone());
+        let (stores, metrics) = (self.stores.clone(), self.sidecar.metrics.clone());
         blocking("read the spool", move || {
             let mut spool = lock(&stores.spool);
             let Some(key) = spool.oldest() else {
@@ -229,10 +229,10 @@ impl Uploads {
                 Err(e) => {
                     tracing::error!(key = %key, error = %e, "unreadable telemetry bundle removed from the spool");
                     if let Some(kind) = kind_of_key(&key) {
-                        shared.telemetry.count_dropped(kind, DropReason::Unreadable);
+                        metrics.count_dropped(kind, DropReason::Unreadable);
                     }
                     let _ = spool.remove(&key);
-                    shared.telemetry.set_spool_bytes(spool.bytes());
+                    metrics.set_spool_bytes(spool.bytes());
                     Next::Dropped
                 }
             }
@@ -242,13 +242,13 @@ impl Uploads {
     }
 
     async fn remove(&self, key: String) {
-        let (stores, shared) = (self.stores.clone(), self.shared.clone());
+        let (stores, metrics) = (self.stores.clone(), self.sidecar.metrics.clone());
         blocking("remove a sent bundle", move || {
             let mut spool = lock(&stores.spool);
             if let Err(e) = spool.remove(&key) {
                 tracing::warn!(key = %key, error = %e, "cannot remove a bundle from the spool");
             }
-            shared.telemetry.set_spool_bytes(spool.bytes());
+            metrics.set_spool_bytes(spool.bytes());
         })
         .await;
     }
@@ -270,7 +270,7 @@ impl Uploads {
                 return Ok(());
             }
             let (kind, key) = (bundle.kind, bundle.key.clone());
-            let metrics = &self.shared.telemetry;
+            let metrics = &self.sidecar.metrics;
             match self.sink.send(bundle).await {
                 Ok(()) => {
                     self.rejections = 0;
@@ -343,7 +343,7 @@ fn make_and_spool(
     kind: UploadKind,
     unix_millis: u64,
     appliance_id: &str,
-    shared: &Shared,
+    sidecar: &TelemetryContext,
     stores: &Stores,
     logs_max_bytes: usize,
     redactor: &Redactor,
@@ -362,24 +362,24 @@ fn make_and_spool(
         }
         UploadKind::Health | UploadKind::Clusters => Collected::default(),
     };
-    let value = bundle_json(kind, &key, unix_millis, appliance_id, shared, &collected);
+    let value = bundle_json(kind, &key, unix_millis, appliance_id, sidecar, &collected);
     let body = match payload::gzip(&value) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(kind = kind.as_str(), error = %e, "cannot compress a telemetry bundle");
-            shared.telemetry.count_upload(kind, UploadResult::Failure);
+            sidecar.metrics.count_upload(kind, UploadResult::Failure);
             return;
         }
     };
     let bundle = Bundle { key, kind, body };
     let mut spool = lock(&stores.spool);
-    if let Err(e) = spool.put(&bundle, &shared.telemetry) {
+    if let Err(e) = spool.put(&bundle, &sidecar.metrics) {
         // Not spooled: the log cursors stay where they were, so those lines come again.
         tracing::error!(kind = kind.as_str(), error = %e, "cannot write a telemetry bundle to the spool");
-        shared.telemetry.count_upload(kind, UploadResult::Failure);
+        sidecar.metrics.count_upload(kind, UploadResult::Failure);
         return;
     }
-    shared.telemetry.set_spool_bytes(spool.bytes());
+    sidecar.metrics.set_spool_bytes(spool.bytes());
     drop(spool);
     if kind == UploadKind::Logs {
         if let Err(e) = logs.commit(&collected) {

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::kubernetes::Kubernetes;
 use crate::model::{Event, Origin, SourceId};
-use crate::state::Shared;
+use crate::sources::{SourceContext, SourceStatus};
 use crd::{
     ApplicationBackup, ApplicationBackupSchedule, ApplicationRestore, NamespacedSchedulePolicy,
     SchedulePolicy,
@@ -51,7 +51,7 @@ pub struct Scope {
 
 /// Runs the source until `shutdown` resolves.
 pub async fn run(
-    shared: Arc<Shared>,
+    ctx: SourceContext,
     kube: Arc<Kubernetes>,
     scope: Scope,
     shutdown: impl Future<Output = ()>,
@@ -94,7 +94,7 @@ pub async fn run(
         specs: Vec::new(),
         task_watcher: HashMap::new(),
         ctx: Arc::new(WatchContext {
-            shared: shared.clone(),
+            status: ctx.status.clone(),
             cluster: cluster.clone(),
         }),
         tx,
@@ -120,7 +120,7 @@ pub async fn run(
     } = set;
     drop(tx);
 
-    let mut tracker = Tracker::new(&shared.inventory, &shared.sources, cluster, &specs);
+    let mut tracker = Tracker::new(&ctx.inventory, &ctx.status, cluster, &specs);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -130,7 +130,7 @@ pub async fn run(
                 }
                 None => {
                     tracing::error!("every kube watcher stopped");
-                    shared.sources.set_up(SourceId::Kube, false);
+                    ctx.status.set_up(SourceId::Kube, false);
                     break;
                 }
             },
@@ -153,7 +153,7 @@ pub async fn run(
 }
 
 struct WatchContext {
-    shared: Arc<Shared>,
+    status: Arc<SourceStatus>,
     cluster: ClusterIdentity,
 }
 
@@ -297,7 +297,7 @@ impl WatchContext {
         let what = K::kind(&());
         let Some(uid) = K::inventory_uid(meta) else {
             tracing::warn!(kind = %what, %namespace, %name, "object without a uid; skipped");
-            self.shared.sources.count_invalid_object(SourceId::Kube);
+            self.status.count_invalid_object(SourceId::Kube);
             return None;
         };
         let cr = match obj.0 {
@@ -307,7 +307,7 @@ impl WatchContext {
                     kind = %what, %namespace, %name, error = %invalid.error,
                     "malformed object skipped (its last good state, if any, stays)"
                 );
-                self.shared.sources.count_invalid_object(SourceId::Kube);
+                self.status.count_invalid_object(SourceId::Kube);
                 return Some((uid, K::observe_malformed(&invalid.metadata)));
             }
         };
@@ -317,13 +317,13 @@ impl WatchContext {
                     tracing::warn!(kind = %what, %namespace, %name, "{warning}");
                 }
                 if observed.invalid {
-                    self.shared.sources.count_invalid_object(SourceId::Kube);
+                    self.status.count_invalid_object(SourceId::Kube);
                 }
                 Some((uid, Some(observed.item)))
             }
             Err(e) => {
                 tracing::warn!(kind = %what, %namespace, %name, error = %e, "object skipped");
-                self.shared.sources.count_invalid_object(SourceId::Kube);
+                self.status.count_invalid_object(SourceId::Kube);
                 Some((uid, None))
             }
         }

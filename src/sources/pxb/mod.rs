@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use crate::config::PxbSettings;
 use crate::model::{Event, Kind, Object, Origin, SourceId};
-use crate::state::Shared;
+use crate::sources::{SourceContext, SourceStatus};
 pub use client::{CallError, ClientError, PxbClient};
 use mapping::{ClusterIndex, Context, Mapped, MappingError, PolicyIntervals};
 use wire::{decode_page, Listed};
@@ -93,7 +93,7 @@ struct OrgState {
 
 /// Logging and counting of what cannot be exported.
 struct Reporter {
-    shared: Arc<Shared>,
+    status: Arc<SourceStatus>,
     said: HashSet<String>,
 }
 
@@ -107,7 +107,7 @@ impl Reporter {
     }
 
     fn skipped(&mut self, org: &str, kind: Kind, name: &str, uid: &str, reason: &str) {
-        self.shared.sources.count_invalid_object(SourceId::Pxb);
+        self.status.count_invalid_object(SourceId::Pxb);
         if self.first_time(format!("skip\0{org}\0{kind}\0{uid}\0{name}\0{reason}")) {
             tracing::warn!(
                 %org, %kind, %name, %uid, %reason,
@@ -132,6 +132,7 @@ struct Enumeration {
 
 /// The poll loop's state. `poll` runs one poll; `run` repeats it.
 pub struct Poller {
+    ctx: SourceContext,
     settings: PxbSettings,
     reporter: Reporter,
     orgs: BTreeMap<String, OrgState>,
@@ -140,21 +141,18 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(shared: Arc<Shared>, settings: PxbSettings) -> Poller {
+    pub fn new(ctx: SourceContext, settings: PxbSettings) -> Poller {
         Poller {
-            settings,
             reporter: Reporter {
-                shared,
+                status: ctx.status.clone(),
                 said: HashSet::new(),
             },
+            ctx,
+            settings,
             orgs: BTreeMap::new(),
             synced: false,
             failing: false,
         }
-    }
-
-    fn shared(&self) -> &Shared {
-        &self.reporter.shared
     }
 
     /// One poll of every organization; updates the source's health and readiness.
@@ -271,8 +269,7 @@ impl Poller {
     }
 
     fn finish(&mut self, report: &PollReport, started: Instant) {
-        let shared = self.reporter.shared.clone();
-        let status = &shared.sources;
+        let status = &self.ctx.status;
         let took = started.elapsed();
         if report.complete {
             if !self.synced {
@@ -639,7 +636,7 @@ impl Poller {
             return;
         }
         if let Err(e) = self
-            .shared()
+            .ctx
             .inventory
             .apply_off_runtime(origin.clone(), events)
             .await
@@ -656,7 +653,7 @@ impl Poller {
         kind: Kind,
         listed: HashSet<String>,
     ) -> (usize, Option<HashSet<String>>) {
-        let inventory = self.shared().inventory.clone();
+        let inventory = self.ctx.inventory.clone();
         let done = tokio::task::spawn_blocking(move || {
             let result = inventory.resync(&origin, kind, &listed);
             (origin, result, listed)
@@ -702,7 +699,7 @@ fn lift<T>(m: Mapped<T>, wrap: impl FnOnce(T) -> Object) -> Mapped<Object> {
 /// Polls PX-Backup every `poll_interval` (from the start of one poll to the start of the
 /// next; a poll that takes longer is followed at once by the next) until `shutdown` resolves.
 pub async fn run(
-    shared: Arc<Shared>,
+    ctx: SourceContext,
     mut client: PxbClient,
     settings: PxbSettings,
     shutdown: impl Future<Output = ()>,
@@ -716,7 +713,7 @@ pub async fn run(
         "polling PX-Backup"
     );
     let interval = settings.poll_interval;
-    let mut poller = Poller::new(shared, settings);
+    let mut poller = Poller::new(ctx, settings);
     loop {
         let started = tokio::time::Instant::now();
         tokio::select! {
