@@ -105,7 +105,9 @@ pub fn step(phase: Phase, input: Input) -> (Phase, Action) {
         (P::Enabled, I::RenewDue) => (P::Enabled, A::Renew),
         (P::Enabled, I::Registered) => (P::Enabled, A::RestartUploads),
         (P::Enabled, I::RegistrationFailed) => (P::Enabled, A::RetryRenewalLater),
-        (P::Enabled, I::CredentialsRejected) => (P::Registering, A::Register),
+        // After a backoff: a certificate that cannot be used at all would otherwise be
+        // refused, registered anew and refused again in a tight loop.
+        (P::Enabled, I::CredentialsRejected) => (P::Registering, A::RetryRegistrationLater),
     }
 }
 
@@ -132,6 +134,9 @@ pub struct Inputs {
     pub cluster_uid: Option<watch::Receiver<Option<String>>>,
 }
 
+/// A certificate that uploaded this long before it was refused is taken to have worked.
+const CERTIFICATE_PROVEN: Duration = Duration::from_secs(600);
+
 /// How long a stop waits for a bundle already on the wire before abandoning it (it is then
 /// dropped with the rest of the spool, or sent again under the same idempotency key).
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
@@ -155,6 +160,9 @@ pub struct Controller {
     registration: Option<RegistrationTask>,
     registration_backoff: backon::ExponentialBackoff,
     retry_at: Option<Instant>,
+    /// When the uploads with the current certificate started: one that served a while before
+    /// it was refused starts the registration backoff afresh.
+    uploads_started: Option<Instant>,
     renew_at: Option<Instant>,
     uploads: Option<UploadTask>,
 }
@@ -218,6 +226,7 @@ impl Controller {
             registration: None,
             registration_backoff: uploader::backoff(),
             retry_at: None,
+            uploads_started: None,
             renew_at: None,
             uploads: None,
         }
@@ -450,6 +459,12 @@ impl Controller {
         match ended {
             Ok(u) => {
                 if u.credentials_rejected() {
+                    if self
+                        .uploads_started
+                        .is_some_and(|t| t.elapsed() > CERTIFICATE_PROVEN)
+                    {
+                        self.registration_backoff = uploader::backoff();
+                    }
                     self.credentials = None;
                     self.ctx.sidecar.metrics.set_registered(false);
                     self.transition(Input::CredentialsRejected).await;
@@ -464,7 +479,8 @@ impl Controller {
             Ok(creds) => {
                 tracing::info!("registered with Pure1; client certificate stored");
                 self.credentials = Some(creds);
-                self.registration_backoff = uploader::backoff();
+                // The backoff is not reset here: only a certificate that uploads for a while
+                // proves the registration worked (see `on_uploads_ended`).
                 self.ctx.sidecar.metrics.set_registered(true);
                 self.transition(Input::Registered).await;
             }
@@ -556,6 +572,7 @@ impl Controller {
 
     async fn start_uploads(&mut self) {
         self.stop_uploads().await;
+        self.uploads_started = Some(Instant::now());
         let Some(cfg) = self.active.clone() else {
             return;
         };
@@ -622,6 +639,19 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_registers_again_only_after_a_backoff() {
+        // An unusable certificate is refused at once; registering again at once would loop.
+        assert_eq!(
+            step(Phase::Enabled, Input::CredentialsRejected),
+            (Phase::Registering, Action::RetryRegistrationLater)
+        );
+        assert_eq!(
+            step(Phase::Registering, Input::RegistrationFailed),
+            (Phase::Registering, Action::RetryRegistrationLater)
+        );
+    }
     use crate::inventory::Inventory;
     use crate::sources::SourceStatus;
     use crate::telemetry::metrics::UploadKind;
