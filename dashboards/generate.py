@@ -327,10 +327,10 @@ def backups_dashboard():
     # above any other), cut to ROWS; the table shows each one's own creation time.
     vms_worst_first = (f'topk({ROWS}, {REC_VM_LATEST}{{{BSEL}, status!="Success"}} + 1e12'
                        f" or {REC_VM_LATEST}{{{BSEL}}})")
+    # One query (each join walks the namespaces of every live backup once).
     ns_failing = (f"topk({ROWS}, pxbackup_namespace_failed_resources{{{BSEL}}}"
-                  " and on (org_id, cluster_uid, uid, backup_namespace)"
+                  " * on (org_id, cluster_uid, uid, backup_namespace) group_left (status)"
                   f' pxbackup_namespace_resource_info{{{BSEL}, status=~"Failed|PartialSuccess"}})')
-    ns_key = "org_id, cluster_uid, uid, backup_namespace"
     since_success = (f"time() - max by ({SKEY}) "
                      f"(pxbackup_schedule_last_success_timestamp_seconds{{{BSEL}}})")
     worst_schedules = f"topk({ROWS}, {since_success})"
@@ -479,19 +479,23 @@ def backups_dashboard():
                   links={"schedule_name": drill_link()}), h=8),
 
         L.row("Virtual machine backups"),
-        L.place(stat("Virtual machines backed up",
-                     "Distinct VMs (org, cluster, namespace, name) with a finished backup.",
-                     f"count({REC_VM_LATEST}{{{BSEL}}})", color_mode="none"), 6, 4),
+        L.place(stat("VM backups", "Live backups of object type VirtualMachine (every run).",
+                     f'sum({REC_SCHEDULE}{{{BSEL}, backup_object_type="VirtualMachine"}})'
+                     " or vector(0)", color_mode="none"), 6, 4),
+        L.place(stat("VM backups failed or partial",
+                     "Live VM backups (every run) in status Failed or PartialSuccess.",
+                     f'sum({REC_SCHEDULE}{{{BSEL}, backup_object_type="VirtualMachine",'
+                     ' status=~"Failed|PartialSuccess"}) or vector(0)',
+                     steps=[(1, "orange")]), 6, 4),
         L.place(stat("VMs whose latest backup failed",
                      "VMs whose newest finished backup reports the VM Failed or Aborted.",
                      f'count({REC_VM_LATEST}{{{BSEL}, status=~"Failed|Aborted"}}) or vector(0)',
                      steps=[(1, "red")]), 6, 4),
-        L.place(stat("VMs in live backups",
-                     "VM backups retained: VMs summed over the live backups (every run).",
-                     f"sum({REC_VM}{{{BSEL}}})", color_mode="none"), 6, 4),
-        L.place(stat("VMs in deleted backups",
-                     "VMs of backups deleted within the backfill window (status=\"Deleted\").",
-                     f"sum({REC_VM_DELETED}{{{BSEL}}}) or vector(0)", color_mode="none"), 6, 4),
+        L.place(stat("Deleted VM backups",
+                     "VM backups deleted within the backfill window (status=\"Deleted\"); their "
+                     "VMs are in the audit panels.",
+                     f'sum({REC_DELETED}{{{BSEL}, backup_object_type="VirtualMachine"}})'
+                     " or vector(0)", color_mode="none"), 6, 4),
         L.place(timeseries("VMs by status of their latest backup",
                            "Each VM counted once, with the status its newest finished backup "
                            "reports for it.",
@@ -654,16 +658,13 @@ def backups_dashboard():
             f'sum({REC_NS}{{{BSEL}, status=~"Failed|PartialSuccess"}}) or vector(0)',
             table("Namespaces of failed and partial backups, most failed resources first",
                   "Each namespace of a live backup whose status in that backup is Failed or "
-                  "PartialSuccess, with its failed and total resources and volumes.",
-                  {ns_failing: "failed resources",
-                   f"pxbackup_namespace_resources{{{BSEL}}} and on ({ns_key}) {ns_failing}":
-                   "resources",
-                   f"pxbackup_namespace_failed_volumes{{{BSEL}}} and on ({ns_key}) {ns_failing}":
-                   "failed volumes",
-                   f"pxbackup_namespace_volumes{{{BSEL}}} and on ({ns_key}) {ns_failing}":
-                   "volumes"},
+                  "PartialSuccess, with the number of its resources not backed up. The "
+                  "resource types concerned are in \"Failed resources by schedule, namespace and "
+                  "resource type\" above.",
+                  {ns_failing: "failed resources"},
+                  label_mappings={"status": BACKUP_STATUS},
                   hide=("uid", "cluster_uid"), sort="failed resources",
-                  order=BACKUP_COLUMNS[:4] + ["backup_namespace"],
+                  order=BACKUP_COLUMNS[:4] + ["backup_namespace", "status"],
                   links={"schedule_name": drill_link()})),
 
     ]

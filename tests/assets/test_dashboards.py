@@ -47,6 +47,9 @@ def test_grafana_conventions(name):
     assert ds["type"] == "datasource" and ds["query"] == "prometheus"
     ids = [p["id"] for p in panels(d)]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
+    # Titles name panels in the tests, the allow-lists and benches/dashboards.py.
+    titles = [p["title"] for p in panels(d) if p["type"] != "row"]
+    assert len(titles) == len(set(titles)), "duplicate panel titles"
     for p in panels(d):
         pos = p["gridPos"]
         assert pos["x"] + pos["w"] <= 24, f"{p['title']} overflows the grid"
