@@ -6,7 +6,9 @@
     python3 benches/dashboards.py [--backups 100000] [--runs 3] [--markdown]
 
 Loads a synthetic fleet (tests/assets/fleet.py: by default 100,000 backups, half of them deleted
-and kept as tombstones, half of the live ones Failed or PartialSuccess, two volumes each) into
+and kept as tombstones, half of the live ones Failed or PartialSuccess, two volumes each; one
+schedule per cluster backs up two VMs, the other backups carry their namespace's resource counts
+in two resource types) into
 the release binary through `--source ingest`, lets Debian's Prometheus scrape it every 15 s and
 evaluate the real rules (alerts/pxbackup-sidecar.rules.yaml) every 15 s, then:
 

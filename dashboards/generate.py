@@ -22,8 +22,10 @@ lists the fleet and no time series aggregates raw per-backup series over its tim
 - The per-backup tables (the only queries of per-backup series) sit in a collapsed row, which
   Grafana queries only when it is opened, typically after drilling down to a schedule.
 
-New panels (e.g. a "VM backups" row from pxbackup_virtual_machine_info, or the backups of one
-object type: REC_SCHEDULE has backup_object_type) should use the same helpers.
+Namespace and VM backups are split as PX-Backup 3.0's UI splits them: a "Namespace backups" row
+(pxbackup_namespace_resource_info and the per-namespace and per-resource-type counts, read
+through REC_NS_*) and a "Virtual machine backups" row (pxbackup_virtual_machine_info, read
+through REC_VM_*), each with its per-backup tables in the collapsed row.
 """
 import json
 import pathlib
@@ -50,6 +52,19 @@ REC_RESTORES = "pxbackup_cluster:restores:count"  # by org, cluster, status
 REC_LATEST = "pxbackup_schedule:latest_run:created_timestamp_seconds"
 REC_SIZE = "pxbackup_schedule:backup_size_bytes:sum"
 REC_DURATION = "pxbackup_schedule:backup_duration_seconds:max"
+# VMs of live backups by org, cluster, schedule, os_name, status; of deleted ones by
+# previous_status; the latest finished backup of each VM (value: its creation time).
+REC_VM = "pxbackup_schedule:virtual_machine_backups:count"
+REC_VM_DELETED = "pxbackup_schedule:deleted_virtual_machine_backups:count"
+REC_VM_LATEST = "pxbackup_virtual_machine:latest_backup:created_timestamp_seconds"
+# Namespaces of live backups by org, cluster, schedule, backup_namespace, status; failed
+# resources of the live backups by schedule and namespace, and by namespace and resource type
+# (only what failed is recorded).
+REC_NS = "pxbackup_schedule:namespace_backups:count"
+REC_NS_FAILED = "pxbackup_schedule:namespace_failed_resources:sum"
+REC_TYPE_FAILED = "pxbackup_schedule:namespace_resource_type_failed_resources:sum"
+# Labels of one VM (its latest backup: REC_VM_LATEST).
+VMKEY = "org_id, cluster_uid, virtual_machine_namespace, virtual_machine"
 # Labels of one schedule (backups taken by hand: schedule_name="").
 SKEY = "org_id, cluster, cluster_uid, schedule_name"
 FAILING = "Failed|PartialSuccess|CloudBackupMissing"
@@ -186,12 +201,13 @@ BACKUP_COLUMNS = ["org_id", "cluster", "schedule_name", "name", "status", "previ
 
 
 def table(title, description, exprs, mappings=None, units=None, hide=(), sort=None,
-          label_mappings=None, links=None, order=BACKUP_COLUMNS):
+          label_mappings=None, links=None, order=BACKUP_COLUMNS, ascending=False):
     """exprs: instant queries in table format, merged into one row per label set (so every
     query of a table must return the same label names).
 
     mappings: {refId: enum names} for numeric status columns; label_mappings: {label: enum
-    names} for status labels; links: {column: data link url} (see drill_link)."""
+    names} for status labels; links: {column: data link url} (see drill_link); sort: the
+    column Grafana sorts by, descending unless ascending."""
     defaults = {"custom": {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
                 "mappings": [], "thresholds": thresholds()}
     overrides = []
@@ -232,7 +248,7 @@ def table(title, description, exprs, mappings=None, units=None, hide=(), sort=No
                            "indexByName": {c: i for i, c in enumerate(columns)}}}]
     options = {"showHeader": True, "frameIndex": 0, "cellHeight": "sm"}
     if sort:
-        options["sortBy"] = [{"displayName": sort, "desc": True}]
+        options["sortBy"] = [{"displayName": sort, "desc": not ascending}]
     panel = base("table", title, description, targets, defaults, options)
     panel["fieldConfig"]["overrides"] = overrides
     panel["transformations"] = transformations
@@ -307,6 +323,14 @@ def backups_dashboard():
         return (f'max by ({SKEY}) (label_replace({metric}{{{ssel}}}, "schedule_name", "$1",'
                 f' "name", "(.*)"))')
 
+    # Every VM, those whose latest backup did not succeed first (their creation time lifted
+    # above any other), cut to ROWS; the table shows each one's own creation time.
+    vms_worst_first = (f'topk({ROWS}, {REC_VM_LATEST}{{{BSEL}, status!="Success"}} + 1e12'
+                       f" or {REC_VM_LATEST}{{{BSEL}}})")
+    # One query (each join walks the namespaces of every live backup once).
+    ns_failing = (f"topk({ROWS}, pxbackup_namespace_failed_resources{{{BSEL}}}"
+                  " * on (org_id, cluster_uid, uid, backup_namespace) group_left (status)"
+                  f' pxbackup_namespace_resource_info{{{BSEL}, status=~"Failed|PartialSuccess"}})')
     since_success = (f"time() - max by ({SKEY}) "
                      f"(pxbackup_schedule_last_success_timestamp_seconds{{{BSEL}}})")
     worst_schedules = f"topk({ROWS}, {since_success})"
@@ -332,7 +356,7 @@ def backups_dashboard():
                      count("PartialSuccess"), steps=[(1, "orange")]), 3, 4),
         L.place(stat("Cloud backups missing",
                      "Backups whose data is gone from the backup location (CloudBackupMissing).",
-                     count("CloudBackupMissing"), steps=[(1, "red")]), 3, 4),
+                     f"{count('CloudBackupMissing')} or vector(0)", steps=[(1, "red")]), 3, 4),
         L.place(stat("Backups running", "Live backups Pending or InProgress.",
                      count("Pending|InProgress"), steps=[]), 3, 4),
         L.place(stat("Oldest last success (active schedules)",
@@ -410,6 +434,96 @@ def backups_dashboard():
                            [(f"sum by (previous_status) ({REC_DELETED}{{{BSEL}}})",
                              "{{previous_status}}")], stack=True, by_status=True), 12, 9),
 
+        # Namespace and VM backups apart, as PX-Backup's UI shows them; first load: recordings.
+        L.row("Namespace backups"),
+        L.place(stat("Namespaces backed up",
+                     "Distinct namespaces (per org and cluster) in live backups.",
+                     f"count(count by (org_id, cluster_uid, backup_namespace) ({REC_NS}{{{BSEL}}}))",
+                     color_mode="none"), 6, 4),
+        L.place(stat("Namespaces failed or partial",
+                     "Namespaces of live backups (every retained run) whose backup is Failed or "
+                     "PartialSuccess.",
+                     f'sum({REC_NS}{{{BSEL}, status=~"Failed|PartialSuccess"}}) or vector(0)',
+                     steps=[(1, "orange")]), 6, 4),
+        L.place(stat("Failed resources",
+                     "Resources that were not backed up, summed over the namespaces of the live "
+                     "backups (every retained run).",
+                     f"sum({REC_NS_FAILED}{{{BSEL}}}) or vector(0)", steps=[(1, "orange")]), 6, 4),
+        L.place(stat("Resource types with failures",
+                     "Resource types (group/version/kind) with failed resources in live backups.",
+                     f"count(count by (resource_type) ({REC_TYPE_FAILED}{{{BSEL}}})) or vector(0)",
+                     steps=[(1, "orange")]), 6, 4),
+        L.place(timeseries("Namespaces of live backups by status",
+                           "Namespaces of the live backups (every retained run) by their status "
+                           "in the backup.",
+                           [(f"sum by (status) ({REC_NS}{{{BSEL}}})", "{{status}}")],
+                           stack=True, by_status=True), 8, 8),
+        L.place(bargauge(f"Failed resources, top {TOP} namespaces",
+                         "Resources not backed up per namespace, summed over the live backups.",
+                         f"topk({TOP}, sum by (cluster, backup_namespace) ({REC_NS_FAILED}{{{BSEL}}}))",
+                         "{{cluster}} / {{backup_namespace}}", "none", [(1, "orange")]), 8, 8),
+        L.place(bargauge(f"Failed resources, top {TOP} resource types",
+                         "Resources not backed up per resource type (group/version/kind), summed "
+                         "over the live backups.",
+                         f"topk({TOP}, sum by (resource_type) ({REC_TYPE_FAILED}{{{BSEL}}}))",
+                         "{{resource_type}}", "none", [(1, "orange")]), 8, 8),
+        *bounded_table(
+            L, "Namespace and type pairs with failures", f"count({REC_TYPE_FAILED}{{{BSEL}}}) or vector(0)",
+            table("Failed resources by schedule, namespace and resource type, most first",
+                  "Resources not backed up, summed over the live backups of each schedule, per "
+                  "namespace and resource type. Click a schedule for its backups (the "
+                  "per-backup row below lists their namespaces).",
+                  {f"topk({ROWS}, {REC_TYPE_FAILED}{{{BSEL}}})": "failed resources"},
+                  hide=("cluster_uid",), sort="failed resources",
+                  order=["org_id", "cluster", "schedule_name", "backup_namespace", "resource_type"],
+                  links={"schedule_name": drill_link()}), h=8),
+
+        L.row("Virtual machine backups"),
+        L.place(stat("VM backups", "Live backups of object type VirtualMachine (every run).",
+                     f'sum({REC_SCHEDULE}{{{BSEL}, backup_object_type="VirtualMachine"}})'
+                     " or vector(0)", color_mode="none"), 6, 4),
+        L.place(stat("VM backups failed or partial",
+                     "Live VM backups (every run) in status Failed or PartialSuccess.",
+                     f'sum({REC_SCHEDULE}{{{BSEL}, backup_object_type="VirtualMachine",'
+                     ' status=~"Failed|PartialSuccess"}) or vector(0)',
+                     steps=[(1, "orange")]), 6, 4),
+        L.place(stat("VMs whose latest backup failed",
+                     "VMs whose newest finished backup reports the VM Failed or Aborted.",
+                     f'count({REC_VM_LATEST}{{{BSEL}, status=~"Failed|Aborted"}}) or vector(0)',
+                     steps=[(1, "red")]), 6, 4),
+        L.place(stat("Deleted VM backups",
+                     "VM backups deleted within the backfill window (status=\"Deleted\"); their "
+                     "VMs are in the audit panels.",
+                     f'sum({REC_DELETED}{{{BSEL}, backup_object_type="VirtualMachine"}})'
+                     " or vector(0)", color_mode="none"), 6, 4),
+        L.place(timeseries("VMs by status of their latest backup",
+                           "Each VM counted once, with the status its newest finished backup "
+                           "reports for it.",
+                           [(f"count by (status) ({REC_VM_LATEST}{{{BSEL}}})", "{{status}}")],
+                           stack=True, by_status=True), 8, 8),
+        L.place(timeseries(f"VMs by operating system (top {TOP})",
+                           "VMs with a finished backup, by the guest OS their backup reports.",
+                           [(f"topk({TOP}, count by (os_name) ({REC_VM_LATEST}{{{BSEL}}}))",
+                             "{{os_name}}")], stack=True), 8, 8),
+        L.place(timeseries("VMs of deleted backups by previous status",
+                           "The audit of deleted VM backups: VMs of the backups deleted within "
+                           "the backfill window, by the backup's last status before deletion.",
+                           [(f"sum by (previous_status) ({REC_VM_DELETED}{{{BSEL}}})",
+                             "{{previous_status}}")], stack=True, by_status=True), 8, 8),
+        *bounded_table(
+            L, "Virtual machines", f"count({REC_VM_LATEST}{{{BSEL}}})",
+            table("Virtual machines and their latest backup, not successful first",
+                  "Every VM with the newest finished backup that holds it (name, OS, the VM's "
+                  "status in that backup): VMs whose latest backup did not succeed first, then "
+                  "the most recently backed up. Click a schedule for its backups.",
+                  {f"{REC_VM_LATEST}{{{BSEL}}} * 1000 and on ({VMKEY}) {vms_worst_first}":
+                   "latest backup"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid", "previous_status"), sort="status", ascending=True,
+                  order=["org_id", "cluster", "virtual_machine_namespace", "virtual_machine",
+                         "os_name", "status", "schedule_name", "name"],
+                  links={"schedule_name": drill_link()}), h=8),
+
         L.row("Sizes and durations"),
         L.place(timeseries(f"Size of retained backups, top {TOP} clusters",
                            "Sum of the sizes of the live backups of each application cluster.",
@@ -477,10 +591,13 @@ def backups_dashboard():
                   "retained run, newest first. Pick a schedule (or click one) to see its own.",
                   {f"topk({ROWS}, pxbackup_backup_created_timestamp_seconds{{{BSEL}}}"
                    " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
-                   f" backup_location, status) pxbackup_backup_object_info{{{BSEL},"
+                   " backup_location, backup_object_type, status)"
+                   f" pxbackup_backup_object_info{{{BSEL},"
                    f' status=~"{FAILING}"}}) * 1000': "created"},
                   units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
                   hide=("uid", "cluster_uid"), sort="created",
+                  order=BACKUP_COLUMNS + ["backup_object_type", "backup_namespace",
+                                          "backup_location"],
                   links={"schedule_name": drill_link()})),
         L.place(stat("Live backups", f"Total; the tables beside show at most {ROWS} each.",
                      f"sum({REC_SCHEDULE}{{{BSEL}}})", color_mode="none"), 4, 9),
@@ -500,10 +617,54 @@ def backups_dashboard():
                   "their last status before deletion.",
                   {f"topk({ROWS}, pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}}) * 1000"
                    " * on (org_id, cluster_uid, uid) group_left (backup_namespace,"
-                   f' backup_location) pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}':
+                   " backup_location, backup_object_type)"
+                   f' pxbackup_backup_object_info{{{BSEL}, status="Deleted"}}':
                    "deleted at"},
                   units={"A": "dateTimeAsIso"}, label_mappings={"previous_status": BACKUP_STATUS},
                   hide=("uid", "cluster_uid"), sort="deleted at",
+                  order=BACKUP_COLUMNS + ["backup_object_type", "backup_namespace",
+                                          "backup_location"],
+                  links={"schedule_name": drill_link()})),
+
+        *bounded_table(
+            L, "VMs in live backups", f"sum({REC_VM}{{{BSEL}}})",
+            table("VM backups, most recent first",
+                  "The VMs of each live backup (every retained run), newest backup first, with "
+                  "their namespace, OS and status in that backup.",
+                  {f"topk({ROWS}, pxbackup_virtual_machine_info{{{BSEL}, status!=\"Deleted\"}}"
+                   " * on (org_id, cluster_uid, uid) group_left ()"
+                   f" pxbackup_backup_created_timestamp_seconds{{{BSEL}}}) * 1000": "created"},
+                  units={"A": "dateTimeAsIso"}, label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid", "previous_status"), sort="created",
+                  order=BACKUP_COLUMNS[:4] + ["virtual_machine_namespace", "virtual_machine",
+                                              "os_name", "status"],
+                  links={"schedule_name": drill_link()})),
+        *bounded_table(
+            L, "VMs in deleted backups", f"sum({REC_VM_DELETED}{{{BSEL}}}) or vector(0)",
+            table("Recently deleted VM backups",
+                  "The VMs of backups deleted within the backfill window, newest deletion first, "
+                  "with the backup's last status before deletion.",
+                  {f"topk({ROWS}, pxbackup_virtual_machine_info{{{BSEL}, status=\"Deleted\"}}"
+                   " * on (org_id, cluster_uid, uid) group_left ()"
+                   f" pxbackup_backup_deleted_timestamp_seconds{{{BSEL}}}) * 1000": "deleted at"},
+                  units={"A": "dateTimeAsIso"},
+                  label_mappings={"previous_status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid", "status"), sort="deleted at",
+                  order=BACKUP_COLUMNS[:4] + ["virtual_machine_namespace", "virtual_machine",
+                                              "os_name", "previous_status"],
+                  links={"schedule_name": drill_link()})),
+        *bounded_table(
+            L, "Failed or partial namespaces",
+            f'sum({REC_NS}{{{BSEL}, status=~"Failed|PartialSuccess"}}) or vector(0)',
+            table("Namespaces of failed and partial backups, most failed resources first",
+                  "Each namespace of a live backup whose status in that backup is Failed or "
+                  "PartialSuccess, with the number of its resources not backed up. The "
+                  "resource types concerned are in \"Failed resources by schedule, namespace and "
+                  "resource type\" above.",
+                  {ns_failing: "failed resources"},
+                  label_mappings={"status": BACKUP_STATUS},
+                  hide=("uid", "cluster_uid"), sort="failed resources",
+                  order=BACKUP_COLUMNS[:4] + ["backup_namespace", "status"],
                   links={"schedule_name": drill_link()})),
 
     ]
@@ -527,15 +688,26 @@ def sidecar_dashboard():
         L.place(stat("Scrape target up", "Prometheus's last scrape of the sidecar.",
                      f'up{{job=~".*pxbackup.*", {ISEL}}}', no_value="absent",
                      steps=[], mappings=value_mappings(["Down", "Up"]),
-                     legend="{{instance}}"), 6, 4),
+                     legend="{{instance}}"), 4, 4),
         L.place(stat("Version", "pxbackup_sidecar_build_info.",
                      f"pxbackup_sidecar_build_info{{{ISEL}}}", legend="{{version}}",
-                     no_value="-", text_mode="name"), 6, 4),
+                     no_value="-", text_mode="name"), 4, 4),
+        L.place(stat("Backfill window", "How long a deleted backup stays visible "
+                     "(status=\"Deleted\"), as the sidecar applies it, and the PX-Backup mode "
+                     "(classic: 24 h by default, federated: 1 h).",
+                     f"max by (mode) (pxbackup_sidecar_backfill_window_seconds{{{ISEL}}})",
+                     unit="s", no_value="-", legend="{{mode}}", text_mode="value_and_name",
+                     color_mode="none"), 4, 4),
         L.place(stat("Tombstones retained", "Deleted backups kept for the backfill window.",
-                     f"sum(pxbackup_sidecar_tombstones_retained{{{ISEL}}})"), 6, 4),
+                     f"sum(pxbackup_sidecar_tombstones_retained{{{ISEL}}})"), 4, 4),
         L.place(stat("Journal errors in range", "Failed writes to the tombstone journal.",
                      f"sum(increase(pxbackup_sidecar_journal_errors_total{{{ISEL}}}[$__range]))",
-                     steps=[(1, "red")]), 6, 4),
+                     steps=[(1, "red")]), 4, 4),
+        L.place(stat("Resource series dropped in range",
+                     "VM, VM resource, namespace and resource type series not exported because a "
+                     "backup had more than --max-resource-series-per-backup of them.",
+                     f"sum(increase(pxbackup_sidecar_resource_series_dropped_total{{{ISEL}}}[$__range]))",
+                     steps=[(1, "orange")]), 4, 4),
         L.place(timeseries("Sources up", "1 while a source (demo, ingest, kube) is healthy.",
                            [(f"pxbackup_sidecar_source_up{{{ISEL}}}", "{{source}}")]), 8, 8),
         L.place(timeseries("Objects by kind", "Objects held in the inventory.",
@@ -567,23 +739,37 @@ def sidecar_dashboard():
                              "skipped records")]), 8, 8),
 
         L.row("Pure1 telemetry"),
-        L.place(stat("Telemetry state", "Enabled in the ConfigMap, registered with Pure1, "
-                     "ConfigMap valid (1 = yes).",
-                     [(f"max(pxbackup_telemetry_enabled{{{ISEL}}})", "enabled"),
+        L.place(stat("Telemetry state", "Uploads running (the ConfigMap's enabled is true and "
+                     "PX-Backup does not pause them), registered with Pure1, ConfigMap valid.",
+                     [(f"max(pxbackup_telemetry_enabled{{{ISEL}}})", "uploading"),
                       (f"max(pxbackup_telemetry_registered{{{ISEL}}})", "registered"),
                       (f"min(pxbackup_telemetry_config_valid{{{ISEL}}})", "config valid")],
                      no_value="-", mappings=value_mappings(["No", "Yes"]),
-                     text_mode="value_and_name"), 8, 6),
+                     text_mode="value_and_name"), 6, 6),
+        L.place(stat("Paused by PX-Backup",
+                     "PX-Backup's own switch, TELEMETRY_COLLECTION_ENABLED in its ConfigMap "
+                     "px-backup-config, set to anything but true: nothing is uploaded, whatever "
+                     "px-backup-telemetry-config says.",
+                     f"max(pxbackup_telemetry_paused{{{ISEL}}})", no_value="-",
+                     mappings=[{"type": "value", "options": {
+                         "0": {"text": "No", "color": "green", "index": 0},
+                         "1": {"text": "Paused", "color": "orange", "index": 1}}}]), 4, 6),
         L.place(timeseries("Telemetry uploads", "Uploads to Pure1 by kind and result.",
                            [(f"sum by (kind, result) (rate(pxbackup_telemetry_uploads_total{{{ISEL}}}[$__rate_interval]))",
-                             "{{kind}} {{result}}")], unit="ops"), 8, 6),
+                             "{{kind}} {{result}}")], unit="ops"), 7, 6),
         L.place(bargauge("Time since last successful upload",
                          "Per kind; empty until the first upload succeeds.",
                          f"time() - (pxbackup_telemetry_last_success_timestamp_seconds{{{ISEL}}} > 0)",
-                         "{{kind}}", "s", [(3 * 3600, "orange"), (24 * 3600, "red")]), 8, 6),
+                         "{{kind}}", "s", [(3 * 3600, "orange"), (24 * 3600, "red")]), 7, 6),
+        L.place(timeseries("Bundles dropped by reason",
+                           "Bundles removed unsent: disabled or paused (switched off, the spool "
+                           "is emptied), identity_changed (new appliance id or endpoint), "
+                           "spool_full and unreadable (data lost; these also alert).",
+                           [(f"sum by (reason) (increase(pxbackup_telemetry_bundles_dropped_total{{{ISEL}}}[$__rate_interval]))",
+                             "{{reason}}")], bars=True), 12, 6),
         L.place(timeseries("Telemetry spool", "Bytes of unsent uploads waiting on disk.",
                            [(f"sum(pxbackup_telemetry_spool_bytes{{{ISEL}}})", "spool")],
-                           unit="bytes"), 24, 6),
+                           unit="bytes"), 12, 6),
     ]
     variables = [query_var("instance", "Instance",
                            "label_values(pxbackup_sidecar_build_info, instance)")]

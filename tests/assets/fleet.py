@@ -4,7 +4,11 @@ Used by the scale check (test_scale.py), the benchmark (benches/dashboards.py) a
 render_dashboards.py. The shape grows with the number of backups: 4 orgs, one cluster per 2,500
 backups (at least 4), 25 schedules per cluster (hourly, 4-hourly, daily or every 15 minutes; one
 in 25 Suspended), one backup in 10 taken by hand (no schedule), two volumes per backup.
-Each schedule's oldest runs are deleted (tombstones, deleted in the last 23 h, inside the 24 h
+One schedule per cluster backs up virtual machines (namespace vm-farm, backup_object_type
+VirtualMachine): two VMs per backup, each with two VM resources. Every other backup is a
+namespace backup with its namespace's resource counts in two resource types (real namespaces
+have more types: the per-type families grow with them), and each backup carries its failed
+resource and volume counts. Each schedule's oldest runs are deleted (tombstones, deleted in the last 23 h, inside the 24 h
 backfill window) and its newer ones are live. Statuses are drawn with `bad_share` of the live and
 deleted runs Failed or PartialSuccess (half each); a few old live backups are CloudBackupMissing
 and some schedules have a run in progress.
@@ -23,6 +27,10 @@ NAMESPACES = ["shop", "payments", "catalog", "ledger", "crm", "search", "media",
               "orders", "billing", "reports", "sessions", "vm-farm", "analytics"]
 INTERVALS = [(900, "every-15m"), (3600, "hourly"), (4 * 3600, "every-4h"), (86400, "nightly")]
 STORAGE_CLASSES = ["px-csi-db", "px-csi-replicated", "px-csi-shared"]
+# The VMs of a VM backup: (name, guest OS); and the resource types namespaces hold.
+VMS = [("erp-db", "rhel9"), ("erp-app", "windows2022")]
+RESOURCE_TYPES = ["apps/v1/Deployment", "/v1/ConfigMap", "/v1/Secret", "apps/v1/StatefulSet",
+                  "/v1/Service", "batch/v1/CronJob", "/v1/PersistentVolumeClaim"]
 
 
 def rfc3339(t):
@@ -157,6 +165,11 @@ class Fleet:
               "created_at": rfc3339(created)}
         if not running:
             ev["completed_at"] = rfc3339(completed)
+        failed_volumes = vol_status.count("Failed")
+        if kind == "VirtualMachine":
+            self._vm_details(ev, ns, status)
+        else:
+            self._namespace_details(ev, ns, status, failed_volumes)
         self.upserts.append(ev)
         if not schedule and status == "Failed" and not deleted:
             self.failed_adhoc += 1
@@ -168,6 +181,42 @@ class Fleet:
                 deleted_at = self.now - rng.randrange(120, 23 * 3600)
             self.deletes.append({"type": "backup", "op": "delete", "uid": uid,
                                  "deleted_at": rfc3339(max(deleted_at, completed + 1))})
+
+    def _vm_details(self, ev, ns, status):
+        """Two VMs per backup; a partial backup failed its second VM."""
+        vm_status = {"PartialSuccess": ["Success", "Failed"], "Failed": ["Failed", "Failed"],
+                     "InProgress": ["InProgress", "InProgress"]}.get(status,
+                                                                      ["Success", "Success"])
+        ev["virtual_machines"] = [{"name": name, "namespace": ns, "os_name": os,
+                                   "status": vm_status[i]} for i, (name, os) in enumerate(VMS)]
+        ev["vm_resources"] = [r for name, _ in VMS for r in (
+            {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine", "name": name,
+             "namespace": ns, "virtual_machines": [name]},
+            {"group": "", "version": "v1", "kind": "PersistentVolumeClaim",
+             "name": f"{name}-rootdisk", "namespace": ns, "virtual_machines": [name]})]
+        ev["failed_resource_count"] = 0 if vm_status[1] != "Failed" else 2
+        ev["failed_volume_count"] = vm_status.count("Failed")
+
+    def _namespace_details(self, ev, ns, status, failed_volumes):
+        """The namespace's resources in two of its resource types; a failed backup failed them
+        all, a partial one a few of its first type."""
+        rng = self.rng
+        total = ev["resource_count"]
+        failed = total if status == "Failed" else rng.randrange(1, 6) \
+            if status == "PartialSuccess" else 0
+        k = NAMESPACES.index(ns) if ns in NAMESPACES else 0
+        first = min(total, rng.randrange(1, total + 1))
+        types = [(RESOURCE_TYPES[k % len(RESOURCE_TYPES)], first, min(failed, first)),
+                 (RESOURCE_TYPES[(k + 3) % len(RESOURCE_TYPES)], total - first,
+                  failed - min(failed, first))]
+        ns_status = {"CloudBackupMissing": "Success"}.get(status, status)
+        ev["namespace_resources"] = [{
+            "namespace": ns, "status": ns_status, "total_resources": total, "total_volumes": 2,
+            "failed_resources": failed, "failed_volumes": failed_volumes,
+            "resource_types": [{"name": name, "total_resources": n, "failed_resources": f}
+                               for name, n, f in types]}]
+        ev["failed_resource_count"] = failed
+        ev["failed_volume_count"] = failed_volumes
 
     def lines(self):
         return [json.dumps(e, separators=(",", ":")) for e in self.upserts + self.deletes]

@@ -150,7 +150,7 @@ def draw_stat(panel, prom):
                 color = color or threshold_color(value, d)
                 name = legend(t["legendFormat"], s["metric"])
             label = f"<small>{html.escape(name)}</small>" if len(panel["targets"]) > 1 or \
-                panel["options"]["textMode"] == "name" else ""
+                panel["options"]["textMode"] in ("name", "value_and_name") else ""
             if panel["options"]["textMode"] == "name":
                 text, label = name, ""
             if panel["options"]["colorMode"] == "none":
@@ -200,8 +200,16 @@ def draw_table(panel, prom):
         label_cols, rest = first, [c for c in label_cols if c not in index]
     else:
         rest = []
-    sort = panel["options"].get("sortBy", [{}])[0].get("displayName")
-    body = sorted(rows.values(), key=lambda r: -float(r.get(sort, 0)) if sort else 0)
+    sort_by = panel["options"].get("sortBy", [{}])[0]
+    sort = sort_by.get("displayName")
+
+    def sort_key(r):  # numbers as numbers, text (a status) as text
+        try:
+            return (0, float(r.get(sort, 0)), "")
+        except ValueError:
+            return (1, 0.0, r[sort])
+    body = sorted(rows.values(), key=sort_key, reverse=sort_by.get("desc", True)) if sort \
+        else list(rows.values())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in label_cols + value_cols + rest)
     out = []
     for r in body[:12]:

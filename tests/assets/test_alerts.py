@@ -61,18 +61,27 @@ def test_labels_annotations_and_runbook_sections():
 
 
 # Recording rules that count tombstones on purpose (the audit panels); no alert may read them.
-TOMBSTONE_RECORDS = {"pxbackup_schedule:deleted_backups:count"}
+TOMBSTONE_RECORDS = {"pxbackup_schedule:deleted_backups:count",
+                     "pxbackup_schedule:deleted_virtual_machine_backups:count"}
 
 
-def test_backup_alerts_never_see_tombstones():
+def info_families(catalog):
+    """The six backup information families: they keep a deleted backup's series as a tombstone
+    (status="Deleted", previous_status)."""
+    return {n for n, e in catalog.items() if {"status", "previous_status"} <= set(e["labels"])}
+
+
+def test_backup_alerts_never_see_tombstones(catalog):
     """Info series carry deleted backups (status="Deleted"); every selector of them in an alert
     or in a recording rule an alert reads must reject that status."""
+    info = info_families(catalog)
+    assert len(info) == 6 and "pxbackup_virtual_machine_info" in info, info
     for rule in all_rules():
         if rule.get("record") in TOMBSTONE_RECORDS:
             continue
         for name, matchers in selectors(rule["expr"]):
             assert name not in TOMBSTONE_RECORDS, f"{rule.get('alert')} reads {name}"
-            if name not in ("pxbackup_backup_object_info", "pxbackup_backup_volume_info"):
+            if name not in info:
                 continue
             status = [(op, v) for label, op, v in matchers if label == "status"]
             assert status and not all(matches(op, v, "Deleted") for op, v in status), \
@@ -88,9 +97,8 @@ def test_tombstone_check_is_live():
 
 
 def per_backup_families(catalog):
-    """Families with one series per backup (or per volume of a backup)."""
-    return {n for n, e in catalog.items()
-            if n.startswith("pxbackup_backup_") and {"uid", "schedule_name"} <= set(e["labels"])}
+    """Families with one series per backup (or per volume, VM, namespace... of a backup)."""
+    return {n for n, e in catalog.items() if {"uid", "schedule_name"} <= set(e["labels"])}
 
 
 def test_alerts_select_backups_by_status(catalog):
@@ -117,6 +125,16 @@ def test_recording_rules():
     used = set().union(*(metric_names(r["expr"]) for r in all_rules()))
     used |= set().union(*(metric_names(substitute(e)) for _, e in panel_queries(dashboards())))
     assert recorded_metrics() <= used, recorded_metrics() - used
+
+
+def test_every_recording_rule_has_a_promtool_case():
+    """Each recorded name is the expression (or the selector) of a promql_expr_test."""
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    tested = set()
+    for t in tests:
+        for case in t.get("promql_expr_test", []):
+            tested |= metric_names(case["expr"])
+    assert recorded_metrics() <= tested, recorded_metrics() - tested
 
 
 def test_alert_metrics_exist_in_catalog(catalog):

@@ -333,6 +333,22 @@ def test_monitoring_objects(chart):
         assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
 
 
+def test_rule_labels_never_override_a_rules_own_labels(chart):
+    """ruleLabels are added to alerts only, and a rule's own label (severity) keeps its value."""
+    docs = render(chart, {"prometheusRule": {"enabled": True,
+                                             "ruleLabels": {"severity": "page", "team": "t"}}})
+    (pr,) = by_kind(docs, "PrometheusRule")
+    canonical = {r.get("alert") or r["record"]: r
+                 for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    for g in pr["spec"]["groups"]:
+        for r in g["rules"]:
+            src = canonical[r.get("alert") or r["record"]]
+            if "record" in r:
+                assert r == src
+            else:
+                assert r["labels"] == {**src["labels"], "team": "t"}, r["alert"]
+
+
 def test_prometheus_rule_without_options_is_the_file_verbatim(chart):
     docs = render(chart, {"prometheusRule": {"enabled": True}})
     (pr,) = by_kind(docs, "PrometheusRule")

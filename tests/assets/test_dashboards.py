@@ -47,6 +47,9 @@ def test_grafana_conventions(name):
     assert ds["type"] == "datasource" and ds["query"] == "prometheus"
     ids = [p["id"] for p in panels(d)]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
+    # Titles name panels in the tests, the allow-lists and benches/dashboards.py.
+    titles = [p["title"] for p in panels(d) if p["type"] != "row"]
+    assert len(titles) == len(set(titles)), "duplicate panel titles"
     for p in panels(d):
         pos = p["gridPos"]
         assert pos["x"] + pos["w"] <= 24, f"{p['title']} overflows the grid"
@@ -101,8 +104,12 @@ ROWS = 100
 
 
 def per_backup_families(catalog):
-    return {n for n, e in catalog.items()
-            if n.startswith("pxbackup_backup_") and {"uid", "schedule_name"} <= set(e["labels"])}
+    """Families with one series per backup, or per volume, VM, namespace or resource type of a
+    backup."""
+    heavy = {n for n, e in catalog.items() if {"uid", "schedule_name"} <= set(e["labels"])}
+    assert {"pxbackup_backup_object_info", "pxbackup_virtual_machine_info",
+            "pxbackup_namespace_resource_type_failed_resources"} <= heavy, heavy
+    return heavy
 
 
 def test_every_table_is_a_bounded_slice_with_its_total_beside_it():
