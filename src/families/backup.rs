@@ -364,10 +364,12 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
         Generator {
             family: Family::gauge(
                 "pxbackup_namespace_resource_type_failed_resources",
-                "Number of resources of one type (group/version/kind) in a namespace whose backup failed",
+                "Number of resources of one type (group/version/kind) in a namespace whose backup failed; exported only when above zero",
                 labels!(IDENTITY, "backup_namespace", "resource_type"),
             ),
-            generate: |r, s| per_resource_type(r, s, |t| t.failed_resources),
+            // Only the failed types: a namespace has many types and few fail, and a query
+            // for failures then walks only those.
+            generate: |r, s| per_resource_type(r, s, |t| t.failed_resources.filter(|n| *n > 0)),
         },
         // Deleted backups.
         Generator {

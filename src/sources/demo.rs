@@ -410,7 +410,13 @@ impl DemoFleet {
             for k in (1..=runs).rev() {
                 let started = Timestamp(now.0 - k * every * MINUTE);
                 let mut b = self.new_backup(si, started);
-                let status = self.terminal();
+                // Every outcome the dashboards and alerts show is there from the start: one
+                // schedule's latest run failed, and one kept backup's cloud copy is missing.
+                let status = match (si, k) {
+                    (5, 1) => BackupStatus::Failed,
+                    (1, 2) => BackupStatus::CloudBackupMissing,
+                    _ => self.terminal(),
+                };
                 let took = self.rng.i64(1..=every.max(2) - 1) * MINUTE / 2;
                 self.finish(&mut b, status, Timestamp(started.0 + took));
                 self.schedules[si].live.push_back(b.uid.clone());
@@ -620,5 +626,29 @@ mod tests {
             .filter(|e| matches!(e, Event::Delete { .. }))
             .count();
         assert!(deletes >= 7, "{deletes}");
+    }
+
+    #[test]
+    fn every_outcome_is_there_from_the_start() {
+        let now = Timestamp::from_secs(1_795_395_600);
+        let backups: Vec<Backup> = DemoFleet::new(42)
+            .initial(now)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Upsert(Object::Backup(b)) => Some(b),
+                _ => None,
+            })
+            .collect();
+        for status in [
+            BackupStatus::Success,
+            BackupStatus::Failed,
+            BackupStatus::PartialSuccess,
+            BackupStatus::CloudBackupMissing,
+            BackupStatus::InProgress,
+        ] {
+            assert!(backups.iter().any(|b| b.status == status), "{status}");
+        }
+        assert!(backups.iter().any(|b| !b.virtual_machines.is_empty()));
+        assert!(backups.iter().any(|b| !b.namespace_resources.is_empty()));
     }
 }

@@ -14,7 +14,7 @@
 //!   most the shortest of theirs, which is what is exported.
 //!
 //! Stork runs in its container's local time zone (UTC as a rule); a daylight saving change
-//! there can stretch one daily gap to 25 h, which the alert's window (twice the gap) absorbs.
+//! there can stretch one daily gap to 25 h, which the alert's window (1.1 x the gap + 1 h) absorbs.
 //!
 //! A policy Stork refuses (`ValidateSchedulePolicy`: an interval under a minute, a time that
 //! is not `3:04PM`, an unknown day, a date outside 1-31) triggers nothing at all: its schedules

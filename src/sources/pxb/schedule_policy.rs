@@ -1,5 +1,5 @@
 //! A schedule policy's interval: the longest gap between two runs it triggers, which is what
-//! `pxbackup_backup_schedule_interval_seconds` means ("no success within twice the interval"
+//! `pxbackup_backup_schedule_interval_seconds` means ("no success within 1.1 x the interval + 1 h"
 //! must not fire on a policy whose runs are uneven, such as "Monday and Tuesday").
 //!
 //! Interval policies run every N minutes, daily ones every day. Weekly and monthly ones are
