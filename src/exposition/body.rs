@@ -193,9 +193,6 @@ pub struct GzipBody {
     remaining: u64,
 }
 
-/// Frames of about this size; a segment at least this large goes out as it is.
-const FRAME: usize = 256 * 1024;
-
 impl GzipBody {
     fn new(chunks: Vec<Bytes>) -> Self {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
@@ -219,24 +216,9 @@ impl GzipBody {
         out
     }
 
-    /// The next frame: a large segment as it is, or small ones copied together.
+    /// The next segment (hyper copies it into its write buffer).
     fn next_frame(&mut self) -> Option<Bytes> {
-        let first = self.chunks.next()?;
-        if first.len() >= FRAME {
-            return Some(first);
-        }
-        let mut frame = bytes::BytesMut::with_capacity(FRAME + FRAME / 8);
-        frame.extend_from_slice(&first);
-        while frame.len() < FRAME {
-            match self.chunks.as_slice().first() {
-                Some(next) if frame.len() + next.len() <= frame.capacity() => {
-                    frame.extend_from_slice(next);
-                    self.chunks.next();
-                }
-                _ => break,
-            }
-        }
-        Some(frame.freeze())
+        self.chunks.by_ref().find(|c| !c.is_empty())
     }
 }
 

@@ -167,7 +167,13 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                     }
                 };
                 let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    // A scrape body is tens of thousands of small shared segments: copied into
+                    // hyper's one reused write buffer they go out in large writes; queued for
+                    // vectored writes they would take a syscall per sixteen.
+                    .writev(false);
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
                     TowerToHyperService::new(router.clone()),
