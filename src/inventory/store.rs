@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(stale(&t), vec![0, 1, 2, 3]);
         refresh(&mut t);
         assert!(stale(&t).is_empty());
-        t.update("u40", |l| l.0 = "changed\n".into());
+        t.update(&format!("u{}", GROUP + 8), |l| l.0 = "changed\n".into());
         assert_eq!(stale(&t), vec![1]);
         refresh(&mut t);
         // A removal moves the last entry into the hole: both groups change.
