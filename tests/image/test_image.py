@@ -3,8 +3,9 @@
 scripts/build-image.sh builds the image twice from the release binary (the two archives must be
 byte-identical); skopeo reads its configuration, umoci unpacks it, and bubblewrap runs the
 sidecar from the unpacked root filesystem, read-only, as uid 65532, the way a kubelet would (the
-sidecar is pid 1 of its own pid namespace). A TLS peer on 127.0.0.1 checks that the binary's
-rustls finds the image's CA bundle and takes the extra CA given with --telemetry-ca-file.
+sidecar is pid 1 of its own pid namespace). HTTPS peers on 127.0.0.1, a Pure1 and a PX-Backup
+REST gateway, check that the binary's rustls finds the image's CA bundle and takes the extra CA
+given with --telemetry-ca-file and --pxb-ca-file.
 Nothing here talks to anything but 127.0.0.1.
 
 Run with tests/image/run.sh (needs root, buildah, skopeo, umoci, bwrap, openssl).
@@ -29,6 +30,7 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -419,6 +421,26 @@ class TestRun(unittest.TestCase):
             sb.close()
 
 
+def peer_certificate(dir):
+    """A test CA and a server certificate it signs for IP 127.0.0.1 (openssl CLI), in `dir`.
+    Returns (CA certificate, CA key, server certificate, server key). EC P-256, X.509 v3 with
+    the extensions webpki insists on: rustls refuses v1 certificates and CAs without them."""
+    ca_key, ca, key, crt = (dir / n for n in ("ca.key", "ca.crt", "peer.key", "peer.crt"))
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=pxbackup image test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", dir / "peer.csr", "-subj", "/CN=127.0.0.1"])
+    (dir / "peer.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n"
+    )
+    run(["openssl", "x509", "-req", "-in", dir / "peer.csr", "-CA", ca, "-CAkey", ca_key,
+         "-CAcreateserial", "-days", "2", "-extfile", dir / "peer.ext", "-out", crt])
+    ca.chmod(0o644)  # mounted into the sandbox, read by uid 65532
+    return ca, ca_key, crt, key
+
+
 class Peer:
     """A Pure1 stand-in: HTTPS on 127.0.0.1 with a test CA (openssl CLI). Answers the ping,
     signs the registration CSR with the test CA, accepts uploads and notes whether they came
@@ -429,23 +451,11 @@ class Peer:
         self.requests = []
         self.lock = threading.Lock()
         dir.mkdir(mode=0o755)
-        ca_key, self.ca, key, crt = (dir / n for n in ("ca.key", "ca.crt", "peer.key", "peer.crt"))
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=pxbackup image test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", key, "-out", dir / "peer.csr", "-subj", "/CN=127.0.0.1"])
-        (dir / "peer.ext").write_text(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n"
-        )
+        self.ca, ca_key, crt, key = peer_certificate(dir)
         (dir / "client.ext").write_text(
             "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
             "extendedKeyUsage=clientAuth\n"
         )
-        run(["openssl", "x509", "-req", "-in", dir / "peer.csr", "-CA", self.ca, "-CAkey", ca_key,
-             "-CAcreateserial", "-days", "2", "-extfile", dir / "peer.ext", "-out", crt])
-        self.ca.chmod(0o644)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
         ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -508,6 +518,118 @@ class Peer:
     def seen(self):
         with self.lock:
             return [(r["method"], r["path"], r["client_cert"]) for r in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PxBackupGateway:
+    """A PX-Backup stand-in: its REST gateway (grpc-gateway v1) over HTTPS on 127.0.0.1, with a
+    certificate from a test CA (openssl CLI). One organization, `default`, holding one
+    successful backup and no restores, schedules, schedule policies, clusters or backup
+    locations. It pages as PX-Backup does (`enumerate_options.max_objects` / `object_index`;
+    `total_count` as a string and `complete: true` on the last page, both left out when zero as
+    grpc-gateway's marshaler leaves zero values out; schedule policies in one answer), answers
+    401 to a call without the bearer token, and records every request."""
+
+    ORG = "default"
+    TOKEN = "image-test-pxb-token"
+    BACKUP_UID = "5b1c6a8e-0d2f-4e7a-9c3b-1f2e3d4c5b6a"
+    BACKUP = {
+        "metadata": {"name": "nightly-shop", "uid": BACKUP_UID, "org_id": ORG,
+                     "create_time": "2026-11-23T01:00:00Z"},
+        "backup_info": {"cluster": "prod-east", "namespaces": ["shop"],
+                        "status": {"status": "Success", "reason": ""},
+                        "total_size": "1073741824", "resource_count": "42",
+                        "completion_time_info": {"total_completion_time": "2026-11-23T01:04:10Z"}},
+    }
+    # The enumerations of one organization and the key of each answer's list.
+    LIST_KEYS = {
+        "cluster": "clusters",
+        "backuplocation": "backup_locations",
+        "schedulepolicy": "schedule_policies",
+        "backupschedule": "backup_schedules",
+        "backup": "backups",
+        "restore": "restores",
+    }
+
+    def __init__(self, dir):
+        self.requests = []
+        self.lock = threading.Lock()
+        dir.mkdir(mode=0o755)
+        self.ca, _, crt, key = peer_certificate(dir)
+        self.token_file = dir / "token"
+        self.token_file.write_text(self.TOKEN + "\n")  # a Secret's file, newline and all
+        self.token_file.chmod(0o644)
+        objects = {"backup": [self.BACKUP]}
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        gateway = self
+
+        def page(kind, query):
+            listed = objects.get(kind, [])
+            body = {self.LIST_KEYS[kind]: listed}
+            if kind == "schedulepolicy":
+                return body
+            start = int(query.get("enumerate_options.object_index", 0))
+            count = int(query.get("enumerate_options.max_objects", 0)) or len(listed)
+            body[self.LIST_KEYS[kind]] = listed[start:start + count]
+            if listed:
+                body["total_count"] = str(len(listed))
+            if start + count >= len(listed):
+                body["complete"] = True
+            return body
+
+        def gateway_error(code, message):
+            return {"error": message, "code": code, "message": message, "details": []}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, code, doc):
+                body = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                authorization = self.headers.get("Authorization")
+                gateway.note(url.path, query, authorization)
+                parts = url.path.split("/")  # "", "v1", kind, org
+                if authorization != f"Bearer {gateway.TOKEN}":
+                    self.answer(401, gateway_error(16, "access denied: invalid or expired token"))
+                elif url.path == "/v1/organization":
+                    self.answer(200, {"organizations": [{"metadata": {"name": gateway.ORG, "uid": "org-uid"}}]})
+                elif len(parts) == 4 and parts[1] == "v1" and parts[2] in gateway.LIST_KEYS:
+                    if parts[3] == gateway.ORG:
+                        self.answer(200, page(parts[2], query))
+                    else:
+                        self.answer(404, gateway_error(5, f"organization {parts[3]} not found"))
+                else:
+                    self.answer(404, gateway_error(5, "Not Found"))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def note(self, path, query, authorization):
+        with self.lock:
+            self.requests.append({"path": path, "query": query, "authorization": authorization})
+
+    def recorded(self):
+        """The requests so far (the sidecar goes on polling while the test reads them)."""
+        with self.lock:
+            return list(self.requests)
+
+    def seen(self):
+        return [r["path"] for r in self.recorded()]
 
     def close(self):
         self.server.shutdown()
@@ -579,6 +701,76 @@ class TestTls(unittest.TestCase):
             lambda: f"peer saw {peer.seen()}\n{sb.log()}",
         )
         self.assertEqual(peer.seen(), [], "no request may get through an untrusted handshake")
+        self.assertGreater(self.system_roots(sb), 100)
+        self.assertEqual(sb.stop(), 0, sb.log())
+
+    def start_pxb(self, name, with_ca):
+        gateway = PxBackupGateway(Image.work / f"pxb-{name}")
+        self.addCleanup(gateway.close)
+        port = free_port()
+        args = [
+            "run", "--source", "pxb", "--listen", f"127.0.0.1:{port}",
+            "--pxb-url", f"https://127.0.0.1:{gateway.port}",
+            "--pxb-token-file", "/tmp/pxb-token",
+            "--pxb-poll-interval", "1s",
+            "--log-level", "info,rustls_platform_verifier=debug",
+        ]
+        binds = [(gateway.token_file, "/tmp/pxb-token")]
+        if with_ca:
+            args += ["--pxb-ca-file", "/tmp/pxb-ca.pem"]
+            binds.append((gateway.ca, "/tmp/pxb-ca.pem"))
+        sb = Sandbox(args, binds=binds)
+        self.addCleanup(sb.close)
+        return gateway, sb, f"http://127.0.0.1:{port}"
+
+    def test_https_px_backup_with_the_extra_ca_is_polled_and_its_backup_exported(self):
+        gateway, sb, base = self.start_pxb("trusted", with_ca=True)
+        # Ready only after a first complete poll of every organization.
+        wait_for("/readyz 200", lambda: http_get(base + "/readyz")[0] == 200, 45, sb.proc,
+                 lambda: f"PX-Backup saw {gateway.seen()}\n{sb.log()}")
+        _, metrics = http_get(base + "/metrics")
+        status = [line for line in metrics.splitlines()
+                  if line.startswith("pxbackup_backup_status{")
+                  and f'uid="{PxBackupGateway.BACKUP_UID}"' in line]
+        self.assertEqual(len(status), 1, metrics)
+        self.assertIn('org_id="default"', status[0])
+        self.assertIn('name="nightly-shop"', status[0])
+        self.assertTrue(status[0].endswith(" 6"), f"Success is 6: {status[0]}")
+        self.assertIn('pxbackup_sidecar_source_up{source="pxb"} 1', metrics)
+        # A whole poll went over the verified connection: the organizations, then each
+        # enumeration of the one organization, every call with the token from the file.
+        recorded = gateway.recorded()
+        seen = [r["path"] for r in recorded]
+        self.assertEqual(seen[0], "/v1/organization", seen)
+        for kind in PxBackupGateway.LIST_KEYS:
+            self.assertIn(f"/v1/{kind}/default", seen)
+        backup_pages = [r["query"] for r in recorded if r["path"] == "/v1/backup/default"]
+        self.assertEqual(backup_pages[0].get("enumerate_options.include_detailed_resources"), "true")
+        self.assertEqual(backup_pages[0].get("enumerate_options.object_index"), "0")
+        self.assertEqual({r["authorization"] for r in recorded}, {f"Bearer {PxBackupGateway.TOKEN}"})
+        self.assertNotIn(PxBackupGateway.TOKEN, sb.log(), "the token is never logged")
+        # The image's CA bundle was read too, the extra CA added to it, not in its place.
+        self.assertGreater(self.system_roots(sb), 100)
+        self.assertNotIn(" ERROR ", sb.log())
+        self.assertEqual(sb.stop(), 0, sb.log())
+
+    def test_without_the_extra_ca_px_backup_is_refused(self):
+        # The control: the image's roots alone do not trust the test CA, so the poll fails at
+        # the handshake, nothing reaches the gateway, and the source stays down and unready.
+        gateway, sb, base = self.start_pxb("untrusted", with_ca=False)
+        wait_for(
+            "a poll failed on the untrusted certificate in the log",
+            lambda: re.search(r"(?m)PX-Backup poll failed.*/v1/organization: .*invalid peer certificate: UnknownIssuer$",
+                              sb.log()),
+            30,
+            sb.proc,
+            lambda: f"PX-Backup saw {gateway.seen()}\n{sb.log()}",
+        )
+        self.assertEqual(http_get(base + "/readyz")[0], 503, sb.log())
+        _, metrics = http_get(base + "/metrics")
+        self.assertIn('pxbackup_sidecar_source_up{source="pxb"} 0', metrics)
+        self.assertNotIn("pxbackup_backup_status{", metrics)
+        self.assertEqual(gateway.seen(), [], "no request may get through an untrusted handshake")
         self.assertGreater(self.system_roots(sb), 100)
         self.assertEqual(sb.stop(), 0, sb.log())
 
