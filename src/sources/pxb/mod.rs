@@ -577,7 +577,7 @@ impl Poller {
             let seen = listed.len() as u64 + unnamed;
             let new = seen - before;
             index += n as u64;
-            if page.complete {
+            if page.complete == Some(true) {
                 return Ok(Enumeration {
                     consistent: total_held && total.is_none_or(|t| t == seen),
                     listed,
@@ -611,6 +611,17 @@ impl Poller {
                 // one answer and ignores paging. A short page, an empty one, or one that only
                 // repeats what was listed is the end.
                 None => {
+                    // An organization with no objects has no total either (a zero is left out),
+                    // so an empty page is the end only in that one-piece shape: saying neither
+                    // total nor complete, of a kind once answered so. Otherwise it is a broken
+                    // answer that, taken as the end, would delete every object listed before.
+                    let one_piece =
+                        answered_in_one_piece_before_3_0(kind) && page.complete.is_none();
+                    if n == 0 && !one_piece {
+                        return Err(cut_short(format!(
+                            "complete is false, there is no total_count, {seen} objects are listed, and there is no more to page"
+                        )));
+                    }
                     if n == 0 || new == 0 || (n as u64) < self.settings.page_size {
                         return Ok(Enumeration {
                             consistent: total_held,
@@ -687,6 +698,12 @@ fn path_of(kind: Kind) -> &'static str {
         Kind::Cluster => "cluster",
         Kind::BackupLocation => "backuplocation",
     }
+}
+
+/// The kinds PX-Backup before 3.0 answers in one piece, without `total_count` or `complete`.
+/// Backups and restores were paged, and end with `complete: true`, in every version.
+fn answered_in_one_piece_before_3_0(kind: Kind) -> bool {
+    matches!(kind, Kind::Cluster | Kind::BackupLocation | Kind::Schedule)
 }
 
 fn lift<T>(m: Mapped<T>, wrap: impl FnOnce(T) -> Object) -> Mapped<Object> {
