@@ -455,6 +455,65 @@ async fn a_batch_the_journal_cannot_take_is_refused_and_a_retry_makes_it_durable
     sc.kill9();
 }
 
+/// What the sidecar runs with is visible: the backfill window and its mode as a gauge, and
+/// in the start-up line (text and JSON) with the sources.
+#[tokio::test]
+async fn the_backfill_window_and_mode_in_force_are_exported_and_logged() {
+    let logs = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str, u64, &str); 4] = [
+        (&[], "classic", 86_400, "1day"),
+        (&["--federated"], "federated", 3_600, "1h"),
+        (&["--backfill-hours", "5"], "classic", 18_000, "5h"),
+        (
+            &["--federated", "--backfill-hours", "5"],
+            "federated",
+            18_000,
+            "5h",
+        ),
+    ];
+    // All at once: each waits for readiness on its own ports.
+    let mut running = Vec::new();
+    for (extra, mode, seconds, window) in cases {
+        for format in ["text", "json"] {
+            let mut args = vec!["--source", "demo,ingest", "--log-format", format];
+            args.extend_from_slice(extra);
+            let sc = Sidecar::spawn(&args, logs.path());
+            running.push((sc, format, extra, mode, seconds, window));
+        }
+    }
+    for (mut sc, format, extra, mode, seconds, window) in running {
+        sc.ready().await;
+        let text = sc.scrape().await;
+        let gauge = samples(&text, "pxbackup_sidecar_backfill_window_seconds");
+        assert_eq!(
+            gauge,
+            [format!(
+                r#"pxbackup_sidecar_backfill_window_seconds{{mode="{mode}"}} {seconds}"#
+            )],
+            "{extra:?}"
+        );
+        let log = sc.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving metrics"))
+            .unwrap_or_else(|| panic!("no start-up line ({extra:?}, {format}):\n{log}"));
+        if format == "text" {
+            for field in [
+                "sources=[Demo, Ingest]".to_owned(),
+                format!(r#"mode="{mode}""#),
+                format!("backfill_window={window}"),
+            ] {
+                assert!(line.contains(&field), "{field} ({extra:?}): {line}");
+            }
+        } else {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["sources"], "[Demo, Ingest]", "{extra:?}: {line}");
+            assert_eq!(v["mode"], mode, "{extra:?}: {line}");
+            assert_eq!(v["backfill_window"], window, "{extra:?}: {line}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let logs = tempfile::tempdir().unwrap();
