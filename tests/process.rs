@@ -355,6 +355,82 @@ async fn ingest_token_is_enforced() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+#[tokio::test]
+async fn ingest_connections_beyond_the_cap_are_closed_at_once() {
+    let cap = pxbackup_sidecar::sources::ingest::Limits::default().connections;
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "ingest"], logs.path());
+    sc.ready().await;
+    let addr = sc.ingest_url.trim_start_matches("http://").to_owned();
+    // `cap` idle connections (no request sent) take every place; the next ones are closed by
+    // the sidecar at once, well before the 10 s an idle connection is otherwise given.
+    let idle = tokio::task::spawn_blocking(move || {
+        use std::io::ErrorKind;
+        let quiet = |conn: &mut std::net::TcpStream| {
+            conn.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            // Neither a byte nor the end: still open, waiting for a request.
+            conn.read(&mut [0u8; 1])
+                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+        };
+        let idle: Vec<std::net::TcpStream> = (0..cap)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        for _ in 0..3 {
+            let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+            extra
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let started = Instant::now();
+            let closed = match extra.read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Err(e) => e.kind() == ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            };
+            assert!(
+                closed && started.elapsed() < Duration::from_secs(2),
+                "a connection beyond the cap of {cap} was kept open"
+            );
+        }
+        let mut first = idle.into_iter();
+        let mut kept = first.next().unwrap();
+        assert!(
+            quiet(&mut kept),
+            "an idle connection within the cap was closed"
+        );
+        (kept, first.collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/v1/events", sc.ingest_url);
+    let line = backup_line("a", "nightly-a", "Success");
+    assert!(
+        client().post(&url).body(line.clone()).send().await.is_err(),
+        "a request got through a full listener"
+    );
+    // Once one of them closes, a producer gets through (the sidecar notices the close
+    // asynchronously, hence the short wait).
+    let (kept, others) = idle;
+    drop(kept);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match client().post(&url).body(line.clone()).send().await {
+            Ok(r) => {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(others);
+    assert!(
+        sc.log().contains("every connection place is taken"),
+        "the cap was not said in the log:\n{}",
+        sc.log()
+    );
+}
+
 /// A tmpfs of a few megabytes on a fresh directory, unmounted when dropped: a disk that can
 /// be filled up. `None` where this process may not mount (not root, no CAP_SYS_ADMIN).
 struct SmallDisk {

@@ -7,7 +7,8 @@
 //! The endpoint defends itself before it spends anything on a request: the bearer token is
 //! checked (in constant time) before a byte of the body is read; the body must arrive within
 //! a deadline and without long stalls; only so many requests are served at once, the excess
-//! is answered 503 at once. A batch that is applied but could not be written to the journal
+//! is answered 503 at once; only so many connections are open at once (the listener closes
+//! the excess, see `Limits::connections`). A batch that is applied but could not be written to the journal
 //! is answered 503 too: the producer sends it again, and applying it again is idempotent.
 
 use std::error::Error as StdError;
@@ -47,9 +48,13 @@ pub struct Limits {
     /// Longest silence between two chunks of a body (a stalled client is cut off early).
     pub body_idle: Duration,
     /// Requests served at once; more are answered 503 at once. HTTP/1 carries one request
-    /// at a time per connection, and idle connections are closed after the header read
-    /// timeout, so this also bounds the connections that cost anything.
+    /// at a time per connection.
     pub in_flight: usize,
+    /// Connections open at once, idle ones included (each costs a task, a socket and
+    /// hyper's buffers until the header read timeout closes it); more are closed as soon as
+    /// they are accepted. Several times `in_flight`, so that producers keeping their
+    /// connection alive between batches are not refused while requests have room.
+    pub connections: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             body_deadline: Duration::from_secs(60),
             body_idle: Duration::from_secs(10),
             in_flight: 16,
+            connections: 64,
         }
     }
 }
