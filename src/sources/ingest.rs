@@ -1045,6 +1045,64 @@ mod tests {
             assert_eq!(resp.status(), StatusCode::OK, "room again");
         }
 
+        /// A journal write failure, for real: the journal is opened in a state dir whose
+        /// rewrite cannot happen (a directory holds its temp file's place), and must be
+        /// rewritten, because it refused a record over its size limit.
+        #[tokio::test]
+        async fn a_batch_the_journal_cannot_take_is_answered_503_with_a_reason() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let options = crate::inventory::Options::with_backfill(Duration::from_secs(3600));
+            let (inventory, _) =
+                Inventory::open(Clock::System, options, dir.path()).expect("journal");
+            let source = SourceContext {
+                inventory: Arc::new(inventory),
+                status: Arc::new(SourceStatus::new(&[SourceId::Ingest])),
+            };
+            let blocked = dir.path().join("tombstones.journal.tmp");
+            std::fs::create_dir(&blocked).expect("block the rewrite");
+            // A name of 17 MiB: over the journal's 16 MiB record limit.
+            let huge = parse_batch(
+                BACKUP
+                    .replace("nightly-1", &"n".repeat(17 << 20))
+                    .as_bytes(),
+            )
+            .expect("a batch");
+            let primed = source
+                .inventory
+                .apply_off_runtime(Origin::source(SourceId::Ingest), huge)
+                .await;
+            assert!(
+                matches!(primed, Err(ApplyError::NotDurable(_))),
+                "the journal took a record over its limit, or was rewritten: {primed:?}"
+            );
+
+            let stats = Arc::new(IngestStats::default());
+            let app = router(source, stats.clone(), None);
+            let other = BACKUP.replace("9b1c", "a7e2");
+            let resp = app
+                .clone()
+                .oneshot(post(Body::from(other.clone()), None))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(resp.headers()[RETRY_AFTER], RETRY_AFTER_SECS);
+            let answer = json(resp).await;
+            let reason = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("not written to the journal")
+                    && reason.contains("tombstones.journal.tmp")
+                    && reason.contains("send the batch again"),
+                "{answer}"
+            );
+            assert_eq!(stats.not_durable.load(Relaxed), 1);
+
+            // The rewrite can happen again: the same batch, sent again, is durable.
+            std::fs::remove_dir(&blocked).expect("unblock");
+            let resp = app.oneshot(post(Body::from(other), None)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(stats.applied.load(Relaxed), 1);
+        }
+
         #[tokio::test]
         async fn an_oversized_batch_is_refused_by_its_declared_length() {
             let app = router(source(), Arc::default(), None);
