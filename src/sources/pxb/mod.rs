@@ -189,10 +189,13 @@ impl Poller {
         report
     }
 
-    /// The journal brings backups back after a restart under the source alone (it does not
-    /// keep the organization), and they keep that origin while they do not change. One that no
-    /// organization lists any more was deleted while the sidecar was down. Only after a poll
-    /// whose every backup enumeration held still.
+    /// The journal (format 2) brings backups back with their organization's origin, so the
+    /// per-organization resyncs find those deleted while the sidecar was down. A journal of
+    /// the previous release (format 1) kept the source alone: its backups come back under the
+    /// source without an organization, and move to their organization's origin when a poll
+    /// lists them. One that no organization lists any more was deleted while the sidecar was
+    /// down, and only this resync of the bare source can see it. Only after a poll whose
+    /// every backup enumeration held still.
     async fn resync_restored_backups(&mut self, orgs: &[String]) -> usize {
         let origin = Origin::source(SourceId::Pxb);
         let slot = Kind::Backup.index();
