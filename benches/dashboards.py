@@ -3,7 +3,7 @@
 
     nice cargo build --release --locked --bin pxbackup-sidecar
     bash tests/assets/install.sh
-    python3 benches/dashboards.py [--backups 100000] [--runs 3] [--markdown]
+    python3 benches/dashboards.py [--backups 100000] [--runs 3] [--evaluations 8]
 
 Loads a synthetic fleet (tests/assets/fleet.py: by default 100,000 backups, half of them deleted
 and kept as tombstones, half of the live ones Failed or PartialSuccess, two volumes each; one
@@ -26,6 +26,7 @@ evaluate the real rules (alerts/pxbackup-sidecar.rules.yaml) every 15 s, then:
 - runs the panels of the collapsed per-backup row (not part of the first load) once more as
   they are after drilling down to one schedule (org, cluster and schedule set).
 
+The tables (panels, rule groups) are printed as Markdown, as the README shows them.
 Everything listens on 127.0.0.1; both processes are ours and stopped at the end.
 """
 import argparse

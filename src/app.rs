@@ -269,13 +269,17 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     }
     if let Some(listener) = ingest_listener {
         tracing::info!(addr = %settings.ingest_listen, "ingest listening");
-        let router = sources::ingest::router(
+        let limits = sources::ingest::Limits::default();
+        let router = sources::ingest::router_with(
             source_ctx.clone(),
             parts.ingest.clone(),
             settings.ingest_token.clone(),
+            limits,
         );
         let stop = stop.clone();
-        tasks.spawn(async move { server::serve(listener, router, stop.cancelled_owned()).await });
+        tasks.spawn(async move {
+            server::serve_capped(listener, router, limits.connections, stop.cancelled_owned()).await
+        });
     }
     let backfill = settings.inventory_options().backfill;
     tracing::info!(

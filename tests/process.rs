@@ -355,22 +355,104 @@ async fn ingest_token_is_enforced() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+#[tokio::test]
+async fn ingest_connections_beyond_the_cap_are_closed_at_once() {
+    let cap = pxbackup_sidecar::sources::ingest::Limits::default().connections;
+    let logs = tempfile::tempdir().unwrap();
+    let mut sc = Sidecar::spawn(&["--source", "ingest"], logs.path());
+    sc.ready().await;
+    let addr = sc.ingest_url.trim_start_matches("http://").to_owned();
+    // `cap` idle connections (no request sent) take every place; the next ones are closed by
+    // the sidecar at once, well before the 10 s an idle connection is otherwise given.
+    let idle = tokio::task::spawn_blocking(move || {
+        use std::io::ErrorKind;
+        let quiet = |conn: &mut std::net::TcpStream| {
+            conn.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            // Neither a byte nor the end: still open, waiting for a request.
+            conn.read(&mut [0u8; 1])
+                .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+        };
+        let idle: Vec<std::net::TcpStream> = (0..cap)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        for _ in 0..3 {
+            let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+            extra
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let started = Instant::now();
+            let closed = match extra.read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Err(e) => e.kind() == ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            };
+            assert!(
+                closed && started.elapsed() < Duration::from_secs(2),
+                "a connection beyond the cap of {cap} was kept open"
+            );
+        }
+        let mut first = idle.into_iter();
+        let mut kept = first.next().unwrap();
+        assert!(
+            quiet(&mut kept),
+            "an idle connection within the cap was closed"
+        );
+        (kept, first.collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/v1/events", sc.ingest_url);
+    let line = backup_line("a", "nightly-a", "Success");
+    assert!(
+        client().post(&url).body(line.clone()).send().await.is_err(),
+        "a request got through a full listener"
+    );
+    // Once one of them closes, a producer gets through (the sidecar notices the close
+    // asynchronously, hence the short wait).
+    let (kept, others) = idle;
+    drop(kept);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match client().post(&url).body(line.clone()).send().await {
+            Ok(r) => {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "still refused: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(others);
+    assert!(
+        sc.log().contains("every connection place is taken"),
+        "the cap was not said in the log:\n{}",
+        sc.log()
+    );
+}
+
 /// A tmpfs of a few megabytes on a fresh directory, unmounted when dropped: a disk that can
-/// be filled up. `None` where this process may not mount (not root, no CAP_SYS_ADMIN).
+/// be filled up. `Err` (why) where this process may not mount (not root, no CAP_SYS_ADMIN).
 struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
+    fn mount(size: &str) -> Result<SmallDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+        let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk { dir })
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(SmallDisk { dir })
     }
 
     /// Writes a file until the disk is full.
@@ -385,6 +467,13 @@ impl SmallDisk {
     }
 }
 
+/// This process's effective uid, from `/proc/self/status` (`Uid: real effective ...`).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount")
@@ -396,9 +485,20 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_batch_the_journal_cannot_take_is_refused_and_a_retry_makes_it_durable() {
-    let Some(disk) = SmallDisk::mount("2m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the full-disk case is not run");
-        return;
+    let disk = match SmallDisk::mount("2m") {
+        Ok(disk) => disk,
+        // CI runs as root: there a mount that fails is a broken test environment, and a
+        // skip would pass without the full-disk case ever having run.
+        Err(reason) if effective_uid() == Some(0) => {
+            panic!("running as root, yet no tmpfs could be mounted ({reason}); the full-disk case must run here (it needs CAP_SYS_ADMIN)")
+        }
+        Err(reason) => {
+            let uid = effective_uid().map_or_else(|| "unknown".to_owned(), |u| u.to_string());
+            eprintln!(
+                "SKIPPED: not root (uid {uid}), so no tmpfs to fill ({reason}); the full-disk case is not run"
+            );
+            return;
+        }
     };
     let logs = tempfile::tempdir().unwrap();
     let state = disk.dir.path().join("state");
@@ -453,6 +553,65 @@ async fn a_batch_the_journal_cannot_take_is_refused_and_a_retry_makes_it_durable
         "every acknowledged delete survived kill -9"
     );
     sc.kill9();
+}
+
+/// What the sidecar runs with is visible: the backfill window and its mode as a gauge, and
+/// in the start-up line (text and JSON) with the sources.
+#[tokio::test]
+async fn the_backfill_window_and_mode_in_force_are_exported_and_logged() {
+    let logs = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str, u64, &str); 4] = [
+        (&[], "classic", 86_400, "1day"),
+        (&["--federated"], "federated", 3_600, "1h"),
+        (&["--backfill-hours", "5"], "classic", 18_000, "5h"),
+        (
+            &["--federated", "--backfill-hours", "5"],
+            "federated",
+            18_000,
+            "5h",
+        ),
+    ];
+    // All at once: each waits for readiness on its own ports.
+    let mut running = Vec::new();
+    for (extra, mode, seconds, window) in cases {
+        for format in ["text", "json"] {
+            let mut args = vec!["--source", "demo,ingest", "--log-format", format];
+            args.extend_from_slice(extra);
+            let sc = Sidecar::spawn(&args, logs.path());
+            running.push((sc, format, extra, mode, seconds, window));
+        }
+    }
+    for (mut sc, format, extra, mode, seconds, window) in running {
+        sc.ready().await;
+        let text = sc.scrape().await;
+        let gauge = samples(&text, "pxbackup_sidecar_backfill_window_seconds");
+        assert_eq!(
+            gauge,
+            [format!(
+                r#"pxbackup_sidecar_backfill_window_seconds{{mode="{mode}"}} {seconds}"#
+            )],
+            "{extra:?}"
+        );
+        let log = sc.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving metrics"))
+            .unwrap_or_else(|| panic!("no start-up line ({extra:?}, {format}):\n{log}"));
+        if format == "text" {
+            for field in [
+                "sources=[Demo, Ingest]".to_owned(),
+                format!(r#"mode="{mode}""#),
+                format!("backfill_window={window}"),
+            ] {
+                assert!(line.contains(&field), "{field} ({extra:?}): {line}");
+            }
+        } else {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["sources"], "[Demo, Ingest]", "{extra:?}: {line}");
+            assert_eq!(v["mode"], mode, "{extra:?}: {line}");
+            assert_eq!(v["backfill_window"], window, "{extra:?}: {line}");
+        }
+    }
 }
 
 #[tokio::test]

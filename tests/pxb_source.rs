@@ -15,7 +15,7 @@ use pxbackup_sidecar::clock::Clock;
 use pxbackup_sidecar::config::PxbSettings;
 use pxbackup_sidecar::exposition::{self, Format};
 use pxbackup_sidecar::inventory::{Inventory, Options};
-use pxbackup_sidecar::model::{BackupStatus, SourceId};
+use pxbackup_sidecar::model::{BackupStatus, Kind, SourceId};
 use pxbackup_sidecar::sources::pxb::{PollReport, Poller, PxbClient};
 use pxbackup_sidecar::sources::{SourceContext, SourceStatus};
 use serde_json::{json, Value};
@@ -988,6 +988,33 @@ async fn complete_false_with_nothing_more_to_page_is_cut_short() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_not_complete_and_without_a_total_deletes_nothing() {
+    // An organization with no objects has no total_count (grpc-gateway leaves zeros out), so
+    // an empty page that is not complete says nothing about whether the backups are gone:
+    // taken as the end, a broken answer would tombstone every backup of the organization.
+    let mut p = in_process(10, |_| {}).await;
+    populate(&p.fake, 25);
+    assert!(p.poll().await.complete && p.up());
+    // `"complete": false` written out, then left out as grpc-gateway's default marshaler does.
+    for said in [true, false] {
+        p.fake.empty_incomplete(Some(("backup", said)));
+        let report = p.poll().await;
+        assert!(!report.complete, "complete: false said: {said}; {report:?}");
+        assert!(report.failures[0].contains("no more to page"), "{report:?}");
+        assert!(!p.up(), "source still up, complete: false said: {said}");
+        let text = p.scrape();
+        assert_eq!(live_backups(&text), 25, "{text}");
+        assert!(tombstone(&text, "b-0").is_none());
+    }
+    p.fake.empty_incomplete(None);
+    p.fake.delete(ORG, "backup", "b-24");
+    assert!(p.poll().await.complete && p.up());
+    let text = p.scrape();
+    assert!(tombstone(&text, "b-24").is_some());
+    assert_eq!(live_backups(&text), 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_does_not_parse_or_times_out_fails_the_poll() {
     let mut p = in_process(100, |s| s.request_timeout = Duration::from_millis(300)).await;
     populate(&p.fake, 3);
@@ -1043,6 +1070,47 @@ async fn forbidden_after_a_reread_is_a_clear_failure() {
     assert_eq!(orgs.len(), 2);
     std::fs::write(&token, "new-secret-token").expect("token");
     assert!(p.poll().await.complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_is_treated_like_a_401() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "old-secret-token").expect("token");
+    let token_for_settings = token.clone();
+    let mut p = in_process(100, move |s| s.token_file = Some(token_for_settings)).await;
+    populate(&p.fake, 2);
+    p.fake.require_token(Some("old-secret-token"));
+    assert!(p.poll().await.complete);
+    // PX-Backup now forbids the token the file holds.
+    p.fake.refuse_with(403);
+    p.fake.require_token(Some("new-secret-token"));
+    p.fake.delete(ORG, "backup", "b-0");
+    p.fake.clear_requests();
+    let report = p.poll().await;
+    assert!(!report.complete && !p.up(), "{report:?}");
+    let failure = &report.failures[0];
+    assert!(
+        failure.contains("refused the bearer token (HTTP 403)"),
+        "{report:?}"
+    );
+    assert!(failure.contains(&p.fake.url), "{report:?}");
+    assert!(!failure.contains("secret-token"), "{report:?}");
+    // Asked once, then once more after the token file was re-read; no more.
+    let statuses: Vec<u16> = p
+        .fake
+        .requests_to("/v1/organization")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [403, 403]);
+    assert!(
+        tombstone(&p.scrape(), "b-0").is_none(),
+        "a refused poll deleted"
+    );
+    std::fs::write(&token, "new-secret-token").expect("token");
+    assert!(p.poll().await.complete && p.up());
+    assert!(tombstone(&p.scrape(), "b-0").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1136,6 +1204,11 @@ async fn answers_without_totals_or_paging_are_complete_lists() {
         value(&p.scrape(), "pxbackup_cluster_status", &[("uid", "c-west")]),
         None
     );
+    // An empty one-piece answer (no schedules left) is an empty list, not a cut-short one.
+    p.fake.delete(ORG, "backupschedule", "sched-1");
+    let report = p.poll().await;
+    assert!(report.complete && p.up(), "{report:?}");
+    assert_eq!(report.listed[Kind::Schedule.index()], 0, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

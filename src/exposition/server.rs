@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::body::{GzipBody, Scrape, TextBody};
 use super::self_metrics::ScrapeDuration;
@@ -152,8 +153,33 @@ async fn readyz(State(ctx): State<Arc<MetricsContext>>) -> Response {
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and drains
 /// requests in flight for at most `DRAIN_TIMEOUT`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    serve_with(listener, router, None, shutdown).await;
+}
+
+/// `serve`, with at most `max_connections` connections open at once. One beyond the cap is
+/// accepted and closed at once: the producer fails fast and tries again, instead of waiting
+/// unanswered in the kernel's backlog behind connections that may never send anything.
+pub async fn serve_capped(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let places = Arc::new(Semaphore::new(max_connections));
+    serve_with(listener, router, Some((places, max_connections)), shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    cap: Option<(Arc<Semaphore>, usize)>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    // Said once per spell at the cap, not once per refused connection (a flood would flood
+    // the log too).
+    let mut at_cap = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -165,6 +191,28 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
+                };
+                // Held by the connection's task until the connection ends.
+                let place = match &cap {
+                    None => None,
+                    Some((places, max)) => match places.clone().try_acquire_owned() {
+                        Ok(place) => {
+                            at_cap = false;
+                            Some(place)
+                        }
+                        Err(_) => {
+                            if !at_cap {
+                                at_cap = true;
+                                tracing::warn!(
+                                    addr = ?listener.local_addr().ok(),
+                                    max_connections = max,
+                                    "every connection place is taken; further connections are closed at once until one ends"
+                                );
+                            }
+                            drop(stream);
+                            continue;
+                        }
+                    },
                 };
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -180,6 +228,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                 );
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _place = place;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }

@@ -7,7 +7,8 @@
 //! The endpoint defends itself before it spends anything on a request: the bearer token is
 //! checked (in constant time) before a byte of the body is read; the body must arrive within
 //! a deadline and without long stalls; only so many requests are served at once, the excess
-//! is answered 503 at once. A batch that is applied but could not be written to the journal
+//! is answered 503 at once; only so many connections are open at once (the listener closes
+//! the excess, see `Limits::connections`). A batch that is applied but could not be written to the journal
 //! is answered 503 too: the producer sends it again, and applying it again is idempotent.
 
 use std::error::Error as StdError;
@@ -47,9 +48,13 @@ pub struct Limits {
     /// Longest silence between two chunks of a body (a stalled client is cut off early).
     pub body_idle: Duration,
     /// Requests served at once; more are answered 503 at once. HTTP/1 carries one request
-    /// at a time per connection, and idle connections are closed after the header read
-    /// timeout, so this also bounds the connections that cost anything.
+    /// at a time per connection.
     pub in_flight: usize,
+    /// Connections open at once, idle ones included (each costs a task, a socket and
+    /// hyper's buffers until the header read timeout closes it); more are closed as soon as
+    /// they are accepted. Several times `in_flight`, so that producers keeping their
+    /// connection alive between batches are not refused while requests have room.
+    pub connections: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             body_deadline: Duration::from_secs(60),
             body_idle: Duration::from_secs(10),
             in_flight: 16,
+            connections: 64,
         }
     }
 }
@@ -1037,6 +1043,64 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let resp = app.oneshot(post(Body::from(BACKUP), None)).await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK, "room again");
+        }
+
+        /// A journal write failure, for real: the journal is opened in a state dir whose
+        /// rewrite cannot happen (a directory holds its temp file's place), and must be
+        /// rewritten, because it refused a record over its size limit.
+        #[tokio::test]
+        async fn a_batch_the_journal_cannot_take_is_answered_503_with_a_reason() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let options = crate::inventory::Options::with_backfill(Duration::from_secs(3600));
+            let (inventory, _) =
+                Inventory::open(Clock::System, options, dir.path()).expect("journal");
+            let source = SourceContext {
+                inventory: Arc::new(inventory),
+                status: Arc::new(SourceStatus::new(&[SourceId::Ingest])),
+            };
+            let blocked = dir.path().join("tombstones.journal.tmp");
+            std::fs::create_dir(&blocked).expect("block the rewrite");
+            // A name of 17 MiB: over the journal's 16 MiB record limit.
+            let huge = parse_batch(
+                BACKUP
+                    .replace("nightly-1", &"n".repeat(17 << 20))
+                    .as_bytes(),
+            )
+            .expect("a batch");
+            let primed = source
+                .inventory
+                .apply_off_runtime(Origin::source(SourceId::Ingest), huge)
+                .await;
+            assert!(
+                matches!(primed, Err(ApplyError::NotDurable(_))),
+                "the journal took a record over its limit, or was rewritten: {primed:?}"
+            );
+
+            let stats = Arc::new(IngestStats::default());
+            let app = router(source, stats.clone(), None);
+            let other = BACKUP.replace("9b1c", "a7e2");
+            let resp = app
+                .clone()
+                .oneshot(post(Body::from(other.clone()), None))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(resp.headers()[RETRY_AFTER], RETRY_AFTER_SECS);
+            let answer = json(resp).await;
+            let reason = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("not written to the journal")
+                    && reason.contains("tombstones.journal.tmp")
+                    && reason.contains("send the batch again"),
+                "{answer}"
+            );
+            assert_eq!(stats.not_durable.load(Relaxed), 1);
+
+            // The rewrite can happen again: the same batch, sent again, is durable.
+            std::fs::remove_dir(&blocked).expect("unblock");
+            let resp = app.oneshot(post(Body::from(other), None)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(stats.applied.load(Relaxed), 1);
         }
 
         #[tokio::test]

@@ -281,6 +281,18 @@ mod tests {
         }
     }
 
+    /// A GCP service-account key whose `private_key` has no PEM markers (a tool that strips
+    /// them, or a value cut out of its file): the JSON rule alone must take it. Its base64
+    /// comes in short `\n`-separated pieces, too short for the base64 rule to catch.
+    #[test]
+    fn a_gcp_private_key_without_pem_markers() {
+        let line = r#"2026-11-23T01:00:09Z INFO gcp: credentials {"type": "service_account", "project_id": "proj", "private_key_id": "CANARYkeyid9f3a1", "private_key": "MIIEvQIBADANBgkqhkiG9w0BAQEF\nAASCBKcwggSjAgEAAoIBAQC7CANARYk9\n", "client_email": "pxb@proj.iam.gserviceaccount.com"} loaded"#;
+        assert_eq!(
+            r(line),
+            r#"2026-11-23T01:00:09Z INFO gcp: credentials {"type": "service_account", "project_id": "proj", "private_key_id": "[REDACTED]", "private_key": "[REDACTED]", "client_email": "pxb@proj.iam.gserviceaccount.com"} loaded"#
+        );
+    }
+
     #[test]
     fn digests_and_paths_stay_readable() {
         let line = "pulled sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 for /apis/stork.libopenstorage.org/v1alpha1/namespaces/shop/applicationbackups/nightly-2026-11-23";

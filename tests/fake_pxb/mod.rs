@@ -6,8 +6,9 @@
 //! answers errors as `{"error", "code", "message", "details"}`.
 //!
 //! Objects are stored as the JSON the test wants sent (nested or flattened, enums as names or
-//! numbers): the fake only pages them. Tests can require a bearer token, fail a page, cut an
-//! enumeration short, delete an object while paging, or hang; every request is recorded.
+//! numbers): the fake only pages them. Tests can require a bearer token (refused with 401 or
+//! 403), fail a page, cut an enumeration short, answer an empty page that is not complete,
+//! delete an object while paging, or hang; every request is recorded.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -72,9 +73,15 @@ struct Inner {
     /// org -> kind -> objects, in the order they are listed.
     orgs: BTreeMap<String, BTreeMap<String, Vec<Value>>>,
     token: Option<String>,
+    /// The status a missing or wrong token gets (PX-Backup answers 401 or 403).
+    refusal: Option<StatusCode>,
     failure: Option<Failure>,
     /// Enumerations of this kind say `complete: false` and give an empty page after the first.
     cut_short: Option<String>,
+    /// Every page of this kind is empty and not complete, without `total_count`, as a broken
+    /// datastore would answer; with `true`, `"complete": false` is written out (a marshaler
+    /// that emits zero values), otherwise left out as grpc-gateway's default does.
+    empty_incomplete: Option<(String, bool)>,
     /// When a page of (kind, object_index) is asked for, the first object of that kind is
     /// deleted just before answering: a deletion while paging.
     delete_first_on: Option<(String, u64)>,
@@ -230,12 +237,23 @@ impl FakePxb {
         self.lock().token = token.map(str::to_owned);
     }
 
+    /// A missing or wrong token gets `status` (401 when never set).
+    pub fn refuse_with(&self, status: u16) {
+        self.lock().refusal = StatusCode::from_u16(status).ok();
+    }
+
     pub fn fail(&self, failure: Option<Failure>) {
         self.lock().failure = failure;
     }
 
     pub fn cut_short(&self, kind: Option<&str>) {
         self.lock().cut_short = kind.map(str::to_owned);
+    }
+
+    /// `kind`'s pages are empty, not complete and without a total; `said` writes
+    /// `"complete": false` out.
+    pub fn empty_incomplete(&self, kind: Option<(&str, bool)>) {
+        self.lock().empty_incomplete = kind.map(|(k, said)| (k.to_owned(), said));
     }
 
     pub fn delete_first_while_paging(&self, kind: &str, object_index: u64) {
@@ -309,6 +327,7 @@ fn admit(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let refusal = inner.refusal.unwrap_or(StatusCode::UNAUTHORIZED);
     let ok = match &inner.token {
         None => true,
         Some(t) => authorization.as_deref() == Some(&format!("Bearer {t}")),
@@ -317,13 +336,13 @@ fn admit(
         path,
         query,
         authorization,
-        status: if ok { 200 } else { 401 },
+        status: if ok { 200 } else { refusal.as_u16() },
     });
     if ok {
         Ok(())
     } else {
         Err(gateway_error(
-            StatusCode::UNAUTHORIZED,
+            refusal,
             16,
             "access denied: invalid or expired token",
         ))
@@ -370,6 +389,14 @@ async fn enumerate(
     let index = number("object_index").unwrap_or(0);
     if let Some((_, body)) = g.raw.as_ref().filter(|(k, _)| *k == kind) {
         return ([("content-type", "application/json")], body.clone()).into_response();
+    }
+    if let Some((_, said)) = g.empty_incomplete.as_ref().filter(|(k, _)| *k == kind) {
+        let mut body = serde_json::Map::new();
+        body.insert(list_key(&kind).into(), Value::Array(Vec::new()));
+        if *said {
+            body.insert("complete".into(), json!(false));
+        }
+        return Json(Value::Object(body)).into_response();
     }
     if let Some(f) = &g.failure {
         let org_matches = f.org.as_ref().is_none_or(|o| *o == org);

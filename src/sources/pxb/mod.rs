@@ -189,10 +189,13 @@ impl Poller {
         report
     }
 
-    /// The journal brings backups back after a restart under the source alone (it does not
-    /// keep the organization), and they keep that origin while they do not change. One that no
-    /// organization lists any more was deleted while the sidecar was down. Only after a poll
-    /// whose every backup enumeration held still.
+    /// The journal (format 2) brings backups back with their organization's origin, so the
+    /// per-organization resyncs find those deleted while the sidecar was down. A journal of
+    /// the previous release (format 1) kept the source alone: its backups come back under the
+    /// source without an organization, and move to their organization's origin when a poll
+    /// lists them. One that no organization lists any more was deleted while the sidecar was
+    /// down, and only this resync of the bare source can see it. Only after a poll whose
+    /// every backup enumeration held still.
     async fn resync_restored_backups(&mut self, orgs: &[String]) -> usize {
         let origin = Origin::source(SourceId::Pxb);
         let slot = Kind::Backup.index();
@@ -577,7 +580,7 @@ impl Poller {
             let seen = listed.len() as u64 + unnamed;
             let new = seen - before;
             index += n as u64;
-            if page.complete {
+            if page.complete == Some(true) {
                 return Ok(Enumeration {
                     consistent: total_held && total.is_none_or(|t| t == seen),
                     listed,
@@ -611,6 +614,17 @@ impl Poller {
                 // one answer and ignores paging. A short page, an empty one, or one that only
                 // repeats what was listed is the end.
                 None => {
+                    // An organization with no objects has no total either (a zero is left out),
+                    // so an empty page is the end only in that one-piece shape: saying neither
+                    // total nor complete, of a kind once answered so. Otherwise it is a broken
+                    // answer that, taken as the end, would delete every object listed before.
+                    let one_piece =
+                        answered_in_one_piece_before_3_0(kind) && page.complete.is_none();
+                    if n == 0 && !one_piece {
+                        return Err(cut_short(format!(
+                            "complete is false, there is no total_count, {seen} objects are listed, and there is no more to page"
+                        )));
+                    }
                     if n == 0 || new == 0 || (n as u64) < self.settings.page_size {
                         return Ok(Enumeration {
                             consistent: total_held,
@@ -687,6 +701,12 @@ fn path_of(kind: Kind) -> &'static str {
         Kind::Cluster => "cluster",
         Kind::BackupLocation => "backuplocation",
     }
+}
+
+/// The kinds PX-Backup before 3.0 answers in one piece, without `total_count` or `complete`.
+/// Backups and restores were paged, and end with `complete: true`, in every version.
+fn answered_in_one_piece_before_3_0(kind: Kind) -> bool {
+    matches!(kind, Kind::Cluster | Kind::BackupLocation | Kind::Schedule)
 }
 
 fn lift<T>(m: Mapped<T>, wrap: impl FnOnce(T) -> Object) -> Mapped<Object> {

@@ -1139,7 +1139,9 @@ pub struct Page<T> {
     pub items: Vec<Item<T>>,
     /// Absent when the server does not say (older PX-Backup, or a zero left out).
     pub total_count: Option<u64>,
-    pub complete: bool,
+    /// Absent when the server does not say: PX-Backup before 3.0 never does for the kinds it
+    /// answers in one piece, and grpc-gateway leaves a `false` out.
+    pub complete: Option<bool>,
 }
 
 /// Why a page could not be read at all.
@@ -1176,7 +1178,7 @@ impl<'de, T: Listed> Visitor<'de> for PageSeed<T> {
         let mut page = Page {
             items: Vec::new(),
             total_count: None,
-            complete: false,
+            complete: None,
         };
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let key = key.as_str();
@@ -1189,7 +1191,7 @@ impl<'de, T: Listed> Visitor<'de> for PageSeed<T> {
                 }
             } else if key == "complete" {
                 match map.next_value::<Leaf<bool>>()? {
-                    Leaf::Ok(b) => page.complete = b,
+                    Leaf::Ok(b) => page.complete = Some(b),
                     Leaf::Bad(why) => return Err(de::Error::custom(format!("{key}: {why}"))),
                 }
             } else {
@@ -1319,7 +1321,7 @@ mod tests {
             WireEnum::Known(BackupStatus::Success)
         );
         let p = page::<BackupObject>(nested);
-        assert_eq!((p.total_count, p.complete), (Some(1), true));
+        assert_eq!((p.total_count, p.complete), (Some(1), Some(true)));
     }
 
     #[test]
@@ -1331,7 +1333,9 @@ mod tests {
         assert!(b.info.volumes.is_empty());
         assert_eq!(b.info.total_size, None);
         let p = page::<BackupObject>(r#"{}"#);
-        assert!(p.items.is_empty() && !p.complete && p.total_count.is_none());
+        assert!(p.items.is_empty() && p.complete.is_none() && p.total_count.is_none());
+        let p = page::<BackupObject>(r#"{"backups":[],"complete":false}"#);
+        assert_eq!((p.complete, p.total_count), (Some(false), None));
         let s: BackupStatusInfo = ok(BackupStatusInfo::decode(
             &mut serde_json::Deserializer::from_str(r#"{"reason":"x"}"#),
         )
