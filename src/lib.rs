@@ -16,6 +16,7 @@ pub mod kubernetes;
 pub mod logging;
 pub mod model;
 pub mod persistence;
+pub mod priority;
 pub mod sources;
 pub mod telemetry;
 pub mod tls;

@@ -51,7 +51,7 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
 ];
 
 /// The bottom: these use nothing but each other.
-const BOTTOM: &[&str] = &["model", "clock", "families", "persistence"];
+const BOTTOM: &[&str] = &["model", "clock", "families", "persistence", "priority"];
 
 /// What of the sources a reader may name: telemetry the status only (the health bundle gets
 /// the sidecar's own metrics as a Collector, not the ingest counters); the exposition also the

@@ -57,6 +57,16 @@ pub struct StaleGroup<E> {
     pub entries: Vec<E>,
 }
 
+/// How current the series a view hands out must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Every group that changed is made again.
+    Exact,
+    /// At most this many groups whose entries only changed in place are made again; the
+    /// others are served as last made, until the background refresher makes them.
+    Budget(usize),
+}
+
 /// What a scrape takes from one table: each group's segments, or what it needs to make them.
 pub enum GroupView<E> {
     Ready(SharedGroup),
@@ -176,19 +186,27 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         }
     }
 
-    /// What a scrape needs; cheap (pointer copies) for groups that are up to date. With
-    /// `previous_ok`, a group whose entries only changed in place is served as last made (a
-    /// scrape that must not wait for a render in progress); groups whose members changed are
-    /// always made again.
-    pub fn view(&self, previous_ok: bool) -> Vec<GroupView<E>> {
+    /// What a scrape needs; cheap (pointer copies) for groups that are up to date. Under a
+    /// `Freshness::Budget`, groups whose entries only changed in place beyond the budget are
+    /// served as last made; groups whose members changed are always made again (their old
+    /// segments would show a moved entry twice or a removed one still).
+    pub fn view(&self, freshness: Freshness) -> Vec<GroupView<E>> {
+        let mut budget = match freshness {
+            Freshness::Exact => usize::MAX,
+            Freshness::Budget(n) => n,
+        };
         self.groups
             .iter()
             .enumerate()
             .map(|(g, group)| match &group.segments {
-                Some(segments) if !group.stale || (previous_ok && !group.moved) => {
+                Some(segments) if !group.stale => GroupView::Ready(Arc::clone(segments)),
+                Some(segments) if !group.moved && budget == 0 => {
                     GroupView::Ready(Arc::clone(segments))
                 }
                 _ => {
+                    if group.segments.is_some() && !group.moved {
+                        budget -= 1;
+                    }
                     let end = (g * GROUP + GROUP).min(self.entries.len());
                     GroupView::Stale(StaleGroup {
                         index: g,
@@ -262,7 +280,7 @@ mod tests {
     }
 
     fn stale(t: &Table<String, Line>) -> Vec<usize> {
-        t.view(false)
+        t.view(Freshness::Exact)
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
@@ -273,7 +291,7 @@ mod tests {
 
     fn refresh(t: &mut Table<String, Line>) {
         let mut c = Compressor::default();
-        for v in t.view(false) {
+        for v in t.view(Freshness::Exact) {
             if let GroupView::Stale(s) = v {
                 let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
                 t.install(s.index, s.generation, &g);
@@ -302,7 +320,7 @@ mod tests {
     fn a_refresh_from_an_older_view_is_not_installed() {
         let mut t = Table::new(1);
         t.insert("a".to_string(), Line("a\n".into()));
-        let views = t.view(false);
+        let views = t.view(Freshness::Exact);
         t.update("a", |l| l.0 = "b\n".into());
         let mut c = Compressor::default();
         for v in views {
@@ -324,7 +342,7 @@ mod tests {
         t.update("u1", |l| l.0 = "changed\n".into());
         t.remove(&format!("u{}", GROUP + 1));
         let stale_when_lenient: Vec<usize> = t
-            .view(true)
+            .view(Freshness::Budget(0))
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
@@ -338,12 +356,38 @@ mod tests {
     }
 
     #[test]
+    fn a_scrape_makes_at_most_its_budget_of_groups_changed_in_place() {
+        let mut t = Table::new(1);
+        for i in 0..GROUP * 6 {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        for g in [0, 2, 3, 5] {
+            t.update(&format!("u{}", g * GROUP + 1), |l| l.0 = "changed\n".into());
+        }
+        // A new entry makes a new group, which has nothing to serve: made whatever the budget.
+        t.insert("new".to_string(), Line("new\n".into()));
+        let made = |freshness| -> Vec<usize> {
+            t.view(freshness)
+                .iter()
+                .filter_map(|v| match v {
+                    GroupView::Stale(s) => Some(s.index),
+                    GroupView::Ready(_) => None,
+                })
+                .collect()
+        };
+        assert_eq!(made(Freshness::Budget(2)), vec![0, 2, 6]);
+        assert_eq!(made(Freshness::Budget(0)), vec![6]);
+        assert_eq!(made(Freshness::Exact), vec![0, 2, 3, 5, 6]);
+    }
+
+    #[test]
     fn groups_shrink_with_the_table() {
         let mut t = Table::new(1);
         for i in 0..GROUP + 1 {
             t.insert(format!("u{i}"), Line(String::new()));
         }
         t.remove("u0");
-        assert_eq!(t.view(false).len(), 1);
+        assert_eq!(t.view(Freshness::Exact).len(), 1);
     }
 }

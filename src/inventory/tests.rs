@@ -844,7 +844,7 @@ async fn an_unchanged_upsert_renders_nothing() {
     let st = inv.lock();
     let stale = st
         .backups
-        .view(false)
+        .view(store::Freshness::Exact)
         .into_iter()
         .filter(|g| matches!(g, store::GroupView::Stale(_)))
         .count();
@@ -954,4 +954,58 @@ async fn a_format_1_journal_comes_back_whole() {
     let (_, again) = Inventory::open(clock, Options::with_backfill(24 * HOUR), dir.path()).unwrap();
     assert_eq!(again.upgraded_from, None);
     assert_eq!((again.tombstones, again.live_backups), (5, 3));
+}
+
+/// A burst of changes in place: a scrape renders only its budget of them at once and serves
+/// the rest as rendered last; the background refresher renders the rest within about a
+/// second, and a handful of changes always shows in the very next scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
+    let inv = Arc::new(Inventory::in_memory(Clock::System, HOUR));
+    let origin = Origin::source(SourceId::Ingest);
+    let groups = SCRAPE_RENDER_BUDGET * 3;
+    let uids: Vec<String> = (0..groups * store::GROUP)
+        .map(|i| format!("u{i}"))
+        .collect();
+    let all = |status| {
+        uids.iter()
+            .map(|u| upsert(backup(u, status)))
+            .collect::<Vec<_>>()
+    };
+    inv.apply(&origin, all(BackupStatus::InProgress)).unwrap();
+    inv.snapshot();
+    let failed_in = |snapshot: &Snapshot| {
+        let text = String::from_utf8(encode(snapshot, Format::Text, &[])).unwrap();
+        lines(&text, "pxbackup_backup_status")
+            .iter()
+            .filter(|l| l.ends_with(" 4"))
+            .count()
+    };
+
+    // A handful: at once.
+    let one = vec![upsert(backup(&uids[0], BackupStatus::Failed))];
+    inv.apply(&origin, one).unwrap();
+    assert_eq!(failed_in(&inv.snapshot_for_scrape()), 1);
+
+    // Every group: the scrape renders its budget, the refresher the rest.
+    inv.apply(&origin, all(BackupStatus::Failed)).unwrap();
+    let at_once = failed_in(&inv.snapshot_for_scrape());
+    assert_eq!(at_once, SCRAPE_RENDER_BUDGET * store::GROUP);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let refresher = tokio::spawn(Arc::clone(&inv).run_refresher(async move {
+        let _ = stopped.await;
+    }));
+    // Looking renders nothing, so only the refresher can make the rest.
+    let look = || inv.snapshot_with(Freshness::Budget(0));
+    assert_eq!(failed_in(&look()), at_once);
+    let started = std::time::Instant::now();
+    while failed_in(&look()) < uids.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the refresher never rendered the rest"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    refresher.await.unwrap();
 }

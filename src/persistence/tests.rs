@@ -619,6 +619,33 @@ fn a_failed_compaction_leaves_the_journal_whole() {
     assert_eq!(reopen(dir.path()).1.len(), 6);
 }
 
+/// A caller woken by a failed healing compaction finds the journal still needing a rewrite
+/// (a race once let the next batch be appended and acknowledged in that window).
+#[test]
+fn a_failed_healing_compaction_still_needs_a_rewrite_when_its_caller_wakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tombstones(2, 11);
+    let (j, _, _) = open(dir.path());
+    j.redirect_writes_for_test(OpenOptions::new().write(true).open("/dev/full").unwrap());
+    j.append(&[records[0].as_record_ref()])
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    let tmp = writer::tmp_path(&journal_path(dir.path()));
+    std::fs::create_dir(&tmp).unwrap();
+    for round in 0..300 {
+        j.compact(records.clone()).wait().unwrap_err();
+        assert!(
+            j.needs_rewrite(),
+            "round {round}: a failed rewrite looked pending"
+        );
+    }
+    std::fs::remove_dir(&tmp).unwrap();
+    j.compact(records.clone()).wait().unwrap();
+    assert!(!j.needs_rewrite());
+    j.close().unwrap();
+}
+
 #[test]
 fn a_stale_temp_file_is_removed_and_the_journal_used() {
     let dir = tempfile::tempdir().unwrap();

@@ -503,6 +503,7 @@ impl Writer {
         let spawned = thread::Builder::new()
             .name("journal-compact".into())
             .spawn(move || {
+                crate::priority::background();
                 let snapshot = write_snapshot(&shared, &preserved, records);
                 #[cfg(test)]
                 shared.pass_compaction_gate();
@@ -588,11 +589,15 @@ impl Writer {
                 tracing::error!(error = %e, "journal compaction failed");
             }
         }
-        let n = done.len() as u64;
+        // No longer pending before anyone hears of it: a caller woken by a failed compaction
+        // must find `needs_rewrite` true again, or its next batch would be appended (and
+        // acknowledged) to a journal that misses records.
+        self.shared
+            .compactions_pending
+            .fetch_sub(done.len() as u64, Relaxed);
         for d in done {
             d.complete(result.clone());
         }
-        self.shared.compactions_pending.fetch_sub(n, Relaxed);
     }
 }
 

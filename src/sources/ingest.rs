@@ -710,7 +710,7 @@ async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body:
                 }),
             )
         }
-        Err(e @ ApplyError::Task(_)) => {
+        Err(e @ (ApplyError::Task(_) | ApplyError::Applier(_))) => {
             tracing::error!(error = %e, "applying an ingest batch failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
