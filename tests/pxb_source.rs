@@ -1182,6 +1182,68 @@ async fn organizations_are_polled_apart() {
     assert_eq!(only.fake.count("/v1/backup/other"), 0);
 }
 
+/// An organization deleted while the sidecar was down: the journal brings its backups back,
+/// and the first organization list that lacks it deletes them (no other poll would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_deleted_while_down_is_deleted_at_the_first_poll() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakePxb::start().await;
+    populate(&fake, 2);
+    fake.put(
+        "finance",
+        "backup",
+        json!({"metadata": {"name": "ledger", "uid": "f-1", "org_id": "finance"},
+               "backup_info": {"status": {"status": "PartialSuccess"}}}),
+    );
+    let settings = PxbSettings {
+        url: fake.url.clone(),
+        page_size: 100,
+        ..PxbSettings::default()
+    };
+    let run = |dir: &Path| {
+        let (inventory, _) =
+            Inventory::open(Clock::System, Options::with_backfill(DAY), dir).expect("journal");
+        let source = SourceContext {
+            inventory: Arc::new(inventory),
+            status: Arc::new(SourceStatus::new(&[SourceId::Pxb])),
+        };
+        let client = PxbClient::new(&settings).expect("client");
+        (
+            Poller::new(source.clone(), settings.clone()),
+            client,
+            source,
+        )
+    };
+    let scrape = |source: &SourceContext| {
+        let body = exposition::encode(&source.inventory.snapshot(), Format::Text, &[]);
+        String::from_utf8(body).expect("utf-8 scrape")
+    };
+
+    let (mut poller, mut client, source) = run(dir.path());
+    assert!(poller.poll(&mut client).await.complete);
+    assert_eq!(live_backups(&scrape(&source)), 3);
+    drop((poller, client, source));
+
+    // While the sidecar is down, finance goes, with its backups.
+    fake.remove_org("finance");
+    let (mut poller, mut client, source) = run(dir.path());
+    assert_eq!(
+        live_backups(&scrape(&source)),
+        3,
+        "the journal brings all back"
+    );
+    let report = poller.poll(&mut client).await;
+    assert!(report.complete, "{report:?}");
+    let text = scrape(&source);
+    let line = tombstone(&text, "f-1").expect("f-1 tombstoned");
+    assert!(
+        has_label(&line, "previous_status", "PartialSuccess"),
+        "{line}"
+    );
+    assert_eq!(live_backups(&text), 2, "default's backups stay");
+    assert_eq!(report.deleted, 1, "{report:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_without_totals_or_paging_are_complete_lists() {
     // PX-Backup before 3.0: clusters, locations and schedules come in one answer, without

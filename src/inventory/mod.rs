@@ -938,6 +938,18 @@ impl Inventory {
         }
     }
 
+    /// The scopes (organizations, namespaces) under which live backups of `source` are held:
+    /// after a restart, those the journal brought back. A walk over every backup: for a
+    /// source's first complete poll, not for every poll.
+    pub fn backup_scopes(&self, source: SourceId) -> HashSet<Arc<str>> {
+        let st = self.lock();
+        st.backups
+            .values()
+            .filter(|e| e.origin.source == source && !e.is_tombstone())
+            .map(|e| Arc::clone(&e.origin.scope))
+            .collect()
+    }
+
     /// Objects and tombstones held now, without expiring anything: O(1), for the self
     /// metrics and telemetry's health bundle.
     pub fn counts(&self) -> Counts {

@@ -29,7 +29,7 @@ pub mod mapping;
 pub mod schedule_policy;
 pub mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,6 +137,9 @@ pub struct Poller {
     reporter: Reporter,
     orgs: BTreeMap<String, OrgState>,
     synced: bool,
+    /// Whether the organizations of the backups restored from the journal were checked
+    /// against PX-Backup's list (once, at the first list).
+    restored_orgs_checked: bool,
     failing: bool,
 }
 
@@ -151,6 +154,7 @@ impl Poller {
             settings,
             orgs: BTreeMap::new(),
             synced: false,
+            restored_orgs_checked: false,
             failing: false,
         }
     }
@@ -251,14 +255,31 @@ impl Poller {
         Ok(orgs)
     }
 
-    /// An organization PX-Backup no longer lists was deleted, and its objects with it.
+    /// An organization PX-Backup no longer lists was deleted, and its objects with it. The
+    /// first time, that includes the organizations of the backups the journal brought back:
+    /// one deleted while the sidecar was down is seen by no other poll.
     async fn forget_vanished_orgs(&mut self, listed: &[String], report: &mut PollReport) {
-        let vanished: Vec<String> = self
+        let mut vanished: BTreeSet<String> = self
             .orgs
             .keys()
             .filter(|o| !listed.contains(o))
             .cloned()
             .collect();
+        if !self.restored_orgs_checked {
+            self.restored_orgs_checked = true;
+            let inventory = Arc::clone(&self.ctx.inventory);
+            match tokio::task::spawn_blocking(move || inventory.backup_scopes(SourceId::Pxb)).await
+            {
+                // The bare source is a format 1 journal's: `resync_restored_backups` sees to it.
+                Ok(scopes) => vanished.extend(
+                    scopes
+                        .iter()
+                        .filter(|s| !s.is_empty() && !listed.iter().any(|o| **o == ***s))
+                        .map(|s| s.to_string()),
+                ),
+                Err(e) => tracing::error!(error = %e, "reading the restored organizations failed"),
+            }
+        }
         for org in vanished {
             tracing::info!(%org, "PX-Backup no longer lists this organization; its objects are deleted");
             for kind in Kind::ALL {
