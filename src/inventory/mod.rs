@@ -256,9 +256,8 @@ pub struct Inventory {
     /// Something was applied: the refresher has groups to render.
     changed: tokio::sync::Notify,
     resource_cap_reported: std::sync::Once,
-    /// Where `apply_off_runtime` applies batches (none if the thread could not start: then
-    /// the blocking pool).
-    applier: Option<BackgroundThread>,
+    /// Where `apply_off_runtime` applies batches.
+    applier: BackgroundThread,
 }
 
 impl Inventory {
@@ -278,9 +277,7 @@ impl Inventory {
             expiry_changed: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
             resource_cap_reported: std::sync::Once::new(),
-            applier: BackgroundThread::start("apply")
-                .inspect_err(|e| tracing::warn!(error = %e, "no applier thread; batches are applied on the blocking pool"))
-                .ok(),
+            applier: BackgroundThread::start("apply"),
         }
     }
 
@@ -406,11 +403,10 @@ impl Inventory {
         // Applying runs at background priority (`crate::priority`): under a burst of changes
         // scrapes keep the cores, and the producers wait a little longer.
         let inventory = Arc::clone(self);
-        let apply = move || inventory.apply_queued(&origin, events);
-        let (outcome, ticket) = match &self.applier {
-            Some(applier) => applier.run(apply).await?,
-            None => tokio::task::spawn_blocking(apply).await?,
-        };
+        let (outcome, ticket) = self
+            .applier
+            .run(move || inventory.apply_queued(&origin, events))
+            .await?;
         // The wait costs no CPU; on a blocking thread of its own, concurrent batches share
         // one fsync (group commit) instead of waiting in line behind each other's.
         if ticket.is_some() {
@@ -844,13 +840,7 @@ impl Inventory {
         tokio::pin!(shutdown);
         // Its own thread at background priority: it renders while the cores are idle and
         // gives way to scrapes, which render what they need on normal threads.
-        let renderer = match BackgroundThread::start("series-refresh") {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "no thread to render changed series; scrapes render them");
-                return;
-            }
-        };
+        let renderer = BackgroundThread::start("series-refresh");
         loop {
             tokio::select! {
                 () = self.changed.notified() => {}

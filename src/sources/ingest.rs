@@ -8,8 +8,9 @@
 //! checked (in constant time) before a byte of the body is read; the body must arrive within
 //! a deadline and without long stalls; only so many requests are served at once, the excess
 //! is answered 503 at once; only so many connections are open at once (the listener closes
-//! the excess, see `Limits::connections`). A batch that is applied but could not be written to the journal
-//! is answered 503 too: the producer sends it again, and applying it again is idempotent.
+//! the excess, see `Limits::connections`). A batch that is applied but could not be written to
+//! the journal is answered 503 too: the producer sends it again, and applying it again is
+//! idempotent.
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -499,8 +500,8 @@ struct IngestContext {
     limits: Limits,
     /// Batches are parsed here, at background priority (`crate::priority`), not on an async
     /// worker: a 16 MiB batch takes a worker for a tenth of a second, and a burst of batches
-    /// must not take the cores from scrapes. None if the thread could not start: inline.
-    parser: Option<Arc<BackgroundThread>>,
+    /// must not take the cores from scrapes.
+    parser: Arc<BackgroundThread>,
 }
 
 /// The ingest routes: batches go into `source.inventory`, what became of each is counted in
@@ -547,10 +548,7 @@ pub fn router_with(
             stats,
             token,
             limits,
-            parser: BackgroundThread::start("ingest-parse")
-                .inspect_err(|e| tracing::warn!(error = %e, "no parser thread; batches are parsed on the async workers"))
-                .ok()
-                .map(Arc::new),
+            parser: Arc::new(BackgroundThread::start("ingest-parse")),
         })
 }
 
@@ -685,11 +683,7 @@ async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body:
                 .into_response();
         }
     };
-    let parsed = match &ctx.parser {
-        Some(parser) => parser.run(move || parse_batch(&body)).await,
-        None => Ok(parse_batch(&body)),
-    };
-    let events = match parsed {
+    let events = match ctx.parser.run(move || parse_batch(&body)).await {
         Ok(Ok(events)) => events,
         Err(e) => {
             tracing::error!(error = %e, "parsing an ingest batch failed");

@@ -274,7 +274,7 @@ impl Poller {
                 Ok(scopes) => vanished.extend(
                     scopes
                         .iter()
-                        .filter(|s| !s.is_empty() && !listed.iter().any(|o| **o == ***s))
+                        .filter(|s| !s.is_empty() && !listed.iter().any(|o| o.as_str() == &***s))
                         .map(|s| s.to_string()),
                 ),
                 Err(e) => tracing::error!(error = %e, "reading the restored organizations failed"),
