@@ -619,6 +619,17 @@ async fn in_process(page_size: u64, tweak: impl FnOnce(&mut PxbSettings)) -> InP
     }
 }
 
+/// `in_process` reading its bearer token from a file that holds `token` (the file's path is
+/// returned, to rotate it).
+async fn in_process_with_token(token: &str) -> (tempfile::TempDir, std::path::PathBuf, InProcess) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("token");
+    std::fs::write(&path, token).expect("token");
+    let for_settings = path.clone();
+    let p = in_process(100, move |s| s.token_file = Some(for_settings)).await;
+    (dir, path, p)
+}
+
 impl InProcess {
     async fn poll(&mut self) -> PollReport {
         self.poller.poll(&mut self.client).await
@@ -1050,11 +1061,7 @@ async fn a_page_that_does_not_parse_or_times_out_fails_the_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_after_a_reread_is_a_clear_failure() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "old-secret-token").expect("token");
-    let token_for_settings = token.clone();
-    let mut p = in_process(100, move |s| s.token_file = Some(token_for_settings)).await;
+    let (_dir, token, mut p) = in_process_with_token("old-secret-token").await;
     populate(&p.fake, 1);
     p.fake.require_token(Some("new-secret-token"));
     let report = p.poll().await;
@@ -1074,11 +1081,7 @@ async fn forbidden_after_a_reread_is_a_clear_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_403_is_treated_like_a_401() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "old-secret-token").expect("token");
-    let token_for_settings = token.clone();
-    let mut p = in_process(100, move |s| s.token_file = Some(token_for_settings)).await;
+    let (_dir, token, mut p) = in_process_with_token("old-secret-token").await;
     populate(&p.fake, 2);
     p.fake.require_token(Some("old-secret-token"));
     assert!(p.poll().await.complete);
