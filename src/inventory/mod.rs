@@ -48,8 +48,9 @@ use retention::ExpiryIndex;
 use segment::{Compressor, SharedGroup};
 use store::{make_group, Freshness, GroupView, Render, Table};
 
-/// Groups changed in place that one scrape renders itself, per kind: 4 groups of backups are
-/// 256 backups, ~0.7 MB of text, about 6 ms of CPU: a fifth of a scrape of 100,000 backups.
+/// Groups changed in place that one scrape renders itself, per kind, when no more changed:
+/// 4 groups of backups are 256 backups, ~0.7 MB of text, about 6 ms of CPU: a fifth of a
+/// scrape of 100,000 backups. More than that is a burst, left whole to the refresher.
 pub const SCRAPE_RENDER_BUDGET: usize = 4;
 
 /// Why an event changed nothing.
@@ -869,9 +870,9 @@ impl Inventory {
         self.snapshot_with(Freshness::Exact)
     }
 
-    /// What a scrape serves: `snapshot`, but a scrape renders at most
-    /// `SCRAPE_RENDER_BUDGET` groups changed in place per kind (none while the background
-    /// refresher is rendering); the others are served as rendered last, and the refresher,
+    /// What a scrape serves: `snapshot`, but a scrape renders groups changed in place only
+    /// when a kind has at most `SCRAPE_RENDER_BUDGET` of them (and none while the background
+    /// refresher is rendering); otherwise they are served as rendered last, and the refresher,
     /// already woken by the change, renders them within about a second. So a burst of changes
     /// (a mass deletion, a re-list that changes everything) never makes a scrape slow, and a
     /// handful of changes still shows in the very next scrape. New and moved groups have

@@ -187,26 +187,27 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     }
 
     /// What a scrape needs; cheap (pointer copies) for groups that are up to date. Under a
-    /// `Freshness::Budget`, groups whose entries only changed in place beyond the budget are
-    /// served as last made; groups whose members changed are always made again (their old
-    /// segments would show a moved entry twice or a removed one still).
+    /// `Freshness::Budget(n)`, groups whose entries only changed in place are made again only
+    /// when there are at most `n` of them: a handful of changes shows at once, a burst is
+    /// served as last made and left whole to the background refresher (making part of a
+    /// burst would slow every scrape of the burst and show nothing sooner than the refresher
+    /// does). Groups whose members changed are always made again (their old segments would
+    /// show a moved entry twice or a removed one still).
     pub fn view(&self, freshness: Freshness) -> Vec<GroupView<E>> {
-        let mut budget = match freshness {
-            Freshness::Exact => usize::MAX,
-            Freshness::Budget(n) => n,
+        let in_place = |group: &&Group| group.stale && !group.moved && group.segments.is_some();
+        let make_in_place = match freshness {
+            Freshness::Exact => true,
+            Freshness::Budget(n) => self.groups.iter().filter(in_place).take(n + 1).count() <= n,
         };
         self.groups
             .iter()
             .enumerate()
             .map(|(g, group)| match &group.segments {
                 Some(segments) if !group.stale => GroupView::Ready(Arc::clone(segments)),
-                Some(segments) if !group.moved && budget == 0 => {
+                Some(segments) if !group.moved && !make_in_place => {
                     GroupView::Ready(Arc::clone(segments))
                 }
                 _ => {
-                    if group.segments.is_some() && !group.moved {
-                        budget -= 1;
-                    }
                     let end = (g * GROUP + GROUP).min(self.entries.len());
                     GroupView::Stale(StaleGroup {
                         index: g,
@@ -356,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scrape_makes_at_most_its_budget_of_groups_changed_in_place() {
+    fn a_scrape_makes_groups_changed_in_place_only_when_they_fit_its_budget() {
         let mut t = Table::new(1);
         for i in 0..GROUP * 6 {
             t.insert(format!("u{i}"), Line(format!("l{i}\n")));
@@ -376,7 +377,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(made(Freshness::Budget(2)), vec![0, 2, 6]);
+        // Four changed in place: a budget of four makes them all, a smaller one none (a
+        // burst is the refresher's), and the new group is made either way.
+        assert_eq!(made(Freshness::Budget(4)), vec![0, 2, 3, 5, 6]);
+        assert_eq!(made(Freshness::Budget(3)), vec![6]);
         assert_eq!(made(Freshness::Budget(0)), vec![6]);
         assert_eq!(made(Freshness::Exact), vec![0, 2, 3, 5, 6]);
     }

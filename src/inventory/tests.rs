@@ -956,9 +956,9 @@ async fn a_format_1_journal_comes_back_whole() {
     assert_eq!((again.tombstones, again.live_backups), (5, 3));
 }
 
-/// A burst of changes in place: a scrape renders only its budget of them at once and serves
-/// the rest as rendered last; the background refresher renders the rest within about a
-/// second, and a handful of changes always shows in the very next scrape.
+/// A burst of changes in place (more groups than a scrape's budget): scrapes serve them as
+/// rendered last and the background refresher renders them within about a second; a handful
+/// of changes (up to the budget) always shows in the very next scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
     let inv = Arc::new(Inventory::in_memory(Clock::System, HOUR));
@@ -987,10 +987,18 @@ async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
     inv.apply(&origin, one).unwrap();
     assert_eq!(failed_in(&inv.snapshot_for_scrape()), 1);
 
-    // Every group: the scrape renders its budget, the refresher the rest.
-    inv.apply(&origin, all(BackupStatus::Failed)).unwrap();
+    // As many groups as the budget: at once too.
+    let budget_full: Vec<_> = (0..SCRAPE_RENDER_BUDGET)
+        .map(|g| upsert(backup(&uids[g * store::GROUP + 1], BackupStatus::Failed)))
+        .collect();
+    inv.apply(&origin, budget_full).unwrap();
     let at_once = failed_in(&inv.snapshot_for_scrape());
-    assert_eq!(at_once, SCRAPE_RENDER_BUDGET * store::GROUP);
+    assert_eq!(at_once, 1 + SCRAPE_RENDER_BUDGET);
+
+    // Every group, more than the budget: the scrape serves them as rendered last and the
+    // refresher renders them all.
+    inv.apply(&origin, all(BackupStatus::Failed)).unwrap();
+    assert_eq!(failed_in(&inv.snapshot_for_scrape()), at_once);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let refresher = tokio::spawn(Arc::clone(&inv).run_refresher(async move {
         let _ = stopped.await;
