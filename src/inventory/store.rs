@@ -40,6 +40,14 @@ struct Group {
     generation: u64,
 }
 
+impl Group {
+    /// Stale, but its last segments still show the right members: they can be served while
+    /// it waits for the refresher.
+    fn changed_in_place(&self) -> bool {
+        self.stale && !self.moved && self.segments.is_some()
+    }
+}
+
 /// Uids come from sources (ingest accepts any string): the hasher is seeded at random, so a
 /// producer cannot aim collisions at it.
 type Hasher = foldhash::fast::RandomState;
@@ -194,17 +202,19 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     /// does). Groups whose members changed are always made again (their old segments would
     /// show a moved entry twice or a removed one still).
     pub fn view(&self, freshness: Freshness) -> Vec<GroupView<E>> {
-        let in_place = |group: &&Group| group.stale && !group.moved && group.segments.is_some();
         let make_in_place = match freshness {
             Freshness::Exact => true,
-            Freshness::Budget(n) => self.groups.iter().filter(in_place).take(n + 1).count() <= n,
+            Freshness::Budget(n) => {
+                let changed = self.groups.iter().filter(|g| g.changed_in_place());
+                changed.take(n + 1).count() <= n
+            }
         };
         self.groups
             .iter()
             .enumerate()
             .map(|(g, group)| match &group.segments {
                 Some(segments) if !group.stale => GroupView::Ready(Arc::clone(segments)),
-                Some(segments) if !group.moved && !make_in_place => {
+                Some(segments) if group.changed_in_place() && !make_in_place => {
                     GroupView::Ready(Arc::clone(segments))
                 }
                 _ => {
