@@ -117,7 +117,9 @@ impl Parts {
 pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, JournalError> {
     match &settings.state_dir {
         Some(dir) => {
+            let started = std::time::Instant::now();
             let (inv, report) = Inventory::open(clock, settings.inventory_options(), dir)?;
+            let took = started.elapsed();
             // Damage is logged range by range by the journal itself; this is the summary.
             if report.skipped_records > 0 {
                 tracing::warn!(
@@ -143,6 +145,7 @@ pub fn open_inventory(settings: &Settings, clock: Clock) -> Result<Inventory, Jo
                 live_backups = report.live_backups,
                 expired = report.expired,
                 journal_bytes = report.journal_bytes,
+                took = ?took,
                 dir = %dir.display(),
                 "journal replayed"
             );

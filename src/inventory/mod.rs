@@ -294,9 +294,15 @@ impl Inventory {
         let now = inv.clock.now();
         let mut report = ReplayReport::default();
         let mut st = State::default();
-        let (journal, replay) = Journal::open(state_dir, |record| {
-            replay_record(&mut st, &inv.options, now, record, &mut report)
-        })?;
+        let (journal, replay) = Journal::open(
+            state_dir,
+            Restoring {
+                st: &mut st,
+                options: &inv.options,
+                now,
+                report: &mut report,
+            },
+        )?;
         // Live backups that survived are decoded for their status and cluster; the tally and
         // the expiry index are built once, from what survived.
         // Every backup of a cluster shares one copy of its UID.
@@ -1048,6 +1054,27 @@ fn backup_record(uid: &Arc<str>, e: &BackupEntry) -> OwnedRecordRef {
             deleted_at,
             object: Arc::clone(&e.object),
         },
+    }
+}
+
+/// The store being restored from the journal.
+struct Restoring<'a> {
+    st: &'a mut State,
+    options: &'a Options,
+    now: Timestamp,
+    report: &'a mut ReplayReport,
+}
+
+impl persistence::ReplaySink for Restoring<'_> {
+    fn expect(&mut self, records: u64) {
+        // Nearly all of a journal's records are backups and tombstones.
+        let more = usize::try_from(records).unwrap_or(usize::MAX);
+        self.st
+            .backups
+            .reserve(more.saturating_sub(self.st.backups.len()));
+    }
+    fn record(&mut self, record: Record) {
+        replay_record(self.st, self.options, self.now, record, self.report);
     }
 }
 

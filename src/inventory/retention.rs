@@ -45,15 +45,41 @@ pub fn effective_deletion(deleted_at: Option<Timestamp>, now: Timestamp) -> Time
 /// Tombstones by expiry time.
 #[derive(Default)]
 pub struct ExpiryIndex {
-    by_time: BTreeSet<(Timestamp, Arc<str>)>,
+    by_time: BTreeSet<ExpiryKey>,
+}
+
+/// A tombstone's place in the index. The uid's first bytes are compared before the uid: a
+/// batch deleted at once expires at one time, and ordering it by the uid strings alone reads
+/// each of them (scattered over the heap, a cache miss each) many times: a quarter of a
+/// second per million at start-up. The order is the same as by (time, uid).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct ExpiryKey {
+    expires_at: Timestamp,
+    uid_prefix: u64,
+    uid: Arc<str>,
+}
+
+impl ExpiryKey {
+    fn new(expires_at: Timestamp, uid: Arc<str>) -> Self {
+        // Big-endian, zero-padded: comparing prefixes agrees with comparing the strings.
+        let mut prefix = [0u8; 8];
+        let head = &uid.as_bytes()[..uid.len().min(8)];
+        prefix[..head.len()].copy_from_slice(head);
+        ExpiryKey {
+            expires_at,
+            uid_prefix: u64::from_be_bytes(prefix),
+            uid,
+        }
+    }
 }
 
 impl ExpiryIndex {
     pub fn insert(&mut self, expires_at: Timestamp, uid: Arc<str>) {
-        self.by_time.insert((expires_at, uid));
+        self.by_time.insert(ExpiryKey::new(expires_at, uid));
     }
     pub fn remove(&mut self, expires_at: Timestamp, uid: &Arc<str>) {
-        self.by_time.remove(&(expires_at, Arc::clone(uid)));
+        self.by_time
+            .remove(&ExpiryKey::new(expires_at, Arc::clone(uid)));
     }
     pub fn len(&self) -> usize {
         self.by_time.len()
@@ -62,20 +88,25 @@ impl ExpiryIndex {
         self.by_time.is_empty()
     }
     pub fn next(&self) -> Option<Timestamp> {
-        self.by_time.first().map(|(t, _)| *t)
+        self.by_time.first().map(|k| k.expires_at)
     }
     /// Takes the next tombstone whose window has ended by `now`.
     pub fn pop_due(&mut self, now: Timestamp) -> Option<Arc<str>> {
         if self.next()? > now {
             return None;
         }
-        self.by_time.pop_first().map(|(_, uid)| uid)
+        self.by_time.pop_first().map(|k| k.uid)
     }
     /// Builds the index in one pass (after a replay), cheaper than inserting one by one.
-    pub fn from_unsorted(mut entries: Vec<(Timestamp, Arc<str>)>) -> Self {
-        entries.sort_unstable();
+    pub fn from_unsorted(entries: Vec<(Timestamp, Arc<str>)>) -> Self {
+        let mut keys: Vec<ExpiryKey> = entries
+            .into_iter()
+            .map(|(at, uid)| ExpiryKey::new(at, uid))
+            .collect();
+        keys.sort_unstable();
         ExpiryIndex {
-            by_time: entries.into_iter().collect(),
+            // Already sorted: the collect's own sort only checks that.
+            by_time: keys.into_iter().collect(),
         }
     }
 }
@@ -149,5 +180,24 @@ mod tests {
         assert_eq!(idx.pop_due(Timestamp(20)).as_deref(), Some("b"));
         assert_eq!(idx.pop_due(Timestamp(20)), None);
         assert_eq!(idx.next(), Some(Timestamp(30)));
+    }
+
+    #[test]
+    fn ties_in_time_pop_in_uid_order_whatever_the_prefixes() {
+        // Shorter than the prefix, equal prefixes, a NUL after a shared head.
+        let uids = ["b", "ab", "abcdefgh2", "abcdefgh1", "ab\0", "abcdefgh", "a"];
+        let mut idx = ExpiryIndex::from_unsorted(
+            uids.iter()
+                .map(|u| (Timestamp(10), Arc::from(*u)))
+                .collect(),
+        );
+        idx.remove(Timestamp(10), &Arc::from("abcdefgh"));
+        let mut popped = Vec::new();
+        while let Some(uid) = idx.pop_due(Timestamp(10)) {
+            popped.push(uid.to_string());
+        }
+        let mut want: Vec<&str> = uids.iter().copied().filter(|u| *u != "abcdefgh").collect();
+        want.sort_unstable();
+        assert_eq!(popped, want);
     }
 }

@@ -146,13 +146,27 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     where
         Q: ?Sized + Hash + indexmap::Equivalent<K>,
     {
-        match self.entries.get_full_mut(key) {
-            Some((index, _, slot)) => {
-                let old = std::mem::replace(slot, entry);
+        use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
+        use std::hash::BuildHasher;
+        // One hash and one probe either way: a replay does this a million times or more.
+        let hash = self.entries.hasher().hash_one(key);
+        match self
+            .entries
+            .raw_entry_mut_v1()
+            .from_key_hashed_nocheck(hash, key)
+        {
+            RawEntryMut::Occupied(mut slot) => {
+                let index = slot.index();
+                let old = slot.insert(entry);
                 self.touch(index, false);
                 Some(old)
             }
-            None => self.insert(make_key(key), entry),
+            RawEntryMut::Vacant(slot) => {
+                let index = slot.index();
+                slot.insert_hashed_nocheck(hash, make_key(key), entry);
+                self.touch(index, true);
+                None
+            }
         }
     }
 

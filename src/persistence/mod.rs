@@ -159,6 +159,21 @@ pub struct ReplayReport {
     pub file_bytes: u64,
 }
 
+/// Where replayed records go. Any `FnMut(Record)` is one.
+pub trait ReplaySink {
+    /// About how many records will reach `record` in all, known once the first ones are read
+    /// (from their size and how many were folded into later ones): room can be made once
+    /// instead of growing a million entries at a time. A hint that may be off either way.
+    fn expect(&mut self, _records: u64) {}
+    fn record(&mut self, record: Record);
+}
+
+impl<F: FnMut(Record)> ReplaySink for F {
+    fn record(&mut self, record: Record) {
+        self(record)
+    }
+}
+
 /// The journal. `Send + Sync`: appends come from any thread; the writer thread owns the file.
 pub struct Journal {
     shared: Arc<Shared>,
@@ -166,14 +181,15 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating) `<dir>/tombstones.journal`, replays it streaming, calling `sink` for
-    /// every record in file order, and starts the writer. A format 1 file is upgraded (read
+    /// Opens (creating) `<dir>/tombstones.journal`, replays it streaming into `sink` in file
+    /// order, and starts the writer. Of several records of one uid close together in the file
+    /// only the last reaches `sink` (a uid's state is its last record's). A format 1 file is upgraded (read
     /// in full, then replaced by its format 2 rewrite once that is durable). On `Err` the file
     /// is left as it was (beyond a torn tail cut off) and the records already given to `sink`
     /// are to be discarded.
     pub fn open(
         dir: &Path,
-        mut sink: impl FnMut(Record),
+        mut sink: impl ReplaySink,
     ) -> Result<(Journal, ReplayReport), JournalError> {
         prepare_dir(dir)?;
         let path = dir.join(FILE_NAME);

@@ -197,6 +197,17 @@ impl OwnedRecordRef {
 }
 
 impl Record {
+    /// The backup uid whose state this record sets (a uid's state is its last record's), or
+    /// `None` for a last-success record.
+    pub fn backup_uid(&self) -> Option<&str> {
+        match self {
+            Record::Backup { uid, .. } | Record::Tombstone { uid, .. } | Record::Forget { uid } => {
+                Some(uid)
+            }
+            Record::LastSuccess { .. } | Record::ForgetLastSuccess { .. } => None,
+        }
+    }
+
     /// The borrowed twin, to encode a replayed record again.
     pub fn as_record_ref(&self) -> RecordRef<'_> {
         match self {
