@@ -949,6 +949,34 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, i64)> {
     out
 }
 
+/// Waits until this process is quiet: no more CPU used by its background threads (a dropped
+/// inventory's threads finishing, jemalloc's purge) than a tenth of a core over 200 ms, at most
+/// 30 s. A killed process leaves nothing running; ours must not share the cores with the
+/// restart being measured.
+fn wait_until_quiet() -> Duration {
+    fn cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+    }
+    let t = Instant::now();
+    let mut last = cpu_ticks();
+    while t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = cpu_ticks();
+        if now - last <= 2 {
+            break;
+        }
+        last = now;
+    }
+    t.elapsed()
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -1039,6 +1067,13 @@ fn restart(n: usize) {
     eprintln!(
         "made {n} tombstones in {:.1} s",
         made.elapsed().as_secs_f64()
+    );
+    // A killed process's memory is gone at once; ours is given back by jemalloc's background
+    // purge, which would otherwise share the two cores with the restart being measured.
+    let settled = wait_until_quiet();
+    eprintln!(
+        "the bench process was quiet after {:.1} s",
+        settled.as_secs_f64()
     );
     let t = Instant::now();
     let sc = Sidecar::spawn(&state, &[]);
