@@ -949,13 +949,13 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, i64)> {
     out
 }
 
-/// Waits until this process is quiet: no more CPU used by its background threads (a dropped
-/// inventory's threads finishing, jemalloc's purge) than a tenth of a core over 200 ms, at most
-/// 30 s. A killed process leaves nothing running; ours must not share the cores with the
-/// restart being measured.
-fn wait_until_quiet() -> Duration {
-    fn cpu_ticks() -> u64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// Waits until process `pid` is quiet: no more CPU used than a tenth of a core over 200 ms, at
+/// most 30 s. Our own process after a dropped inventory (its threads finishing, jemalloc's
+/// purge; a killed process leaves nothing running), or a sidecar still compacting its
+/// journal or refreshing series when "steady" memory is read.
+fn wait_until_quiet(pid: u32) -> Duration {
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let f: Vec<u64> = rest
@@ -963,7 +963,7 @@ fn wait_until_quiet() -> Duration {
             .map(|x| x.parse().unwrap_or(0))
             .collect();
         f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-    }
+    };
     let t = Instant::now();
     let mut last = cpu_ticks();
     while t.elapsed() < Duration::from_secs(30) {
@@ -1002,6 +1002,7 @@ fn sizing(sizes: &[usize]) {
         let backups = load(&sc, &mut fleet, n);
         timed_get(sc.metrics, "/metrics", &[GZIP]);
         std::thread::sleep(Duration::from_secs(2));
+        wait_until_quiet(sc.pid());
         let steady = sc.rss();
         sc.reset_peak();
         timed_get(sc.metrics, "/metrics", &[GZIP]);
@@ -1014,6 +1015,7 @@ fn sizing(sizes: &[usize]) {
         drop(more);
         timed_get(sc.metrics, "/metrics", &[GZIP]);
         std::thread::sleep(Duration::from_secs(2));
+        wait_until_quiet(sc.pid());
         let steady_t = sc.rss();
         sc.reset_peak();
         timed_get(sc.metrics, "/metrics", &[GZIP]);
@@ -1070,7 +1072,7 @@ fn restart(n: usize) {
     );
     // A killed process's memory is gone at once; ours is given back by jemalloc's background
     // purge, which would otherwise share the two cores with the restart being measured.
-    let settled = wait_until_quiet();
+    let settled = wait_until_quiet(std::process::id());
     eprintln!(
         "the bench process was quiet after {:.1} s",
         settled.as_secs_f64()
