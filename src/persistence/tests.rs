@@ -1112,3 +1112,23 @@ fn replay_tells_the_sink_about_how_many_records_are_coming() {
     };
     assert!((40_000..=60_000).contains(&expected), "{expected}");
 }
+
+#[test]
+fn a_sink_that_panics_stops_the_replay_thread_and_leaves_the_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(dir.path(), &tombstones(100_000, 5));
+    let before = std::fs::read(journal_path(dir.path())).unwrap();
+    let mut seen = 0u64;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Journal::open(dir.path(), |_| {
+            seen += 1;
+            assert!(seen < 40_000, "the sink gives up");
+        })
+    }));
+    // The panic reaches the caller (no hang on a full hand-over queue), and nothing was cut.
+    assert!(outcome.is_err());
+    assert_eq!(seen, 40_000);
+    assert_eq!(std::fs::read(journal_path(dir.path())).unwrap(), before);
+    let (report, back) = reopen(dir.path());
+    assert_eq!((report.skipped_records, back.len()), (0, 100_000));
+}
