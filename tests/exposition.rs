@@ -303,3 +303,42 @@ async fn promtool_check_metrics_is_clean() {
     // the text parses and every lint passes.
     assert!(out.status.success(), "promtool check metrics:\n{report}");
 }
+
+/// The background refresher gives way to a scrape from its request until its body is gone:
+/// the body, not the handler, holds the scrape as in flight.
+#[tokio::test]
+async fn a_scrape_is_in_flight_until_its_body_is_dropped() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let inventory = std::sync::Arc::new(fleet());
+    let router = exposition::server::metrics_router(exposition::server::MetricsContext {
+        inventory: inventory.clone(),
+        sources: Default::default(),
+        collectors: Vec::new(),
+        scrape_duration: Default::default(),
+    });
+    for encoding in ["gzip", "identity"] {
+        let request = axum::http::Request::get("/metrics")
+            .header("accept-encoding", encoding)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            inventory.scrapes_in_flight(),
+            1,
+            "{encoding}: response not sent yet"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty());
+        assert_eq!(inventory.scrapes_in_flight(), 0, "{encoding}: body sent");
+    }
+    // A scraper that goes away before reading anything ends the scrape too.
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(inventory.scrapes_in_flight(), 1);
+    drop(response);
+    assert_eq!(inventory.scrapes_in_flight(), 0);
+}

@@ -334,3 +334,39 @@ impl http_body::Body for TextBody {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+/// A response body that keeps its scrape counted as in flight until it is dropped: sent,
+/// or the scraper went away.
+pub struct InFlight<B> {
+    body: B,
+    _scrape: crate::inventory::give_way::ScrapeInFlight,
+}
+
+impl<B> InFlight<B> {
+    pub fn new(body: B, scrape: crate::inventory::give_way::ScrapeInFlight) -> Self {
+        InFlight {
+            body,
+            _scrape: scrape,
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for InFlight<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

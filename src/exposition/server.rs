@@ -20,7 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::body::{GzipBody, Scrape, TextBody};
+use super::body::{GzipBody, InFlight, Scrape, TextBody};
 use super::self_metrics::ScrapeDuration;
 use super::{accepts_gzip, collect, Collector, Format};
 use crate::inventory::Inventory;
@@ -97,6 +97,8 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     };
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    // From here until the body is sent, the background refresher gives way.
+    let scrape = ctx.inventory.scrape_started();
     let prepared = tokio::task::spawn_blocking(move || {
         let scrape = prepare(&ctx, format);
         if gzip {
@@ -109,13 +111,13 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     let (body, len) = match prepared {
         Ok(Prepared::Gzip(body)) => {
             let len = body.len();
-            (Body::new(body), len)
+            (Body::new(InFlight::new(body, scrape)), len)
         }
-        Ok(Prepared::Text(scrape)) => {
-            let len = scrape.text_len();
+        Ok(Prepared::Text(text)) => {
+            let len = text.text_len();
             let producers = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let body = TextBody::spawn(scrape, TEXT_CHUNK, producers, TEXT_CHUNKS_AHEAD);
-            (Body::new(body), len)
+            let body = TextBody::spawn(text, TEXT_CHUNK, producers, TEXT_CHUNKS_AHEAD);
+            (Body::new(InFlight::new(body, scrape)), len)
         }
         Err(e) => {
             tracing::error!(error = %e, "scrape task failed");

@@ -19,6 +19,7 @@
 //! - a backfill window of 0 drops deleted backups at once.
 
 pub mod entries;
+pub mod give_way;
 pub mod retention;
 pub mod segment;
 pub mod store;
@@ -259,6 +260,8 @@ pub struct Inventory {
     resource_cap_reported: std::sync::Once,
     /// Where `apply_off_runtime` applies batches.
     applier: BackgroundThread,
+    /// Scrapes in flight: the background refresher gives way to them.
+    scrapes: give_way::Scrapes,
 }
 
 impl Inventory {
@@ -279,6 +282,7 @@ impl Inventory {
             changed: tokio::sync::Notify::new(),
             resource_cap_reported: std::sync::Once::new(),
             applier: BackgroundThread::start("apply"),
+            scrapes: give_way::Scrapes::default(),
         }
     }
 
@@ -407,12 +411,16 @@ impl Inventory {
         origin: Origin,
         events: Vec<Event>,
     ) -> Result<ApplyOutcome, ApplyError> {
-        // Applying runs at background priority (`crate::priority`): under a burst of changes
-        // scrapes keep the cores, and the producers wait a little longer.
+        // Applying runs at background priority (`crate::priority`) and waits for a scrape in
+        // flight (`give_way`): under a burst of changes scrapes keep the cores, and the
+        // producers wait a little longer.
         let inventory = Arc::clone(self);
         let (outcome, ticket) = self
             .applier
-            .run(move || inventory.apply_queued(&origin, events))
+            .run(move || {
+                inventory.scrapes.give_way(give_way::APPLY_WAIT).wait();
+                inventory.apply_queued(&origin, events)
+            })
             .await?;
         // The wait costs no CPU; on a blocking thread of its own, concurrent batches share
         // one fsync (group commit) instead of waiting in line behind each other's.
@@ -858,7 +866,10 @@ impl Inventory {
                 () = &mut shutdown => return,
             }
             let inventory = Arc::clone(&self);
-            if let Err(e) = renderer.run(move || drop(inventory.snapshot())).await {
+            if let Err(e) = renderer
+                .run(move || drop(inventory.snapshot_in_background()))
+                .await
+            {
                 tracing::error!(error = %e, "rendering changed series failed; the next scrape renders them");
             }
             tokio::select! {
@@ -873,7 +884,25 @@ impl Inventory {
     /// segments. Blocking: call it off the async workers.
     pub fn snapshot(&self) -> Snapshot {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        self.snapshot_with(Freshness::Exact)
+        self.snapshot_with(Freshness::Exact, None)
+    }
+
+    /// `snapshot` for the background refresher: between groups it waits while a scrape is in
+    /// flight (see `give_way`).
+    fn snapshot_in_background(&self) -> Snapshot {
+        let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let way = self.scrapes.give_way(give_way::REFRESH_WAIT);
+        self.snapshot_with(Freshness::Exact, Some(&way))
+    }
+
+    /// Counts a scrape as in flight until the guard drops: hold it until the response body
+    /// is sent.
+    pub fn scrape_started(&self) -> give_way::ScrapeInFlight {
+        self.scrapes.start()
+    }
+
+    pub fn scrapes_in_flight(&self) -> usize {
+        self.scrapes.in_flight()
     }
 
     /// What a scrape serves: `snapshot`, but a scrape renders groups changed in place only
@@ -885,16 +914,22 @@ impl Inventory {
     /// nothing to serve in their place: they are always rendered.
     pub fn snapshot_for_scrape(&self) -> Snapshot {
         match self.refresh.try_lock() {
-            Ok(_one_at_a_time) => self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET)),
+            Ok(_one_at_a_time) => self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET), None),
             Err(std::sync::TryLockError::Poisoned(p)) => {
                 let _one_at_a_time = p.into_inner();
-                self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET))
+                self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET), None)
             }
-            Err(std::sync::TryLockError::WouldBlock) => self.snapshot_with(Freshness::Budget(0)),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.snapshot_with(Freshness::Budget(0), None)
+            }
         }
     }
 
-    fn snapshot_with(&self, freshness: Freshness) -> Snapshot {
+    fn snapshot_with(
+        &self,
+        freshness: Freshness,
+        give_way: Option<&give_way::GiveWay>,
+    ) -> Snapshot {
         let now = self.clock.now();
         let views = {
             let mut st = self.lock();
@@ -908,12 +943,16 @@ impl Inventory {
                 locations: st.locations.view(freshness),
             }
         };
-        let backups = refresh(views.backups, &backup_families::FAMILIES);
-        let restores = refresh(views.restores, &objects::RESTORE);
-        let schedules = refresh(views.schedules, &objects::SCHEDULE);
-        let last_success = refresh(views.last_success, &objects::SCHEDULE_LAST_SUCCESS);
-        let clusters = refresh(views.clusters, &objects::CLUSTER);
-        let locations = refresh(views.locations, &objects::BACKUP_LOCATION);
+        let backups = refresh(views.backups, &backup_families::FAMILIES, give_way);
+        let restores = refresh(views.restores, &objects::RESTORE, give_way);
+        let schedules = refresh(views.schedules, &objects::SCHEDULE, give_way);
+        let last_success = refresh(
+            views.last_success,
+            &objects::SCHEDULE_LAST_SUCCESS,
+            give_way,
+        );
+        let clusters = refresh(views.clusters, &objects::CLUSTER, give_way);
+        let locations = refresh(views.locations, &objects::BACKUP_LOCATION, give_way);
         {
             let mut st = self.lock();
             backups.install(&mut st.backups);
@@ -1178,6 +1217,7 @@ impl Refreshed {
 fn refresh<E: Render, T: ?Sized>(
     views: Vec<GroupView<E>>,
     families: &'static KindFamilies<T>,
+    give_way: Option<&give_way::GiveWay>,
 ) -> Refreshed {
     let n_families = families.len();
     let mut groups: Vec<Option<SharedGroup>> = Vec::with_capacity(views.len());
@@ -1201,6 +1241,9 @@ fn refresh<E: Render, T: ?Sized>(
         let (mut texts, mut identity) = (Vec::new(), Vec::new());
         part.iter()
             .map(|s| {
+                if let Some(way) = give_way {
+                    way.wait();
+                }
                 let g = make_group(
                     &s.entries,
                     n_families,

@@ -1004,7 +1004,7 @@ async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
         let _ = stopped.await;
     }));
     // Looking renders nothing, so only the refresher can make the rest.
-    let look = || inv.snapshot_with(Freshness::Budget(0));
+    let look = || inv.snapshot_with(Freshness::Budget(0), None);
     assert_eq!(failed_in(&look()), at_once);
     let started = std::time::Instant::now();
     while failed_in(&look()) < uids.len() {
