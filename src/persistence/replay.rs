@@ -52,9 +52,10 @@ enum Handover {
 struct Batch {
     records: Vec<Option<Record>>,
     /// The position of the latest record for each uid hash. A hash shared by two uids only
-    /// means that some record is not folded, never that a wrong one is.
-    latest: std::collections::HashMap<u64, usize, foldhash::fast::FixedState>,
-    hasher: foldhash::fast::FixedState,
+    /// means that some record is not folded, never that a wrong one is. Seeded at random:
+    /// uids come from producers, who must not be able to aim collisions at a replay.
+    latest: std::collections::HashMap<u64, usize, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
     folded: u64,
 }
 
@@ -64,9 +65,9 @@ impl Batch {
             records: Vec::with_capacity(BATCH),
             latest: std::collections::HashMap::with_capacity_and_hasher(
                 BATCH,
-                foldhash::fast::FixedState::default(),
+                foldhash::fast::RandomState::default(),
             ),
-            hasher: foldhash::fast::FixedState::default(),
+            hasher: foldhash::fast::RandomState::default(),
             folded: 0,
         }
     }
@@ -96,8 +97,8 @@ impl Batch {
         self.records.push(Some(record));
     }
 
-    /// How many records a file of `len` bytes gives, judged from this first batch, which ends
-    /// at `offset`.
+    /// How many records a file of `len` bytes gives, judged from this batch, which ends at
+    /// `offset`. Only for the first batch (`folded` counts from the start).
     fn expect_in(&self, offset: u64, len: u64) -> u64 {
         let kept = self.records.len() as u64 - self.folded;
         let read = offset.saturating_sub(MAGIC_LEN).max(1);
