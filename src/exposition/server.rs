@@ -97,7 +97,7 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     };
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-    // From here until the body is sent, the background refresher gives way.
+    // From here until the body is sent, the applier and the background refresher give way.
     let scrape = ctx.inventory.scrape_started();
     let prepared = tokio::task::spawn_blocking(move || {
         let scrape = prepare(&ctx, format);

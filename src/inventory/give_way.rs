@@ -17,7 +17,7 @@ pub(super) const REFRESH_WAIT: Duration = Duration::from_secs(1);
 /// The longest one applied batch waits: a scraper reading slowly (a plain body over a slow
 /// link) slows ingest to ten batches a second at worst, never stops it.
 pub(super) const APPLY_WAIT: Duration = Duration::from_millis(100);
-/// How often a waiting refresher looks again.
+/// How often waiting background work looks again.
 const POLL: Duration = Duration::from_millis(1);
 
 /// How many scrapes are in flight (prepared or being sent).

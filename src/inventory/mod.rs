@@ -260,7 +260,7 @@ pub struct Inventory {
     resource_cap_reported: std::sync::Once,
     /// Where `apply_off_runtime` applies batches.
     applier: BackgroundThread,
-    /// Scrapes in flight: the background refresher gives way to them.
+    /// Scrapes in flight: the applier and the background refresher give way to them.
     scrapes: give_way::Scrapes,
 }
 

@@ -182,9 +182,10 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (creating) `<dir>/tombstones.journal`, replays it streaming into `sink` in file
-    /// order, and starts the writer. Of several records of one uid close together in the file
-    /// only the last reaches `sink` (a uid's state is its last record's). A format 1 file is upgraded (read
-    /// in full, then replaced by its format 2 rewrite once that is durable). On `Err` the file
+    /// order, and starts the writer. Of several records of one uid close together in a format
+    /// 2 file only the last reaches `sink` (a uid's state is its last record's). A format 1
+    /// file is upgraded (read in full, every record given to `sink`, then replaced by its
+    /// format 2 rewrite once that is durable). On `Err` the file
     /// is left as it was (beyond a torn tail cut off) and the records already given to `sink`
     /// are to be discarded.
     pub fn open(

@@ -35,7 +35,8 @@ fn note_damage(report: &mut ReplayReport, path: &Path, offset: u64, len: u64) {
 /// Records handed from the decoding thread to the caller's at a time. A batch is also the
 /// window in which records of one uid are folded into the last of them: large enough to
 /// catch a backup's status changes and its deletion when they came close together (the
-/// common shape of a journal cut off by `kill -9`), small enough to stay in cache.
+/// common shape of a journal cut off by `kill -9`), small enough that the batches in flight
+/// hold a few tens of MB at most.
 const BATCH: usize = 32 << 10;
 /// Full batches waiting for the caller's thread.
 const BATCHES_IN_FLIGHT: usize = 2;
