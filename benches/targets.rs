@@ -539,6 +539,9 @@ fn main() {
     if a.only.as_deref() == Some("probe") {
         probe(a.backups);
     }
+    if a.only.as_deref() == Some("hold") {
+        hold(a.backups);
+    }
     if want("sizing") {
         sizing(&[10_000, 50_000, a.backups.max(100_000)]);
     }
@@ -882,6 +885,27 @@ fn apply_cost(n: usize) {
         same * 1e6
     );
     println!();
+}
+
+/// The fleet loaded and served beside nginx with the same bytes until standard input closes,
+/// for looking at a scrape with other tools (perf, curl, wrk; not part of the default run).
+fn hold(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = Sidecar::spawn(dir.path(), &[]);
+    let mut fleet = Fleet::new();
+    load(&sc, &mut fleet, n);
+    let plain = request(sc.metrics, "GET", "/metrics", &[], &[]).body;
+    let reference_gz = gzip_1(&plain);
+    let nginx = Nginx::serve(&[("metrics.txt", &plain), ("metrics.txt.gz", &reference_gz)]);
+    println!(
+        "sidecar pid {} http://{}/metrics, nginx http://{}/metrics.txt[.gz]; close stdin to stop",
+        sc.pid(),
+        sc.metrics,
+        nginx.addr
+    );
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).ok();
+    drop(nginx);
+    sc.stop();
 }
 
 /// Where a gzip scrape's time goes, in process: taking the snapshot, laying out the pieces,
