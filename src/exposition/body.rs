@@ -63,17 +63,17 @@ fn header_text(family: &Family, format: Format) -> Vec<u8> {
 impl Scrape {
     /// `tail` holds complete families; the trailer of the format is added here.
     pub fn new(snapshot: &Snapshot, format: Format, mut tail: Vec<u8>) -> Scrape {
-        let groups: usize = snapshot
+        let parts: usize = snapshot
             .kinds
             .iter()
-            .map(|k| k.groups.len() * k.families.len())
+            .map(|k| k.parts.len() * k.families.len())
             .sum();
-        let mut pieces = Vec::with_capacity(groups + 64);
+        let mut pieces = Vec::with_capacity(parts + 64);
         for kind in &snapshot.kinds {
             for (f, family) in kind.families.iter().enumerate() {
                 pieces.push(Piece::Header(family));
-                for group in &kind.groups {
-                    if let Some(segment) = group.families.get(f).filter(|s| !s.is_empty()) {
+                for part in &kind.parts {
+                    if let Some(segment) = part.family(f).filter(|s| !s.is_empty()) {
                         pieces.push(Piece::Series(segment.clone()));
                     }
                 }
@@ -184,10 +184,15 @@ impl Scrape {
     }
 }
 
+/// Segments smaller than this are gathered into frames; larger ones are frames of their own.
+const SMALL_SEGMENT: usize = 16 * 1024;
+const FRAME: usize = 64 * 1024;
+
 /// A gzip body: the stored segments sent one after the other, with its exact length known up
-/// front (so it goes out with `Content-Length`, not chunked). Segments are a few KB each and
-/// there are tens of thousands: sending each as its own frame costs more than copying them, so
-/// runs of small segments are copied into frames of about `FRAME` bytes on the way out.
+/// front (so it goes out with `Content-Length`, not chunked). Packed segments (hundreds of KB)
+/// go out as they are, for the kernel to copy straight from the store; a group's own segments
+/// are a few KB each, and runs of them are copied into frames of about `FRAME` bytes on the
+/// way out (a frame each would make a write syscall per sixteen of them, see `server.rs`).
 pub struct GzipBody {
     chunks: std::vec::IntoIter<Bytes>,
     remaining: u64,
@@ -216,9 +221,23 @@ impl GzipBody {
         out
     }
 
-    /// The next segment (hyper copies it into its write buffer).
     fn next_frame(&mut self) -> Option<Bytes> {
-        self.chunks.by_ref().find(|c| !c.is_empty())
+        let first = self.chunks.by_ref().find(|c| !c.is_empty())?;
+        if first.len() >= SMALL_SEGMENT {
+            return Some(first);
+        }
+        let mut frame = bytes::BytesMut::with_capacity(FRAME + SMALL_SEGMENT);
+        frame.extend_from_slice(&first);
+        while frame.len() < FRAME {
+            match self.chunks.as_slice().first() {
+                Some(next) if next.len() < SMALL_SEGMENT => {
+                    frame.extend_from_slice(next);
+                    self.chunks.next();
+                }
+                _ => break,
+            }
+        }
+        Some(frame.freeze())
     }
 }
 

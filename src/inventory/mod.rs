@@ -164,10 +164,27 @@ pub struct Counts {
 }
 
 /// The series of one kind as a scrape serves them: for each family in order, the segment of
-/// that family in every group.
+/// that family in every part.
 pub struct KindSnapshot {
     pub families: Vec<&'static Family>,
-    pub groups: Vec<SharedGroup>,
+    pub parts: Vec<Part>,
+}
+
+/// Consecutive entries of a kind, in order: one group, or a run of groups packed.
+#[derive(Clone)]
+pub enum Part {
+    Group(SharedGroup),
+    Packed(Arc<segment::Pack>),
+}
+
+impl Part {
+    /// The part's segment of the kind's family `f`.
+    pub fn family(&self, f: usize) -> Option<&segment::Segment> {
+        match self {
+            Part::Group(g) => g.families.get(f),
+            Part::Packed(p) => p.families.get(f),
+        }
+    }
 }
 
 /// Everything a scrape needs, in exposition order; only shared pointers to compressed
@@ -867,7 +884,10 @@ impl Inventory {
             }
             let inventory = Arc::clone(&self);
             if let Err(e) = renderer
-                .run(move || drop(inventory.snapshot_in_background()))
+                .run(move || {
+                    drop(inventory.snapshot_in_background());
+                    inventory.pack_in_background();
+                })
                 .await
             {
                 tracing::error!(error = %e, "rendering changed series failed; the next scrape renders them");
@@ -884,7 +904,7 @@ impl Inventory {
     /// segments. Blocking: call it off the async workers.
     pub fn snapshot(&self) -> Snapshot {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        self.snapshot_with(Freshness::Exact, None)
+        self.snapshot_with(Freshness::Exact, None).0
     }
 
     /// `snapshot` for the background refresher: between groups it waits while a scrape is in
@@ -892,7 +912,37 @@ impl Inventory {
     fn snapshot_in_background(&self) -> Snapshot {
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
         let way = self.scrapes.give_way(give_way::REFRESH_WAIT);
-        self.snapshot_with(Freshness::Exact, Some(&way))
+        self.snapshot_with(Freshness::Exact, Some(&way)).0
+    }
+
+    /// Packs every run of groups whose pack a change dropped (see `segment::Pack`), off the
+    /// lock, between runs waiting while a scrape is in flight. A run that changes meanwhile
+    /// is left for the next pass.
+    fn pack_in_background(&self) {
+        let way = self.scrapes.give_way(give_way::REFRESH_WAIT);
+        self.pack_table(|st| &mut st.backups, &way);
+        self.pack_table(|st| &mut st.restores, &way);
+        self.pack_table(|st| &mut st.schedules, &way);
+        self.pack_table(|st| &mut st.last_success, &way);
+        self.pack_table(|st| &mut st.clusters, &way);
+        self.pack_table(|st| &mut st.locations, &way);
+    }
+
+    fn pack_table<K: std::hash::Hash + Eq, E: Render>(
+        &self,
+        table: impl Fn(&mut State) -> &mut Table<K, E>,
+        way: &give_way::GiveWay,
+    ) {
+        let (unpacked, families) = {
+            let mut st = self.lock();
+            let t = table(&mut st);
+            (t.unpacked(), t.families())
+        };
+        for run in unpacked {
+            way.wait();
+            let (pack, groups) = segment::pack(&run.groups, families);
+            table(&mut self.lock()).install_pack(&run, pack, groups);
+        }
     }
 
     /// Counts a scrape as in flight until the guard drops: hold it until the response body
@@ -913,7 +963,7 @@ impl Inventory {
     /// handful of changes still shows in the very next scrape. New and moved groups have
     /// nothing to serve in their place: they are always rendered.
     pub fn snapshot_for_scrape(&self) -> Snapshot {
-        match self.refresh.try_lock() {
+        let (snapshot, made) = match self.refresh.try_lock() {
             Ok(_one_at_a_time) => self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET), None),
             Err(std::sync::TryLockError::Poisoned(p)) => {
                 let _one_at_a_time = p.into_inner();
@@ -922,14 +972,21 @@ impl Inventory {
             Err(std::sync::TryLockError::WouldBlock) => {
                 self.snapshot_with(Freshness::Budget(0), None)
             }
+        };
+        // What this scrape made is not packed yet (after a restart, nothing is): the refresher
+        // packs it.
+        if made > 0 {
+            self.changed.notify_one();
         }
+        snapshot
     }
 
+    /// The snapshot, and how many groups it made.
     fn snapshot_with(
         &self,
         freshness: Freshness,
         give_way: Option<&give_way::GiveWay>,
-    ) -> Snapshot {
+    ) -> (Snapshot, usize) {
         let now = self.clock.now();
         let views = {
             let mut st = self.lock();
@@ -962,7 +1019,18 @@ impl Inventory {
             clusters.install(&mut st.clusters);
             locations.install(&mut st.locations);
         }
-        Snapshot {
+        let made = [
+            &backups,
+            &restores,
+            &schedules,
+            &last_success,
+            &clusters,
+            &locations,
+        ]
+        .iter()
+        .map(|r| r.made.len())
+        .sum();
+        let snapshot = Snapshot {
             kinds: vec![
                 backups.snapshot(&backup_families::FAMILIES),
                 restores.snapshot(&objects::RESTORE),
@@ -971,7 +1039,8 @@ impl Inventory {
                 clusters.snapshot(&objects::CLUSTER),
                 locations.snapshot(&objects::BACKUP_LOCATION),
             ],
-        }
+        };
+        (snapshot, made)
     }
 
     /// The scopes (organizations, namespaces) under which live backups of `source` are held:
@@ -1193,22 +1262,25 @@ struct Views {
     locations: Vec<GroupView<ObjectEntry<BackupLocation>>>,
 }
 
-/// A table's groups after a refresh, and the ones made fresh (to keep for the next scrape).
+/// A table's parts after a refresh, and the groups made fresh (to keep for the next scrape):
+/// group index, generation, position among the parts.
 struct Refreshed {
-    groups: Vec<SharedGroup>,
-    made: Vec<(usize, u64)>,
+    parts: Vec<Part>,
+    made: Vec<(usize, u64, usize)>,
 }
 
 impl Refreshed {
     fn install<K: std::hash::Hash + Eq, E: Render>(&self, table: &mut Table<K, E>) {
-        for (index, generation) in &self.made {
-            table.install(*index, *generation, &self.groups[*index]);
+        for (index, generation, at) in &self.made {
+            if let Some(Part::Group(g)) = self.parts.get(*at) {
+                table.install(*index, *generation, g);
+            }
         }
     }
     fn snapshot<T: ?Sized>(self, families: &'static KindFamilies<T>) -> KindSnapshot {
         KindSnapshot {
             families: families.families().collect(),
-            groups: self.groups,
+            parts: self.parts,
         }
     }
 }
@@ -1220,14 +1292,15 @@ fn refresh<E: Render, T: ?Sized>(
     give_way: Option<&give_way::GiveWay>,
 ) -> Refreshed {
     let n_families = families.len();
-    let mut groups: Vec<Option<SharedGroup>> = Vec::with_capacity(views.len());
+    let mut parts: Vec<Option<Part>> = Vec::with_capacity(views.len());
     let mut stale = Vec::new();
     for view in views {
         match view {
-            GroupView::Ready(g) => groups.push(Some(g)),
+            GroupView::Packed(p) => parts.push(Some(Part::Packed(p))),
+            GroupView::Ready(g) => parts.push(Some(Part::Group(g))),
             GroupView::Stale(s) => {
-                groups.push(None);
-                stale.push(s);
+                stale.push((parts.len(), s));
+                parts.push(None);
             }
         }
     }
@@ -1236,11 +1309,11 @@ fn refresh<E: Render, T: ?Sized>(
         .min(stale.len().div_ceil(4))
         .max(1);
     let chunk = stale.len().div_ceil(threads).max(1);
-    let work = |part: &[store::StaleGroup<E>]| -> Vec<(usize, SharedGroup)> {
+    let work = |part: &[(usize, store::StaleGroup<E>)]| -> Vec<(usize, SharedGroup)> {
         let mut compressor = Compressor::default();
         let (mut texts, mut identity) = (Vec::new(), Vec::new());
         part.iter()
-            .map(|s| {
+            .map(|(at, s)| {
                 if let Some(way) = give_way {
                     way.wait();
                 }
@@ -1251,7 +1324,7 @@ fn refresh<E: Render, T: ?Sized>(
                     &mut texts,
                     &mut identity,
                 );
-                (s.index, g)
+                (*at, g)
             })
             .collect()
     };
@@ -1269,19 +1342,24 @@ fn refresh<E: Render, T: ?Sized>(
                 .collect()
         })
     };
-    let generation: std::collections::HashMap<usize, u64> =
-        stale.iter().map(|s| (s.index, s.generation)).collect();
+    let stale_at: std::collections::HashMap<usize, (usize, u64)> = stale
+        .iter()
+        .map(|(at, s)| (*at, (s.index, s.generation)))
+        .collect();
     let mut made = Vec::with_capacity(results.len());
-    for (index, g) in results {
-        if let Some(slot) = groups.get_mut(index) {
-            *slot = Some(g);
-            made.push((index, generation.get(&index).copied().unwrap_or_default()));
+    for (at, g) in results {
+        if let (Some(slot), Some((index, generation))) = (parts.get_mut(at), stale_at.get(&at)) {
+            *slot = Some(Part::Group(g));
+            made.push((*index, *generation, at));
         }
     }
     Refreshed {
         // A group a worker could not make (it panicked on a bug) is served empty this time
         // and stays stale, so the next scrape tries again.
-        groups: groups.into_iter().map(Option::unwrap_or_default).collect(),
+        parts: parts
+            .into_iter()
+            .map(|p| p.unwrap_or_else(|| Part::Group(SharedGroup::default())))
+            .collect(),
         made,
     }
 }

@@ -50,6 +50,74 @@ impl GroupSegments {
 
 pub type SharedGroup = Arc<GroupSegments>;
 
+/// The segments of consecutive groups, per family laid end to end in one buffer: a scrape
+/// sends a family's share of a whole pack as one large piece (one buffer for the kernel to
+/// copy from, instead of dozens of small ones for the HTTP layer to gather into its own), and
+/// lays out a body from a few hundred pieces instead of tens of thousands. The packed groups'
+/// own segments are slices of the same buffers, so a pack costs no memory of its own.
+#[derive(Debug)]
+pub struct Pack {
+    /// One segment per family: the packed groups' segments of that family, concatenated.
+    pub families: Box<[Segment]>,
+    /// How many groups it holds.
+    pub groups: usize,
+}
+
+/// Lays the segments of `groups` (in order) end to end per family, and gives each group new
+/// segments that are slices of the pack's buffers (the old ones can then be dropped).
+pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGroup>) {
+    let mut packed = Vec::with_capacity(families);
+    let mut regrouped: Vec<Vec<Segment>> = groups
+        .iter()
+        .map(|_| Vec::with_capacity(families))
+        .collect();
+    for f in 0..families {
+        let of = |g: &SharedGroup| g.families.get(f).cloned().unwrap_or_default();
+        let total: usize = groups.iter().map(|g| of(g).deflate.len()).sum();
+        let mut buffer = Vec::with_capacity(total);
+        let mut sum = Checksum::default();
+        let mut shift = crc::shift_for(0);
+        for g in groups {
+            let s = of(g);
+            buffer.extend_from_slice(&s.deflate);
+            sum.push(&s);
+            if !s.is_empty() {
+                shift = crc::multiply(shift, s.shift);
+            }
+        }
+        let buffer = Bytes::from(buffer);
+        let mut at = 0;
+        for (g, out) in groups.iter().zip(regrouped.iter_mut()) {
+            let s = of(g);
+            let end = at + s.deflate.len();
+            out.push(Segment {
+                deflate: buffer.slice(at..end),
+                ..s
+            });
+            at = end;
+        }
+        packed.push(Segment {
+            deflate: buffer,
+            crc: sum.crc(),
+            len: sum.len(),
+            shift,
+        });
+    }
+    let pack = Arc::new(Pack {
+        families: packed.into_boxed_slice(),
+        groups: groups.len(),
+    });
+    let regrouped = regrouped
+        .into_iter()
+        .map(|families| {
+            Arc::new(GroupSegments {
+                families: families.into_boxed_slice(),
+            })
+        })
+        .collect();
+    (pack, regrouped)
+}
+
 /// A reusable compressor: a zlib state is a few hundred KB, so each thread keeps one.
 pub struct Compressor {
     state: Compress,
@@ -294,6 +362,56 @@ mod tests {
             inflater.inflate(s, &mut plain).unwrap();
         }
         assert_eq!(plain, texts.concat());
+    }
+
+    #[test]
+    fn a_pack_is_its_groups_end_to_end_and_they_are_slices_of_it() {
+        let mut c = Compressor::default();
+        // Two families; some groups empty in one of them.
+        let texts: Vec<[Vec<u8>; 2]> = (0..5u64)
+            .map(|g| {
+                let second = if g % 2 == 0 {
+                    text(g + 100, 7)
+                } else {
+                    Vec::new()
+                };
+                [text(g, 40 + g as usize * 13), second]
+            })
+            .collect();
+        let groups: Vec<SharedGroup> = texts
+            .iter()
+            .map(|[a, b]| {
+                Arc::new(GroupSegments {
+                    families: vec![c.compress(a), c.compress(b)].into_boxed_slice(),
+                })
+            })
+            .collect();
+        let (pack, regrouped) = pack(&groups, 2);
+        assert_eq!(pack.groups, 5);
+        for f in 0..2 {
+            let whole: Vec<u8> = texts.iter().flat_map(|t| t[f].clone()).collect();
+            let packed = &pack.families[f];
+            assert_eq!(packed.crc, crc32fast::hash(&whole));
+            assert_eq!(packed.len, whole.len() as u64);
+            assert_eq!(packed.shift, crc::shift_for(whole.len() as u64));
+            let mut plain = Vec::new();
+            Inflater::default().inflate(packed, &mut plain).unwrap();
+            assert_eq!(plain, whole);
+            // Each group's new segment is the same text, sharing the pack's buffer.
+            let range = packed.deflate.as_ptr() as usize
+                ..packed.deflate.as_ptr() as usize + packed.deflate.len();
+            for (g, new) in regrouped.iter().enumerate() {
+                let s = &new.families[f];
+                assert_eq!(s.deflate, groups[g].families[f].deflate);
+                assert_eq!(
+                    (s.crc, s.len),
+                    (groups[g].families[f].crc, groups[g].families[f].len)
+                );
+                if !s.is_empty() {
+                    assert!(range.contains(&(s.deflate.as_ptr() as usize)));
+                }
+            }
+        }
     }
 
     #[test]

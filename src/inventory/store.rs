@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::segment::{Compressor, GroupSegments, SharedGroup};
+use super::segment::{Compressor, GroupSegments, Pack, SharedGroup};
 
 /// Entries per group. Smaller groups make a change cheaper to re-compress; larger ones
 /// compress better (each segment starts without a dictionary) and make fewer pieces to send.
@@ -21,6 +21,11 @@ use super::segment::{Compressor, GroupSegments, SharedGroup};
 /// `gzip -1` stream of the same text (1.25x at 32), and a changed backup costs ~170 KB of text
 /// to render and compress again, off the scrape as a rule (the background refresher).
 pub const GROUP: usize = 64;
+
+/// Groups per pack (see `segment::Pack`): 2,048 entries, a few hundred KB of compressed text
+/// per family for backups. Larger packs make fewer, larger pieces to send; smaller ones cost
+/// less to pack again after a change (the background refresher copies a changed pack whole).
+pub const PACK: usize = 32;
 
 /// What the store needs of an entry: render its series, one text buffer per family.
 pub trait Render: Clone + Send + Sync {
@@ -46,6 +51,16 @@ impl Group {
     fn changed_in_place(&self) -> bool {
         self.stale && !self.moved && self.segments.is_some()
     }
+
+    /// The segments to serve as they are: current ones, or (unless changes in place are to
+    /// be made again) the last ones made of a group changed in place.
+    fn ready(&self, make_in_place: bool) -> Option<&SharedGroup> {
+        match &self.segments {
+            Some(segments) if !self.stale => Some(segments),
+            Some(segments) if self.changed_in_place() && !make_in_place => Some(segments),
+            _ => None,
+        }
+    }
 }
 
 /// Uids come from sources (ingest accepts any string): the hasher is seeded at random, so a
@@ -55,7 +70,17 @@ type Hasher = foldhash::fast::RandomState;
 pub struct Table<K, E> {
     entries: IndexMap<K, E, Hasher>,
     groups: Vec<Group>,
+    /// Per run of `PACK` groups, their segments packed, while every group in it still has the
+    /// segments that were packed (making a group's segments again drops its run's pack).
+    packs: Vec<Option<Arc<Pack>>>,
     families: usize,
+}
+
+/// The made segments of a run of groups with no pack, to be packed off the lock.
+pub struct Unpacked {
+    pub run: usize,
+    pub generations: Vec<u64>,
+    pub groups: Vec<SharedGroup>,
 }
 
 /// A group whose segments must be made again, with what it held when the scrape looked.
@@ -77,6 +102,8 @@ pub enum Freshness {
 
 /// What a scrape takes from one table: each group's segments, or what it needs to make them.
 pub enum GroupView<E> {
+    /// A whole run of `PACK` groups (or the last, shorter run), each ready, as one pack.
+    Packed(Arc<Pack>),
     Ready(SharedGroup),
     Stale(StaleGroup<E>),
 }
@@ -86,6 +113,7 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         Table {
             entries: IndexMap::with_hasher(Hasher::default()),
             groups: Vec::new(),
+            packs: Vec::new(),
             families,
         }
     }
@@ -195,6 +223,11 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         let groups = self.entries.len().div_ceil(GROUP);
         if self.groups.len() > groups {
             self.groups.truncate(groups);
+            // The last run lost a group: its pack would show it still.
+            self.packs.truncate(groups.div_ceil(PACK));
+            if let Some(last) = self.packs.last_mut() {
+                *last = None;
+            }
         }
         Some((k, e))
     }
@@ -205,6 +238,7 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
             self.entries.shrink_to_fit();
             self.groups.shrink_to_fit();
+            self.packs.shrink_to_fit();
         }
     }
 
@@ -223,28 +257,36 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
                 changed.take(n + 1).count() <= n
             }
         };
-        self.groups
-            .iter()
-            .enumerate()
-            .map(|(g, group)| match &group.segments {
-                Some(segments) if !group.stale => GroupView::Ready(Arc::clone(segments)),
-                Some(segments) if group.changed_in_place() && !make_in_place => {
-                    GroupView::Ready(Arc::clone(segments))
+        let mut views = Vec::with_capacity(self.groups.len());
+        for (run, groups) in self.groups.chunks(PACK).enumerate() {
+            // A run whose groups are all served as they are, as last packed, goes as its pack.
+            let pack = self.packs.get(run).and_then(Option::as_ref);
+            if let Some(pack) = pack.filter(|p| p.groups == groups.len()) {
+                if groups.iter().all(|g| g.ready(make_in_place).is_some()) {
+                    views.push(GroupView::Packed(Arc::clone(pack)));
+                    continue;
                 }
-                _ => {
-                    let end = (g * GROUP + GROUP).min(self.entries.len());
-                    GroupView::Stale(StaleGroup {
-                        index: g,
-                        generation: group.generation,
-                        entries: self
-                            .entries
-                            .get_range(g * GROUP..end)
-                            .map(|slice| slice.values().cloned().collect())
-                            .unwrap_or_default(),
-                    })
-                }
-            })
-            .collect()
+            }
+            for (i, group) in groups.iter().enumerate() {
+                let g = run * PACK + i;
+                views.push(match group.ready(make_in_place) {
+                    Some(segments) => GroupView::Ready(Arc::clone(segments)),
+                    None => {
+                        let end = (g * GROUP + GROUP).min(self.entries.len());
+                        GroupView::Stale(StaleGroup {
+                            index: g,
+                            generation: group.generation,
+                            entries: self
+                                .entries
+                                .get_range(g * GROUP..end)
+                                .map(|slice| slice.values().cloned().collect())
+                                .unwrap_or_default(),
+                        })
+                    }
+                });
+            }
+        }
+        views
     }
 
     /// Keeps segments made from a view, unless the group changed since.
@@ -254,8 +296,61 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
                 group.segments = Some(Arc::clone(segments));
                 group.stale = false;
                 group.moved = false;
+                if let Some(pack) = self.packs.get_mut(index / PACK) {
+                    *pack = None;
+                }
             }
         }
+    }
+
+    /// Runs of groups that have no pack and whose groups are all made and current: what the
+    /// background refresher packs next.
+    pub fn unpacked(&self) -> Vec<Unpacked> {
+        self.groups
+            .chunks(PACK)
+            .enumerate()
+            .filter(|(run, _)| self.packs.get(*run).is_none_or(Option::is_none))
+            .filter_map(|(run, groups)| {
+                let made: Option<Vec<SharedGroup>> = groups
+                    .iter()
+                    .map(|g| g.segments.clone().filter(|_| !g.stale))
+                    .collect();
+                Some(Unpacked {
+                    run,
+                    generations: groups.iter().map(|g| g.generation).collect(),
+                    groups: made?,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps a pack made from `unpacked`, with its groups' segments re-made as slices of it,
+    /// unless a group of the run changed since (then the run waits for the next pass).
+    pub fn install_pack(&mut self, unpacked: &Unpacked, pack: Arc<Pack>, groups: Vec<SharedGroup>) {
+        let start = unpacked.run * PACK;
+        let groups_now = self.groups.len();
+        let Some(run) = self
+            .groups
+            .get_mut(start..start + unpacked.generations.len())
+        else {
+            return;
+        };
+        let run_len = run.len();
+        let current = run
+            .iter()
+            .zip(&unpacked.generations)
+            .all(|(g, generation)| g.generation == *generation && !g.stale);
+        let whole = start + run_len == groups_now || run_len == PACK;
+        if !current || !whole || groups.len() != run_len {
+            return;
+        }
+        for (group, segments) in run.iter_mut().zip(groups) {
+            group.segments = Some(segments);
+        }
+        if self.packs.len() <= unpacked.run {
+            self.packs.resize(unpacked.run + 1, None);
+        }
+        self.packs[unpacked.run] = Some(pack);
     }
 
     pub fn families(&self) -> usize {
@@ -309,7 +404,7 @@ mod tests {
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
-                GroupView::Ready(_) => None,
+                GroupView::Ready(_) | GroupView::Packed(_) => None,
             })
             .collect()
     }
@@ -371,7 +466,7 @@ mod tests {
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
-                GroupView::Ready(_) => None,
+                GroupView::Ready(_) | GroupView::Packed(_) => None,
             })
             .collect();
         // Group 0 changed in place: served as it was. Groups 1 (a hole) and 2 (lost its
@@ -397,7 +492,7 @@ mod tests {
                 .iter()
                 .filter_map(|v| match v {
                     GroupView::Stale(s) => Some(s.index),
-                    GroupView::Ready(_) => None,
+                    GroupView::Ready(_) | GroupView::Packed(_) => None,
                 })
                 .collect()
         };
@@ -417,5 +512,133 @@ mod tests {
         }
         t.remove("u0");
         assert_eq!(t.view(Freshness::Exact).len(), 1);
+    }
+
+    fn pack_all(t: &mut Table<String, Line>) -> usize {
+        let runs = t.unpacked();
+        for run in &runs {
+            let (pack, groups) = crate::inventory::segment::pack(&run.groups, t.families());
+            t.install_pack(run, pack, groups);
+        }
+        runs.len()
+    }
+
+    /// What a scrape would serve from `view`: packs and ready groups inflated, stale groups
+    /// made from their entries.
+    fn served(t: &Table<String, Line>, freshness: Freshness) -> String {
+        let mut inflater = crate::inventory::segment::Inflater::default();
+        let mut out = Vec::new();
+        for v in t.view(freshness) {
+            let segment = match v {
+                GroupView::Packed(p) => p.families[0].clone(),
+                GroupView::Ready(g) => g.families[0].clone(),
+                GroupView::Stale(s) => {
+                    let mut c = Compressor::default();
+                    let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
+                    g.families[0].clone()
+                }
+            };
+            inflater.inflate(&segment, &mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn packed(t: &Table<String, Line>, freshness: Freshness) -> usize {
+        t.view(freshness)
+            .iter()
+            .filter(|v| matches!(v, GroupView::Packed(_)))
+            .count()
+    }
+
+    fn lines(range: std::ops::Range<usize>) -> String {
+        range.map(|i| format!("l{i}\n")).collect()
+    }
+
+    #[test]
+    fn made_runs_are_packed_and_serve_the_same_text() {
+        let n = GROUP * PACK * 2 + GROUP * 3 + 5; // two whole runs and a short one
+        let mut t = Table::new(1);
+        for i in 0..n {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        // Nothing made yet: nothing to pack.
+        assert_eq!(pack_all(&mut t), 0);
+        refresh(&mut t);
+        assert_eq!(pack_all(&mut t), 3);
+        assert_eq!(t.view(Freshness::Exact).len(), 3);
+        assert_eq!(packed(&t, Freshness::Exact), 3);
+        assert_eq!(served(&t, Freshness::Exact), lines(0..n));
+        // Packed runs are not packed again.
+        assert_eq!(pack_all(&mut t), 0);
+    }
+
+    #[test]
+    fn a_change_unpacks_only_its_run_once_its_group_is_made_again() {
+        let n = GROUP * PACK * 3;
+        let mut t = Table::new(1);
+        for i in 0..n {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        pack_all(&mut t);
+        let changed = GROUP * PACK + 7; // in the second run
+        t.update(&format!("u{changed}"), |l| l.0 = "changed\n".into());
+        // Served as last made (a burst, left to the refresher): the pack as it was.
+        assert_eq!(packed(&t, Freshness::Budget(0)), 3);
+        assert_eq!(served(&t, Freshness::Budget(0)), lines(0..n));
+        // Served exactly: the second run group by group, its changed group made again.
+        assert_eq!(packed(&t, Freshness::Exact), 2);
+        assert_eq!(stale(&t), vec![PACK + changed % (GROUP * PACK) / GROUP]);
+        let want = lines(0..changed) + "changed\n" + &lines(changed + 1..n);
+        assert_eq!(served(&t, Freshness::Exact), want);
+        refresh(&mut t);
+        // Made again, its run's pack is gone until the next pack pass.
+        assert_eq!(packed(&t, Freshness::Budget(0)), 2);
+        assert_eq!(served(&t, Freshness::Budget(0)), want);
+        assert_eq!(pack_all(&mut t), 1);
+        assert_eq!(packed(&t, Freshness::Exact), 3);
+        assert_eq!(served(&t, Freshness::Exact), want);
+    }
+
+    #[test]
+    fn a_pack_of_a_run_that_changed_meanwhile_is_not_kept() {
+        let mut t = Table::new(1);
+        for i in 0..GROUP * 2 {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        let runs = t.unpacked();
+        assert_eq!(runs.len(), 1);
+        let (pack, groups) = crate::inventory::segment::pack(&runs[0].groups, 1);
+        t.update("u3", |l| l.0 = "changed\n".into());
+        t.install_pack(&runs[0], pack, groups);
+        assert_eq!(packed(&t, Freshness::Budget(0)), 0);
+        let want = lines(0..3) + "changed\n" + &lines(4..GROUP * 2);
+        assert_eq!(served(&t, Freshness::Exact), want);
+        // A run that grew meanwhile is not kept either: the pack lacks the new group.
+        refresh(&mut t);
+        let runs = t.unpacked();
+        let (pack, groups) = crate::inventory::segment::pack(&runs[0].groups, 1);
+        t.insert("new".into(), Line("new\n".into()));
+        t.install_pack(&runs[0], pack, groups);
+        assert_eq!(packed(&t, Freshness::Budget(0)), 0);
+    }
+
+    #[test]
+    fn a_run_that_loses_a_group_loses_its_pack() {
+        let mut t = Table::new(1);
+        for i in 0..GROUP * 3 + 1 {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        pack_all(&mut t);
+        // The last group held one entry: removing any entry empties it.
+        t.remove("u0");
+        assert_eq!(packed(&t, Freshness::Budget(0)), 0);
+        let mut want: Vec<String> = (1..GROUP * 3 + 1).map(|i| format!("l{i}\n")).collect();
+        // The last entry moved into the hole.
+        let last = want.pop().unwrap();
+        want.insert(0, last);
+        assert_eq!(served(&t, Freshness::Exact), want.concat());
     }
 }

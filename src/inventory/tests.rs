@@ -1004,7 +1004,7 @@ async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
         let _ = stopped.await;
     }));
     // Looking renders nothing, so only the refresher can make the rest.
-    let look = || inv.snapshot_with(Freshness::Budget(0), None);
+    let look = || inv.snapshot_with(Freshness::Budget(0), None).0;
     assert_eq!(failed_in(&look()), at_once);
     let started = std::time::Instant::now();
     while failed_in(&look()) < uids.len() {
@@ -1014,6 +1014,89 @@ async fn a_burst_of_changes_reaches_scrapes_through_the_refresher() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = stop.send(());
+    refresher.await.unwrap();
+}
+
+/// What a scrape makes, the background refresher packs (after a restart nothing is packed
+/// until then); packed or not, plain or gzip, a scrape serves the same text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresher_packs_what_scrapes_made_and_the_text_stays_the_same() {
+    use crate::exposition::Scrape;
+    use std::io::Read;
+    let inv = Arc::new(Inventory::in_memory(Clock::System, HOUR));
+    let origin = Origin::source(SourceId::Ingest);
+    let n = store::GROUP * store::PACK * 2 + 10;
+    let uids: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+    let events = uids
+        .iter()
+        .map(|u| upsert(backup(u, BackupStatus::Success)));
+    inv.apply(&origin, events.collect()).unwrap();
+    let packs = |s: &Snapshot| {
+        let parts = &s.kinds[0].parts;
+        let packed = parts
+            .iter()
+            .filter(|p| matches!(p, Part::Packed(_)))
+            .count();
+        (packed, parts.len())
+    };
+    let served = |s: &Snapshot| {
+        let text = String::from_utf8(encode(s, Format::Text, &[])).unwrap();
+        let gzip = Scrape::new(s, Format::Text, Vec::new()).gzip().concat();
+        let mut inflated = String::new();
+        flate2::read::GzDecoder::new(&gzip[..])
+            .read_to_string(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, text, "the gzip body is the plain text");
+        text
+    };
+    let first = inv.snapshot_for_scrape();
+    assert_eq!(packs(&first), (0, n.div_ceil(store::GROUP)));
+    let before = served(&first);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let refresher = tokio::spawn(Arc::clone(&inv).run_refresher(async move {
+        let _ = stopped.await;
+    }));
+    let look = || inv.snapshot_with(Freshness::Budget(0), None).0;
+    let wait_for = |want: (usize, usize)| {
+        let look = &look;
+        async move {
+            let started = std::time::Instant::now();
+            while packs(&look()) != want {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "never packed: {:?}, want {want:?}",
+                    packs(&look())
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for((3, 3)).await;
+    assert_eq!(served(&look()), before);
+
+    // One change in the second run: once the refresher made its group again, the run is
+    // packed again, with the change.
+    let changed = store::GROUP * store::PACK + 3;
+    inv.apply(
+        &origin,
+        vec![upsert(backup(&uids[changed], BackupStatus::Failed))],
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    while packs(&look()) != (3, 3) || served(&look()) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never packed again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = served(&look());
+    let failed = lines(&after, "pxbackup_backup_status")
+        .into_iter()
+        .filter(|l| l.ends_with(" 4"))
+        .count();
+    assert_eq!(failed, 1);
     let _ = stop.send(());
     refresher.await.unwrap();
 }
