@@ -3,7 +3,8 @@
 //! On two cores, applying a burst of changes (a mass deletion: parsing, applying, journaling)
 //! and rendering it shares the machine with a scrape that only copies: nice 10 lowers their
 //! share of a core they share, not the memory bandwidth and cache of the core next to it. So
-//! the applier before each batch, and the refresher between groups, wait while a scrape is
+//! the applier before each batch, the refresher between groups, and a journal compaction
+//! between runs of records, wait while a scrape is
 //! being prepared or sent, up to a bound (under scrapes back to back they still make
 //! progress). With Prometheus scraping every 15-60 s this costs a producer a few tens of
 //! milliseconds now and then; a scrape during a burst stays as fast as one without.
@@ -20,8 +21,8 @@ pub(super) const APPLY_WAIT: Duration = Duration::from_millis(100);
 /// How often waiting background work looks again.
 const POLL: Duration = Duration::from_millis(1);
 
-/// How many scrapes are in flight (prepared or being sent).
-#[derive(Default)]
+/// How many scrapes are in flight (prepared or being sent). Clones count the same scrapes.
+#[derive(Clone, Default)]
 pub struct Scrapes(Arc<AtomicUsize>);
 
 impl Scrapes {
@@ -36,9 +37,9 @@ impl Scrapes {
     }
 
     /// One piece of background work's way of giving way to them, waiting `at_most` in all.
-    pub(super) fn give_way(&self, at_most: Duration) -> GiveWay<'_> {
+    pub(super) fn give_way(&self, at_most: Duration) -> GiveWay {
         GiveWay {
-            scrapes: &self.0,
+            scrapes: Arc::clone(&self.0),
             budget_us: u64::try_from(at_most.as_micros()).unwrap_or(u64::MAX),
             waited_us: AtomicU64::new(0),
         }
@@ -55,14 +56,15 @@ impl Drop for ScrapeInFlight {
     }
 }
 
-/// Shared by the threads of one piece of background work (a refresh pass, a batch).
-pub(super) struct GiveWay<'a> {
-    scrapes: &'a AtomicUsize,
+/// Shared by the threads of one piece of background work (a refresh pass, a batch, a journal
+/// compaction).
+pub(super) struct GiveWay {
+    scrapes: Arc<AtomicUsize>,
     budget_us: u64,
     waited_us: AtomicU64,
 }
 
-impl GiveWay<'_> {
+impl GiveWay {
     /// Waits while a scrape is in flight, unless this work has waited its budget already.
     pub(super) fn wait(&self) {
         if self.scrapes.load(Relaxed) == 0 {

@@ -372,6 +372,11 @@ impl Inventory {
             .fetch_add(replay.skipped_records, Relaxed);
         // A bloated journal is compacted by the first change, not here: start-up serves first.
         inv.state = Mutex::new(st);
+        let scrapes = inv.scrapes.clone();
+        journal.give_way_with(move || {
+            let way = scrapes.give_way(give_way::REFRESH_WAIT);
+            Box::new(move || way.wait())
+        });
         inv.journal = Some(journal);
         Ok((inv, report))
     }

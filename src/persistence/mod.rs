@@ -180,7 +180,19 @@ pub struct Journal {
     writer: Option<JoinHandle<()>>,
 }
 
+/// What a compaction calls between runs of records it writes: it returns when the compaction
+/// may go on (the inventory's waits while a scrape is in flight, see `inventory::give_way`).
+pub type Pause = Box<dyn FnMut() + Send>;
+/// Makes the `Pause` of one compaction.
+pub(crate) type PauseSource = Box<dyn Fn() -> Pause + Send + Sync>;
+
 impl Journal {
+    /// Compactions from now on call `source`'s pause between runs of records. Set once; a
+    /// second call is ignored.
+    pub fn give_way_with(&self, source: impl Fn() -> Pause + Send + Sync + 'static) {
+        let _ = self.shared.pause.set(Box::new(source));
+    }
+
     /// Opens (creating) `<dir>/tombstones.journal`, replays it streaming into `sink` in file
     /// order, and starts the writer. Of several records of one uid close together in a format
     /// 2 file only the last reaches `sink` (a uid's state is its last record's). A format 1

@@ -1132,3 +1132,39 @@ fn a_sink_that_panics_stops_the_replay_thread_and_leaves_the_file_whole() {
     let (report, back) = reopen(dir.path());
     assert_eq!((report.skipped_records, back.len()), (0, 100_000));
 }
+
+/// A compaction pauses between runs of records (the inventory waits there while a scrape is
+/// in flight): a pause that does not return holds the compaction, and once it returns the
+/// compaction completes with everything.
+#[test]
+fn a_compaction_pauses_between_runs_of_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = tombstones(10_000, 1);
+    let (j, _, _) = open(dir.path());
+    let (calls_tx, calls) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::sync_channel::<()>(0);
+    let released = std::sync::Mutex::new(released);
+    let released = std::sync::Arc::new(released);
+    j.give_way_with(move || {
+        let (calls_tx, released) = (calls_tx.clone(), std::sync::Arc::clone(&released));
+        Box::new(move || {
+            calls_tx.send(()).unwrap();
+            // The first pause of each compaction holds it until released.
+            released.lock().unwrap().recv().ok();
+        })
+    });
+    let ticket = j.compact(records.clone());
+    calls
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the compaction paused");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!ticket.is_done(), "it went on without waiting");
+    // 10,000 records: three runs, three pauses.
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    ticket.wait().unwrap();
+    assert_eq!(calls.try_iter().count() + 1, 3);
+    j.close().unwrap();
+    assert_eq!(reopen(dir.path()).1.len(), 10_000);
+}

@@ -204,6 +204,8 @@ pub(crate) struct Shared {
     pub(crate) preserved_records: AtomicU64,
     /// Damaged bytes replay skipped that are still in the file.
     pub(crate) damaged_bytes: AtomicU64,
+    /// Set by `Journal::give_way_with`.
+    pub(crate) pause: std::sync::OnceLock<super::PauseSource>,
     #[cfg(test)]
     pub(crate) compaction_gate: (Mutex<bool>, Condvar),
 }
@@ -220,6 +222,7 @@ impl Shared {
             compactions_pending: AtomicU64::new(0),
             preserved_records: AtomicU64::new(0),
             damaged_bytes: AtomicU64::new(0),
+            pause: std::sync::OnceLock::new(),
             #[cfg(test)]
             compaction_gate: (Mutex::new(false), Condvar::new()),
         }
@@ -614,6 +617,9 @@ impl Drop for Writer {
     }
 }
 
+/// Records a compaction writes between calls of its pause: a few MB, a few ms of work.
+const PAUSE_EVERY: usize = 4096;
+
 /// Runs on the helper thread: the kept frames, then the snapshot, fsynced, in the temp file.
 fn write_snapshot(
     shared: &Shared,
@@ -621,6 +627,7 @@ fn write_snapshot(
     records: Vec<OwnedRecordRef>,
 ) -> Result<Snapshot, JournalError> {
     let tmp = tmp_path(&shared.path);
+    let mut pause = shared.pause.get().map(|source| source());
     let result = (|| {
         let mut w = create_temp(&tmp)?;
         let mut offset = MAGIC_LEN;
@@ -644,7 +651,12 @@ fn write_snapshot(
         }
         let mut frame = Vec::with_capacity(1024);
         let mut count = 0u64;
-        for r in &records {
+        for (i, r) in records.iter().enumerate() {
+            if i % PAUSE_EVERY == 0 {
+                if let Some(pause) = &mut pause {
+                    pause();
+                }
+            }
             frame.clear();
             let r = r.as_record_ref();
             match record::encode_frame(&mut frame, &r) {
