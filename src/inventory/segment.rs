@@ -66,29 +66,33 @@ pub struct Pack {
 /// Lays the segments of `groups` (in order) end to end per family, and gives each group new
 /// segments that are slices of the pack's buffers (the old ones can then be dropped).
 pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGroup>) {
+    let of = |g: &SharedGroup, f: usize| g.families.get(f).cloned().unwrap_or_default();
+    // Every family in one buffer, family after family: one allocation per pack (see
+    // `Compressor::compress_group`).
+    let total: usize = groups.iter().map(|g| g.deflate_bytes()).sum();
+    let mut buffer = Vec::with_capacity(total);
+    for f in 0..families {
+        for g in groups {
+            buffer.extend_from_slice(&of(g, f).deflate);
+        }
+    }
+    let buffer = Bytes::from(buffer);
     let mut packed = Vec::with_capacity(families);
     let mut regrouped: Vec<Vec<Segment>> = groups
         .iter()
         .map(|_| Vec::with_capacity(families))
         .collect();
+    let mut at = 0;
     for f in 0..families {
-        let of = |g: &SharedGroup| g.families.get(f).cloned().unwrap_or_default();
-        let total: usize = groups.iter().map(|g| of(g).deflate.len()).sum();
-        let mut buffer = Vec::with_capacity(total);
+        let family_start = at;
         let mut sum = Checksum::default();
         let mut shift = crc::shift_for(0);
-        for g in groups {
-            let s = of(g);
-            buffer.extend_from_slice(&s.deflate);
+        for (g, out) in groups.iter().zip(regrouped.iter_mut()) {
+            let s = of(g, f);
             sum.push(&s);
             if !s.is_empty() {
                 shift = crc::multiply(shift, s.shift);
             }
-        }
-        let buffer = Bytes::from(buffer);
-        let mut at = 0;
-        for (g, out) in groups.iter().zip(regrouped.iter_mut()) {
-            let s = of(g);
             let end = at + s.deflate.len();
             out.push(Segment {
                 deflate: buffer.slice(at..end),
@@ -97,7 +101,7 @@ pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGr
             at = end;
         }
         packed.push(Segment {
-            deflate: buffer,
+            deflate: buffer.slice(family_start..at),
             crc: sum.crc(),
             len: sum.len(),
             shift,
@@ -135,11 +139,54 @@ impl Default for Compressor {
 
 impl Compressor {
     pub fn compress(&mut self, text: &[u8]) -> Segment {
+        self.out.clear();
+        self.deflate_onto_out(text);
+        Segment {
+            deflate: Bytes::copy_from_slice(&self.out),
+            crc: crc32fast::hash(text),
+            len: text.len() as u64,
+            shift: crc::shift_for(text.len() as u64),
+        }
+    }
+
+    /// One segment per text, all in one buffer (the group's segments are slices of it): one
+    /// allocation per group instead of one per family, and for backups one of the allocator's
+    /// page-sized extents, which it gives back whole once the group is made again or packed.
+    /// Freed small segments would leave holes in pages shared with long-lived objects.
+    pub fn compress_group(&mut self, texts: &[Vec<u8>]) -> GroupSegments {
+        self.out.clear();
+        let ends: Vec<usize> = texts
+            .iter()
+            .map(|text| {
+                self.deflate_onto_out(text);
+                self.out.len()
+            })
+            .collect();
+        let buffer = Bytes::copy_from_slice(&self.out);
+        let mut start = 0;
+        let families = texts
+            .iter()
+            .zip(ends)
+            .map(|(text, end)| {
+                let deflate = buffer.slice(start..end);
+                start = end;
+                Segment {
+                    deflate,
+                    crc: crc32fast::hash(text),
+                    len: text.len() as u64,
+                    shift: crc::shift_for(text.len() as u64),
+                }
+            })
+            .collect();
+        GroupSegments { families }
+    }
+
+    /// Appends `text` compressed as one segment (nothing if it is empty) to `self.out`.
+    fn deflate_onto_out(&mut self, text: &[u8]) {
         if text.is_empty() {
-            return Segment::default();
+            return;
         }
         self.state.reset();
-        self.out.clear();
         self.out.reserve(text.len() / 4 + 64);
         let mut input = text;
         loop {
@@ -162,12 +209,6 @@ impl Compressor {
             if status == Status::StreamEnd {
                 break;
             }
-        }
-        Segment {
-            deflate: Bytes::copy_from_slice(&self.out),
-            crc: crc32fast::hash(text),
-            len: text.len() as u64,
-            shift: crc::shift_for(text.len() as u64),
         }
     }
 }

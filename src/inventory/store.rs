@@ -6,14 +6,15 @@
 //! A change marks only its group stale; a scrape renders and compresses the stale groups
 //! again and reuses every other one as it is, so what a scrape does beyond copying grows with
 //! what changed since the previous scrape, never with the fleet. Applying an event stays O(1):
-//! it never renders.
+//! it never renders. Runs of `PACK` groups that have not changed since are served as one
+//! `Pack` each, which a scrape lays out and sends as one piece per family.
 
 use std::hash::Hash;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use super::segment::{Compressor, GroupSegments, Pack, SharedGroup};
+use super::segment::{Compressor, Pack, SharedGroup};
 
 /// Entries per group. Smaller groups make a change cheaper to re-compress; larger ones
 /// compress better (each segment starts without a dictionary) and make fewer pieces to send.
@@ -382,9 +383,7 @@ pub fn make_group<E: Render>(
     for e in entries {
         e.render(identity, texts);
     }
-    Arc::new(GroupSegments {
-        families: texts.iter().map(|t| compressor.compress(t)).collect(),
-    })
+    Arc::new(compressor.compress_group(texts))
 }
 
 #[cfg(test)]
