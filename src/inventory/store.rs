@@ -399,13 +399,27 @@ mod tests {
     }
 
     fn stale(t: &Table<String, Line>) -> Vec<usize> {
-        t.view(Freshness::Exact)
+        stale_with(t, Freshness::Exact)
+    }
+
+    fn stale_with(t: &Table<String, Line>, freshness: Freshness) -> Vec<usize> {
+        t.view(freshness)
             .iter()
             .filter_map(|v| match v {
                 GroupView::Stale(s) => Some(s.index),
                 GroupView::Ready(_) | GroupView::Packed(_) => None,
             })
             .collect()
+    }
+
+    /// A table of `n` entries ("l{i}"), every group made.
+    fn made(n: usize) -> Table<String, Line> {
+        let mut t = Table::new(1);
+        for i in 0..n {
+            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
+        }
+        refresh(&mut t);
+        t
     }
 
     fn refresh(t: &mut Table<String, Line>) {
@@ -453,21 +467,10 @@ mod tests {
 
     #[test]
     fn a_busy_scrape_may_serve_groups_changed_in_place_but_never_moved_ones() {
-        let mut t = Table::new(1);
-        for i in 0..GROUP * 3 {
-            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
-        }
-        refresh(&mut t);
+        let mut t = made(GROUP * 3);
         t.update("u1", |l| l.0 = "changed\n".into());
         t.remove(&format!("u{}", GROUP + 1));
-        let stale_when_lenient: Vec<usize> = t
-            .view(Freshness::Budget(0))
-            .iter()
-            .filter_map(|v| match v {
-                GroupView::Stale(s) => Some(s.index),
-                GroupView::Ready(_) | GroupView::Packed(_) => None,
-            })
-            .collect();
+        let stale_when_lenient = stale_with(&t, Freshness::Budget(0));
         // Group 0 changed in place: served as it was. Groups 1 (a hole) and 2 (lost its
         // last entry to the hole) moved: made again.
         assert_eq!(stale_when_lenient, vec![1, 2]);
@@ -476,31 +479,19 @@ mod tests {
 
     #[test]
     fn a_scrape_makes_groups_changed_in_place_only_when_they_fit_its_budget() {
-        let mut t = Table::new(1);
-        for i in 0..GROUP * 6 {
-            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
-        }
-        refresh(&mut t);
+        let mut t = made(GROUP * 6);
         for g in [0, 2, 3, 5] {
             t.update(&format!("u{}", g * GROUP + 1), |l| l.0 = "changed\n".into());
         }
         // A new entry makes a new group, which has nothing to serve: made whatever the budget.
         t.insert("new".to_string(), Line("new\n".into()));
-        let made = |freshness| -> Vec<usize> {
-            t.view(freshness)
-                .iter()
-                .filter_map(|v| match v {
-                    GroupView::Stale(s) => Some(s.index),
-                    GroupView::Ready(_) | GroupView::Packed(_) => None,
-                })
-                .collect()
-        };
+        let remade = |freshness| stale_with(&t, freshness);
         // Four changed in place: a budget of four makes them all, a smaller one none (a
         // burst is the refresher's), and the new group is made either way.
-        assert_eq!(made(Freshness::Budget(4)), vec![0, 2, 3, 5, 6]);
-        assert_eq!(made(Freshness::Budget(3)), vec![6]);
-        assert_eq!(made(Freshness::Budget(0)), vec![6]);
-        assert_eq!(made(Freshness::Exact), vec![0, 2, 3, 5, 6]);
+        assert_eq!(remade(Freshness::Budget(4)), vec![0, 2, 3, 5, 6]);
+        assert_eq!(remade(Freshness::Budget(3)), vec![6]);
+        assert_eq!(remade(Freshness::Budget(0)), vec![6]);
+        assert_eq!(remade(Freshness::Exact), vec![0, 2, 3, 5, 6]);
     }
 
     #[test]
@@ -574,11 +565,7 @@ mod tests {
     #[test]
     fn a_change_unpacks_only_its_run_once_its_group_is_made_again() {
         let n = GROUP * PACK * 3;
-        let mut t = Table::new(1);
-        for i in 0..n {
-            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
-        }
-        refresh(&mut t);
+        let mut t = made(n);
         pack_all(&mut t);
         let changed = GROUP * PACK + 7; // in the second run
         t.update(&format!("u{changed}"), |l| l.0 = "changed\n".into());
@@ -601,11 +588,7 @@ mod tests {
 
     #[test]
     fn a_pack_of_a_run_that_changed_meanwhile_is_not_kept() {
-        let mut t = Table::new(1);
-        for i in 0..GROUP * 2 {
-            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
-        }
-        refresh(&mut t);
+        let mut t = made(GROUP * 2);
         let runs = t.unpacked();
         assert_eq!(runs.len(), 1);
         let (pack, groups) = crate::inventory::segment::pack(&runs[0].groups, 1);
@@ -625,11 +608,7 @@ mod tests {
 
     #[test]
     fn a_run_that_loses_a_group_loses_its_pack() {
-        let mut t = Table::new(1);
-        for i in 0..GROUP * 3 + 1 {
-            t.insert(format!("u{i}"), Line(format!("l{i}\n")));
-        }
-        refresh(&mut t);
+        let mut t = made(GROUP * 3 + 1);
         pack_all(&mut t);
         // The last group held one entry: removing any entry empties it.
         t.remove("u0");
