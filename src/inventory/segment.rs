@@ -30,6 +30,19 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The segment of `text`, compressed as `deflate`.
+    fn of(text: &[u8], deflate: Bytes) -> Segment {
+        if text.is_empty() {
+            return Segment::default();
+        }
+        Segment {
+            deflate,
+            crc: crc32fast::hash(text),
+            len: text.len() as u64,
+            shift: crc::shift_for(text.len() as u64),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -50,11 +63,11 @@ impl GroupSegments {
 
 pub type SharedGroup = Arc<GroupSegments>;
 
-/// The segments of consecutive groups, per family laid end to end in one buffer: a scrape
+/// The segments of consecutive groups, laid end to end per family, in one buffer: a scrape
 /// sends a family's share of a whole pack as one large piece (one buffer for the kernel to
 /// copy from, instead of dozens of small ones for the HTTP layer to gather into its own), and
 /// lays out a body from a few hundred pieces instead of tens of thousands. The packed groups'
-/// own segments are slices of the same buffers, so a pack costs no memory of its own.
+/// own segments are slices of the same buffer, so a pack costs no memory of its own.
 #[derive(Debug)]
 pub struct Pack {
     /// One segment per family: the packed groups' segments of that family, concatenated.
@@ -64,7 +77,7 @@ pub struct Pack {
 }
 
 /// Lays the segments of `groups` (in order) end to end per family, and gives each group new
-/// segments that are slices of the pack's buffers (the old ones can then be dropped).
+/// segments that are slices of the pack's buffer (the old ones can then be dropped).
 pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGroup>) {
     let of = |g: &SharedGroup, f: usize| g.families.get(f).cloned().unwrap_or_default();
     // Every family in one buffer, family after family: one allocation per pack (see
@@ -86,13 +99,9 @@ pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGr
     for f in 0..families {
         let family_start = at;
         let mut sum = Checksum::default();
-        let mut shift = crc::shift_for(0);
         for (g, out) in groups.iter().zip(regrouped.iter_mut()) {
             let s = of(g, f);
             sum.push(&s);
-            if !s.is_empty() {
-                shift = crc::multiply(shift, s.shift);
-            }
             let end = at + s.deflate.len();
             out.push(Segment {
                 deflate: buffer.slice(at..end),
@@ -104,7 +113,7 @@ pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGr
             deflate: buffer.slice(family_start..at),
             crc: sum.crc(),
             len: sum.len(),
-            shift,
+            shift: crc::shift_for(sum.len()),
         });
     }
     let pack = Arc::new(Pack {
@@ -141,12 +150,7 @@ impl Compressor {
     pub fn compress(&mut self, text: &[u8]) -> Segment {
         self.out.clear();
         self.deflate_onto_out(text);
-        Segment {
-            deflate: Bytes::copy_from_slice(&self.out),
-            crc: crc32fast::hash(text),
-            len: text.len() as u64,
-            shift: crc::shift_for(text.len() as u64),
-        }
+        Segment::of(text, Bytes::copy_from_slice(&self.out))
     }
 
     /// One segment per text, all in one buffer (the group's segments are slices of it): one
@@ -170,12 +174,7 @@ impl Compressor {
             .map(|(text, end)| {
                 let deflate = buffer.slice(start..end);
                 start = end;
-                Segment {
-                    deflate,
-                    crc: crc32fast::hash(text),
-                    len: text.len() as u64,
-                    shift: crc::shift_for(text.len() as u64),
-                }
+                Segment::of(text, deflate)
             })
             .collect();
         GroupSegments { families }
