@@ -11,7 +11,8 @@ use super::store::Render;
 use crate::families::backup::{BackupRow, BackupState, FAMILIES};
 use crate::families::objects::LastSuccess;
 use crate::families::KindFamilies;
-use crate::model::{Backup, BackupStatus, Kind, Origin};
+use crate::model::{Backup, BackupStatus, Kind, Origin, Timestamp};
+use crate::persistence::ScheduleKey;
 
 /// Encodes a backup as the store and the journal keep it (the journal's own encoding, so a
 /// compaction writes the stored bytes as they are).
@@ -90,6 +91,18 @@ impl<T: Send + Sync> Render for ObjectEntry<T> {
 
 #[derive(Clone, Debug)]
 pub struct LastSuccessEntry(pub Arc<LastSuccess>);
+
+impl LastSuccessEntry {
+    pub fn new(key: &ScheduleKey, completed_at: Timestamp) -> Self {
+        LastSuccessEntry(Arc::new(LastSuccess {
+            org_id: key.org_id.clone(),
+            cluster: key.cluster.clone(),
+            cluster_uid: key.cluster_uid.clone(),
+            schedule_name: key.schedule_name.clone(),
+            completed_at,
+        }))
+    }
+}
 
 impl Render for LastSuccessEntry {
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {

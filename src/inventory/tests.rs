@@ -1,11 +1,15 @@
 //! Retention, expiry and journal behaviour, on a clock that follows paused tokio time.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use super::store::Freshness;
 use super::*;
 use crate::exposition::{encode, Format};
-use crate::model::{Owner, Schedule, ScheduleStatus, Volume};
+use crate::model::{
+    Backup, BackupStatus, Event, Object, Origin, Owner, Schedule, ScheduleStatus, Timestamp, Volume,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const T0: i64 = 1_795_395_600_000; // 2026-11-23T01:00:00Z
