@@ -314,6 +314,16 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         }
         Err(e) => tracing::warn!(error = %e, "journal compaction at shutdown failed"),
     }
+    // And the series as made now, so that the next start sends them instead of rendering
+    // every backup again.
+    let inventory = parts.inventory.clone();
+    match tokio::task::spawn_blocking(move || inventory.save_series_cache()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the series cache was not written at shutdown; the next start renders every backup")
+        }
+        Err(e) => tracing::warn!(error = %e, "writing the series cache at shutdown failed"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -258,6 +258,61 @@ async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
     assert!(sc.log().contains("torn tail cut off"), "{}", sc.log());
 }
 
+/// The backups' series, in order, without the sidecar's own.
+fn backup_series(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("pxbackup_") && !l.starts_with("pxbackup_sidecar_"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_graceful_restart_sends_the_series_cache_instead_of_rendering_again() {
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let args = [
+        "--source",
+        "ingest",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    // 200 backups: three groups of 64 and a short one; every fourth deleted.
+    let batch: Vec<String> = (0..200)
+        .map(|i| backup_line(&format!("uid-{i:03}"), &format!("nightly-{i}"), "Success"))
+        .collect();
+    assert_eq!(sc.push(&batch.join("\n")).await.0, 200);
+    let deletes: Vec<String> = (0..200)
+        .step_by(4)
+        .map(|i| format!(r#"{{"type":"backup","op":"delete","uid":"uid-{i:03}"}}"#))
+        .collect();
+    assert_eq!(sc.push(&deletes.join("\n")).await.0, 200);
+    let before = backup_series(&sc.scrape().await);
+    let tombstones = before
+        .iter()
+        .filter(|l| l.starts_with("pxbackup_backup_deleted_timestamp_seconds"))
+        .count();
+    assert_eq!(tombstones, 50);
+    let status = sc.terminate();
+    assert!(status.success(), "{status}");
+    assert!(state.path().join("series.cache").exists(), "{}", sc.log());
+
+    let mut sc = Sidecar::spawn(&args, logs.path());
+    sc.ready().await;
+    let after = backup_series(&sc.scrape().await);
+    assert!(after == before, "the series after the restart differ");
+    let log = sc.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("series cache loaded") && l.contains("groups=4 of=4")),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn ingest_batches_are_all_or_nothing() {
     let logs = tempfile::tempdir().unwrap();

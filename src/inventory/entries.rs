@@ -54,6 +54,26 @@ impl Render for BackupEntry {
             }
         }
     }
+
+    fn rendered_from(&self, feed: &mut dyn FnMut(&[u8])) -> bool {
+        // A `BackupRow` is the decoded object and the state: nothing else is rendered.
+        match self.state {
+            BackupState::Live { previous } => {
+                feed(b"live");
+                feed(previous.map_or("", BackupStatus::as_str).as_bytes());
+            }
+            BackupState::Deleted {
+                previous,
+                deleted_at,
+            } => {
+                feed(b"deleted");
+                feed(previous.as_str().as_bytes());
+                feed(&deleted_at.0.to_le_bytes());
+            }
+        }
+        feed(&self.object);
+        true
+    }
 }
 
 /// A restore, schedule, cluster or backup location.

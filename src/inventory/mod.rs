@@ -9,7 +9,8 @@
 //!   `expiry` drops tombstones when their window ends;
 //! - `journaling`: what is journaled and when; `crate::persistence` writes it, in the order
 //!   of the changes (queued under the lock) and fsynced off it (group commit);
-//! - `restore`: the store brought back from the journal at start;
+//! - `restore`: the store brought back from the journal at start; `series_cache`: the
+//!   backups' compressed series kept beside it, so a restart need not render them all again;
 //! - `snapshot`: what a scrape serves, rendered when it changed, packed in the background;
 //!   `give_way`: the background work waits while a scrape is in flight.
 //!
@@ -23,6 +24,7 @@ mod journaling;
 mod restore;
 pub mod retention;
 pub mod segment;
+pub mod series_cache;
 mod snapshot;
 pub mod store;
 
@@ -188,6 +190,8 @@ pub struct Inventory {
     applier: BackgroundThread,
     /// Scrapes in flight: the applier and the background refresher give way to them.
     scrapes: give_way::Scrapes,
+    /// The backups' series kept across restarts, with a state directory.
+    series_cache: Option<series_cache::SeriesCache>,
 }
 
 impl Inventory {
@@ -209,7 +213,14 @@ impl Inventory {
             resource_cap_reported: std::sync::Once::new(),
             applier: BackgroundThread::start("apply"),
             scrapes: give_way::Scrapes::default(),
+            series_cache: None,
         }
+    }
+
+    /// The seed of the groups' fingerprints (see `series_cache`); without a cache they are
+    /// never compared, and any seed does.
+    fn fingerprint_seed(&self) -> u64 {
+        self.series_cache.as_ref().map_or(0, |c| c.seed())
     }
 
     pub fn clock(&self) -> &Clock {

@@ -10,7 +10,7 @@ use super::entries::{BackupEntry, LastSuccessEntry, Tally};
 use super::retention::ExpiryIndex;
 use super::{give_way, Inventory, Options, State};
 use crate::clock::Clock;
-use crate::families::backup::BackupState;
+use crate::families::backup::{self as backup_families, BackupState};
 use crate::model::{BackupStatus, Timestamp};
 use crate::persistence::{self, Journal, JournalError, Record};
 
@@ -115,6 +115,10 @@ impl Inventory {
             Box::new(move || way.wait())
         });
         inv.journal = Some(journal);
+        inv.series_cache = Some(super::series_cache::SeriesCache::open(
+            state_dir,
+            backup_families::FAMILIES.len(),
+        ));
         Ok((inv, report))
     }
 }

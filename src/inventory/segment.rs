@@ -43,6 +43,20 @@ impl Segment {
         }
     }
 
+    /// A segment read back as it was written: its deflate blocks, and the CRC and length of
+    /// their text.
+    pub fn from_parts(crc: u32, len: u64, deflate: Bytes) -> Segment {
+        if len == 0 {
+            return Segment::default();
+        }
+        Segment {
+            deflate,
+            crc,
+            len,
+            shift: crc::shift_for(len),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -52,6 +66,9 @@ impl Segment {
 #[derive(Debug, Default)]
 pub struct GroupSegments {
     pub families: Box<[Segment]>,
+    /// What the group was made from, for the series cache (`series_cache`): none for kinds
+    /// that are not kept across restarts.
+    pub fingerprint: Option<u128>,
 }
 
 impl GroupSegments {
@@ -122,9 +139,11 @@ pub fn pack(groups: &[SharedGroup], families: usize) -> (Arc<Pack>, Vec<SharedGr
     });
     let regrouped = regrouped
         .into_iter()
-        .map(|families| {
+        .zip(groups)
+        .map(|(families, g)| {
             Arc::new(GroupSegments {
                 families: families.into_boxed_slice(),
+                fingerprint: g.fingerprint,
             })
         })
         .collect();
@@ -177,7 +196,10 @@ impl Compressor {
                 Segment::of(text, deflate)
             })
             .collect();
-        GroupSegments { families }
+        GroupSegments {
+            families,
+            fingerprint: None,
+        }
     }
 
     /// Appends `text` compressed as one segment (nothing if it is empty) to `self.out`.
@@ -423,6 +445,7 @@ mod tests {
             .map(|[a, b]| {
                 Arc::new(GroupSegments {
                     families: vec![c.compress(a), c.compress(b)].into_boxed_slice(),
+                    fingerprint: None,
                 })
             })
             .collect();

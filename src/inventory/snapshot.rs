@@ -61,40 +61,79 @@ impl Inventory {
         // every second would.
         const SETTLE: Duration = Duration::from_millis(100);
         const MIN_GAP: Duration = Duration::from_secs(1);
+        // How often a quiet refresher looks whether the series cache is due.
+        const SAVE_CHECK: Duration = Duration::from_secs(60);
         tokio::pin!(shutdown);
         // Its own thread at background priority: it renders while the cores are idle and
         // gives way to scrapes, which render what they need on normal threads.
         let renderer = BackgroundThread::start("series-refresh");
+        // What the series cache covers is served before anything is rendered: on a normal
+        // thread, as a scrape waits for it.
+        let inventory = Arc::clone(&self);
+        if let Err(e) = tokio::task::spawn_blocking(move || inventory.warm_up()).await {
+            tracing::error!(error = %e, "loading the series cache failed; the first scrape renders every group");
+        }
+        let mut last_save = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                () = self.changed.notified() => {}
+            let changed = tokio::select! {
+                () = self.changed.notified() => true,
+                () = tokio::time::sleep(SAVE_CHECK) => false,
                 () = &mut shutdown => return,
+            };
+            if changed {
+                tokio::select! {
+                    () = tokio::time::sleep(SETTLE) => {}
+                    () = &mut shutdown => return,
+                }
+                let inventory = Arc::clone(&self);
+                if let Err(e) = renderer
+                    .run(move || {
+                        drop(inventory.snapshot_in_background());
+                        inventory.pack_in_background();
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "rendering changed series failed; the next scrape renders them");
+                }
             }
-            tokio::select! {
-                () = tokio::time::sleep(SETTLE) => {}
-                () = &mut shutdown => return,
+            if self.series_cache_wants_save(last_save.elapsed()) {
+                last_save = tokio::time::Instant::now();
+                let inventory = Arc::clone(&self);
+                let saved = renderer
+                    .run(move || {
+                        let way = inventory.scrapes.give_way(give_way::REFRESH_WAIT);
+                        inventory.save_series_cache_with(Some(&way))
+                    })
+                    .await;
+                match saved {
+                    Ok(Ok(groups)) => tracing::debug!(groups, "series cache written"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the series cache was not written; a restart renders what it misses")
+                    }
+                    Err(e) => tracing::error!(error = %e, "writing the series cache failed"),
+                }
             }
-            let inventory = Arc::clone(&self);
-            if let Err(e) = renderer
-                .run(move || {
-                    drop(inventory.snapshot_in_background());
-                    inventory.pack_in_background();
-                })
-                .await
-            {
-                tracing::error!(error = %e, "rendering changed series failed; the next scrape renders them");
-            }
-            tokio::select! {
-                () = tokio::time::sleep(MIN_GAP.saturating_sub(SETTLE)) => {}
-                () = &mut shutdown => return,
+            if changed {
+                tokio::select! {
+                    () = tokio::time::sleep(MIN_GAP.saturating_sub(SETTLE)) => {}
+                    () = &mut shutdown => return,
+                }
             }
         }
+    }
+
+    fn series_cache_wants_save(&self, since_last: Duration) -> bool {
+        self.series_cache.as_ref().is_some_and(|c| {
+            let groups = self.lock().backups.groups();
+            super::series_cache::wants_save(c.made_since_save(), groups, since_last)
+        })
     }
 
     /// Everything as it is now: expires what is due, renders and compresses every group that
     /// changed (on every core, off the lock), and returns shared pointers to every group's
     /// segments. Blocking: call it off the async workers.
     pub fn snapshot(&self) -> Snapshot {
+        self.warm_up();
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
         self.snapshot_with(Freshness::Exact, None).0
     }
@@ -102,6 +141,7 @@ impl Inventory {
     /// `snapshot` for the background refresher: between groups it waits while a scrape is in
     /// flight (see `give_way`).
     fn snapshot_in_background(&self) -> Snapshot {
+        self.warm_up();
         let _one_at_a_time = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
         let way = self.scrapes.give_way(give_way::REFRESH_WAIT);
         self.snapshot_with(Freshness::Exact, Some(&way)).0
@@ -155,6 +195,8 @@ impl Inventory {
     /// handful of changes still shows in the very next scrape. New and moved groups have
     /// nothing to serve in their place: they are always rendered.
     pub fn snapshot_for_scrape(&self) -> Snapshot {
+        // Right after a restart: wait for what the series cache covers rather than render it.
+        self.warm_up();
         let (snapshot, made) = match self.refresh.try_lock() {
             Ok(_one_at_a_time) => self.snapshot_with(Freshness::Budget(SCRAPE_RENDER_BUDGET), None),
             Err(std::sync::TryLockError::Poisoned(p)) => {
@@ -192,16 +234,17 @@ impl Inventory {
                 locations: st.locations.view(freshness),
             }
         };
-        let backups = refresh(views.backups, &backup_families::FAMILIES, give_way);
-        let restores = refresh(views.restores, &objects::RESTORE, give_way);
-        let schedules = refresh(views.schedules, &objects::SCHEDULE, give_way);
-        let last_success = refresh(
-            views.last_success,
-            &objects::SCHEDULE_LAST_SUCCESS,
-            give_way,
-        );
-        let clusters = refresh(views.clusters, &objects::CLUSTER, give_way);
-        let locations = refresh(views.locations, &objects::BACKUP_LOCATION, give_way);
+        let seed = self.fingerprint_seed();
+        let work = Work { give_way, seed };
+        let backups = refresh(views.backups, &backup_families::FAMILIES, work);
+        let restores = refresh(views.restores, &objects::RESTORE, work);
+        let schedules = refresh(views.schedules, &objects::SCHEDULE, work);
+        let last_success = refresh(views.last_success, &objects::SCHEDULE_LAST_SUCCESS, work);
+        let clusters = refresh(views.clusters, &objects::CLUSTER, work);
+        let locations = refresh(views.locations, &objects::BACKUP_LOCATION, work);
+        if let Some(cache) = &self.series_cache {
+            cache.note_made(backups.made.len());
+        }
         {
             let mut st = self.lock();
             backups.install(&mut st.backups);
@@ -270,10 +313,17 @@ impl Refreshed {
 }
 
 /// Renders and compresses the stale groups of one table, split across the cores.
+/// How a refresh makes groups: whether it gives way to scrapes, and the fingerprints' seed.
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    give_way: Option<&'a give_way::GiveWay>,
+    seed: u64,
+}
+
 fn refresh<E: Render, T: ?Sized>(
     views: Vec<GroupView<E>>,
     families: &'static KindFamilies<T>,
-    give_way: Option<&give_way::GiveWay>,
+    Work { give_way, seed }: Work<'_>,
 ) -> Refreshed {
     let n_families = families.len();
     let mut parts: Vec<Option<Part>> = Vec::with_capacity(views.len());
@@ -307,6 +357,7 @@ fn refresh<E: Render, T: ?Sized>(
                     &mut compressor,
                     &mut texts,
                     &mut identity,
+                    seed,
                 );
                 (*at, g)
             })

@@ -31,6 +31,31 @@ pub const PACK: usize = 32;
 /// What the store needs of an entry: render its series, one text buffer per family.
 pub trait Render: Clone + Send + Sync {
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]);
+
+    /// Feeds `feed` everything the entry's series are rendered from, and says whether it did:
+    /// kinds kept across restarts do, so that their groups can be found again in the series
+    /// cache by fingerprint (`series_cache`). What is not fed must not change the series.
+    fn rendered_from(&self, _feed: &mut dyn FnMut(&[u8])) -> bool {
+        false
+    }
+}
+
+/// The fingerprint of what a group is made from (see `Render::rendered_from`), or none when an
+/// entry cannot say. 128 bits, seeded per state directory: a producer that does not know the
+/// seed cannot make two groups collide.
+pub fn fingerprint<E: Render>(entries: &[E], seed: u64) -> Option<u128> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
+    let mut feed = |bytes: &[u8]| {
+        // Length first: the fed pieces cannot run into each other.
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for e in entries {
+        if !e.rendered_from(&mut feed) {
+            return None;
+        }
+    }
+    Some(hasher.digest128())
 }
 
 struct Group {
@@ -304,6 +329,75 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         }
     }
 
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Every group made and current, in order, with the keys of its entries (for the series
+    /// cache).
+    pub fn made_groups(&self) -> Vec<(Vec<K>, SharedGroup)>
+    where
+        K: Clone,
+    {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.stale)
+            .filter_map(|(i, g)| {
+                let segments = g.segments.clone()?;
+                let slice = self
+                    .entries
+                    .get_range(i * GROUP..(i * GROUP + GROUP).min(self.len()))?;
+                Some((slice.keys().cloned().collect(), segments))
+            })
+            .collect()
+    }
+
+    /// Where the entry of `key` is.
+    pub fn index_of<Q: ?Sized + Hash + indexmap::Equivalent<K>>(&self, key: &Q) -> Option<usize> {
+        self.entries.get_index_of(key)
+    }
+
+    /// Puts the entries in `order`, a permutation of their indices (anything it leaves out
+    /// goes last, in its order): every group is to be made again.
+    pub fn reorder(&mut self, order: &[usize]) {
+        let mut old: Vec<Option<(K, E)>> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut entries = IndexMap::with_capacity_and_hasher(old.len(), Hasher::default());
+        for &i in order {
+            if let Some((k, e)) = old.get_mut(i).and_then(Option::take) {
+                entries.insert(k, e);
+            }
+        }
+        for (k, e) in old.into_iter().flatten() {
+            entries.insert(k, e);
+        }
+        self.entries = entries;
+        for g in 0..self.groups.len() {
+            self.touch(g * GROUP, true);
+        }
+        self.packs.clear();
+    }
+
+    /// The groups at `indices` as they must be made.
+    pub fn stale_groups(&self, indices: impl Iterator<Item = usize>) -> Vec<StaleGroup<E>> {
+        indices
+            .filter_map(|g| {
+                let group = self.groups.get(g)?;
+                let slice = self
+                    .entries
+                    .get_range(g * GROUP..(g * GROUP + GROUP).min(self.len()))?;
+                Some(StaleGroup {
+                    index: g,
+                    generation: group.generation,
+                    entries: slice.values().cloned().collect(),
+                })
+            })
+            .collect()
+    }
+
     /// Runs of groups that have no pack and whose groups are all made and current: what the
     /// background refresher packs next.
     pub fn unpacked(&self) -> Vec<Unpacked> {
@@ -375,6 +469,7 @@ pub fn make_group<E: Render>(
     compressor: &mut Compressor,
     texts: &mut Vec<Vec<u8>>,
     identity: &mut Vec<u8>,
+    seed: u64,
 ) -> SharedGroup {
     texts.resize_with(families, Vec::new);
     for t in texts.iter_mut() {
@@ -383,7 +478,9 @@ pub fn make_group<E: Render>(
     for e in entries {
         e.render(identity, texts);
     }
-    Arc::new(compressor.compress_group(texts))
+    let mut group = compressor.compress_group(texts);
+    group.fingerprint = fingerprint(entries, seed);
+    Arc::new(group)
 }
 
 #[cfg(test)]
@@ -426,7 +523,7 @@ mod tests {
         let mut c = Compressor::default();
         for v in t.view(Freshness::Exact) {
             if let GroupView::Stale(s) = v {
-                let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
+                let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new(), 0);
                 t.install(s.index, s.generation, &g);
             }
         }
@@ -458,7 +555,7 @@ mod tests {
         let mut c = Compressor::default();
         for v in views {
             if let GroupView::Stale(s) = v {
-                let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
+                let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new(), 0);
                 t.install(s.index, s.generation, &g);
             }
         }
@@ -524,7 +621,7 @@ mod tests {
                 GroupView::Ready(g) => g.families[0].clone(),
                 GroupView::Stale(s) => {
                     let mut c = Compressor::default();
-                    let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new());
+                    let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new(), 0);
                     g.families[0].clone()
                 }
             };

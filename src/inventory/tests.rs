@@ -14,7 +14,7 @@ use crate::model::{
 const HOUR: Duration = Duration::from_secs(3600);
 const T0: i64 = 1_795_395_600_000; // 2026-11-23T01:00:00Z
 
-fn backup(uid: &str, status: BackupStatus) -> Backup {
+pub(super) fn backup(uid: &str, status: BackupStatus) -> Backup {
     Backup {
         uid: uid.into(),
         name: format!("backup-{uid}"),
@@ -44,11 +44,11 @@ fn backup(uid: &str, status: BackupStatus) -> Backup {
     }
 }
 
-fn upsert(b: Backup) -> Event {
+pub(super) fn upsert(b: Backup) -> Event {
     Event::Upsert(Object::Backup(b))
 }
 
-fn delete(uid: &str, at: Option<i64>) -> Event {
+pub(super) fn delete(uid: &str, at: Option<i64>) -> Event {
     Event::Delete {
         kind: Kind::Backup,
         uid: uid.into(),
@@ -56,7 +56,7 @@ fn delete(uid: &str, at: Option<i64>) -> Event {
     }
 }
 
-fn scrape(inv: &Inventory) -> String {
+pub(super) fn scrape(inv: &Inventory) -> String {
     String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).unwrap()
 }
 
