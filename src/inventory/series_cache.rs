@@ -20,7 +20,7 @@
 //! out as a group again, and is served from the file when its fingerprint still matches.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::entries::BackupEntry;
 use super::segment::{GroupSegments, Segment, SharedGroup};
-use super::store::{fingerprint, StaleGroup, GROUP};
+use super::store::GROUP;
 use super::{give_way, Inventory};
 
 pub const FILE_NAME: &str = "series.cache";
@@ -125,68 +124,60 @@ pub struct Loaded {
     pub unread_bytes: u64,
 }
 
-/// Streams the records after the header to `keep`, each as (fingerprint, group), stopping at
-/// the end or at damage that leaves no next record to find.
+/// Hands `keep` each record of `body` (the file after its header), in order, stopping at the
+/// end or at damage that leaves no next record to find. Records are slices of `body`: nothing
+/// is copied.
 fn read_records(
-    reader: &mut impl Read,
+    body: &Bytes,
     families: usize,
     loaded: &mut Loaded,
     mut keep: impl FnMut(CachedGroup),
 ) {
-    let mut frame = [0u8; 8];
-    loop {
-        match read_full(reader, &mut frame) {
-            Ok(0) => return,
-            Ok(8) => {}
+    let mut at = 0;
+    while at < body.len() {
+        let Some(frame) = body.get(at..at + 8) else {
             // A torn last record.
-            Ok(_) | Err(_) => {
-                loaded.damaged_records += 1;
-                return;
-            }
-        }
+            loaded.damaged_records += 1;
+            return;
+        };
         let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
         let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        if len > MAX_RECORD {
-            // A damaged length: where the next record starts is lost with it.
+        let start = at + 8;
+        let end = start + len as usize;
+        if len > MAX_RECORD || end > body.len() {
+            // A damaged length, or a torn last record: where a next record starts is lost.
             loaded.damaged_records += 1;
-            loaded.unread_bytes += io::copy(reader, &mut io::sink()).unwrap_or(0);
+            loaded.unread_bytes += (body.len() - at) as u64;
             return;
         }
-        let mut payload = vec![0u8; len as usize];
-        if read_full(reader, &mut payload).map_or(true, |n| n < payload.len()) {
-            loaded.damaged_records += 1;
-            return;
-        }
+        at = end;
+        let payload = body.slice(start..end);
         if crc32fast::hash(&payload) != crc {
             loaded.damaged_records += 1;
             continue;
         }
-        match decode_group(Bytes::from(payload), families) {
+        match decode_group(payload, families) {
             Some(group) => keep(group),
             None => loaded.damaged_records += 1,
         }
     }
 }
 
-/// Reads until `buf` is full or the input ends; returns how much it read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut at = 0;
-    while at < buf.len() {
-        match reader.read(&mut buf[at..]) {
-            Ok(0) => break,
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(at)
-}
-
 /// One record: a group as it was written.
 struct CachedGroup {
     fingerprint: u128,
-    uids: Vec<Box<str>>,
+    /// The uids of its entries, as ranges of `payload` (checked to be UTF-8).
+    payload: Bytes,
+    uids: Vec<std::ops::Range<usize>>,
     segments: GroupSegments,
+}
+
+impl CachedGroup {
+    fn uids(&self) -> impl Iterator<Item = &str> {
+        self.uids
+            .iter()
+            .map(|r| std::str::from_utf8(&self.payload[r.clone()]).unwrap_or_default())
+    }
 }
 
 fn take<'a>(payload: &'a [u8], at: &mut usize, n: usize) -> Option<&'a [u8]> {
@@ -202,8 +193,9 @@ fn decode_group(payload: Bytes, families: usize) -> Option<CachedGroup> {
     let mut uids = Vec::with_capacity(usize::from(entries));
     for _ in 0..entries {
         let len = u16::from_le_bytes(take(&payload, at, 2)?.try_into().ok()?);
-        let uid = std::str::from_utf8(take(&payload, at, usize::from(len))?).ok()?;
-        uids.push(Box::from(uid));
+        let start = *at;
+        std::str::from_utf8(take(&payload, at, usize::from(len))?).ok()?;
+        uids.push(start..*at);
     }
     let mut segments = Vec::with_capacity(families);
     for _ in 0..families {
@@ -220,6 +212,7 @@ fn decode_group(payload: Bytes, families: usize) -> Option<CachedGroup> {
     }
     (*at == payload.len()).then(|| CachedGroup {
         fingerprint,
+        payload: payload.clone(),
         uids,
         segments: GroupSegments {
             families: segments.into_boxed_slice(),
@@ -364,62 +357,66 @@ impl Inventory {
             of: self.lock().backups.groups(),
             ..Loaded::default()
         };
-        let Ok(file) = File::open(&cache.path) else {
+        // Read whole, in one buffer, that the groups' segments are slices of (the refresher
+        // packs them soon, and the buffer goes back whole once the packs replaced them).
+        let Ok(file) = std::fs::read(&cache.path) else {
             return loaded;
         };
-        let mut reader = BufReader::with_capacity(WRITE_BUFFER, file);
-        let mut header = [0u8; HEADER_LEN];
-        if reader.read_exact(&mut header).is_err()
-            || Header::decode(&header) != Some(cache.header())
-        {
+        let file = Bytes::from(file);
+        let header: Option<&[u8; HEADER_LEN]> =
+            file.get(..HEADER_LEN).and_then(|h| h.try_into().ok());
+        if header.and_then(Header::decode) != Some(cache.header()) {
             return loaded;
         }
         let mut cached = Vec::new();
-        read_records(&mut reader, usize::from(cache.families), &mut loaded, |g| {
-            cached.push(g)
-        });
+        read_records(
+            &file.slice(HEADER_LEN..),
+            usize::from(cache.families),
+            &mut loaded,
+            |g| cached.push(g),
+        );
         // The store in the file's order: each group of the file whose backups are all here,
         // whole, where it was; the rest after them.
-        let (expected, stale) = {
-            let mut st = self.lock();
-            let table = &mut st.backups;
-            let mut placed = vec![false; table.len()];
-            let mut order = Vec::with_capacity(table.len());
-            let mut expected = Vec::new();
-            for g in cached {
-                // A short group (the file's last, as a rule) ends the groups laid out: one
-                // after it would start in the middle of a group.
-                if order.len() % GROUP != 0 {
-                    break;
-                }
-                if g.uids.is_empty() || g.uids.len() > GROUP {
-                    continue;
-                }
-                let Some(at): Option<Vec<usize>> =
-                    g.uids.iter().map(|uid| table.index_of(&**uid)).collect()
-                else {
-                    continue;
-                };
-                if at.iter().any(|&i| placed[i]) {
-                    continue;
-                }
-                for &i in &at {
-                    placed[i] = true;
-                }
-                expected.push((order.len() / GROUP, g.fingerprint, g.segments));
-                order.extend(at);
-            }
-            order.extend((0..placed.len()).filter(|&i| !placed[i]));
-            table.reorder(&order);
-            let stale = table.stale_groups(expected.iter().map(|(index, _, _)| *index));
-            (expected, stale)
-        };
-        let now = fingerprints(&stale, cache.seed);
+        // The store in the file's order: each group of the file whose backups are all here,
+        // whole, where it was; the rest after them. Under the lock, on every core: nothing
+        // else needs it this early, and a scrape is waiting for it.
         let mut st = self.lock();
-        for ((index, fp, segments), (generation, current)) in expected.into_iter().zip(now) {
-            if current == Some(fp) {
-                st.backups.install(index, generation, &Arc::new(segments));
-                loaded.groups += 1;
+        let table = &mut st.backups;
+        let found: Vec<Option<Vec<usize>>> = on_cores(&cached, |g| {
+            if g.uids.is_empty() || g.uids.len() > GROUP {
+                return None;
+            }
+            g.uids().map(|uid| table.index_of(uid)).collect()
+        });
+        let mut placed = vec![false; table.len()];
+        let mut order = Vec::with_capacity(table.len());
+        let mut expected = Vec::new();
+        for (g, at) in cached.into_iter().zip(found) {
+            // A short group (the file's last, as a rule) ends the groups laid out: one after
+            // it would start in the middle of a group.
+            if order.len() % GROUP != 0 {
+                break;
+            }
+            let Some(at) = at.filter(|at| at.iter().all(|&i| !placed[i])) else {
+                continue;
+            };
+            for &i in &at {
+                placed[i] = true;
+            }
+            expected.push((order.len() / GROUP, g.fingerprint, g.segments));
+            order.extend(at);
+        }
+        order.extend((0..placed.len()).filter(|&i| !placed[i]));
+        table.reorder(&order);
+        let now = on_cores(&expected, |(index, _, _)| {
+            table.fingerprint_of(*index, cache.seed)
+        });
+        for ((index, fp, segments), now) in expected.into_iter().zip(now) {
+            if let Some((generation, Some(current))) = now {
+                if current == fp {
+                    table.install(index, generation, &Arc::new(segments));
+                    loaded.groups += 1;
+                }
             }
         }
         loaded
@@ -451,22 +448,17 @@ impl Inventory {
     }
 }
 
-/// Each group's generation and fingerprint as it is now, in order, on every core.
-fn fingerprints(stale: &[StaleGroup<BackupEntry>], seed: u64) -> Vec<(u64, Option<u128>)> {
+/// `f` of every item, in order, the items split across the cores.
+fn on_cores<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, stale.len().max(1));
-    let chunk = stale.len().div_ceil(threads).max(1);
+        .clamp(1, items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = stale
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|s| (s.generation, fingerprint(&s.entries, seed)))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
             .collect();
         handles
             .into_iter()

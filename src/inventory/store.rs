@@ -43,7 +43,10 @@ pub trait Render: Clone + Send + Sync {
 /// The fingerprint of what a group is made from (see `Render::rendered_from`), or none when an
 /// entry cannot say. 128 bits, seeded per state directory: a producer that does not know the
 /// seed cannot make two groups collide.
-pub fn fingerprint<E: Render>(entries: &[E], seed: u64) -> Option<u128> {
+pub fn fingerprint<'a, E: Render + 'a>(
+    entries: impl IntoIterator<Item = &'a E>,
+    seed: u64,
+) -> Option<u128> {
     let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(seed);
     let mut feed = |bytes: &[u8]| {
         // Length first: the fed pieces cannot run into each other.
@@ -358,44 +361,42 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         self.entries.get_index_of(key)
     }
 
-    /// Puts the entries in `order`, a permutation of their indices (anything it leaves out
-    /// goes last, in its order): every group is to be made again.
+    /// Puts the entries in `order`, a permutation of their indices: every group is to be made
+    /// again. In place, by swaps (the map keeps each key's hash: no key is hashed again). An
+    /// index out of range or repeated is passed over.
     pub fn reorder(&mut self, order: &[usize]) {
-        let mut old: Vec<Option<(K, E)>> = std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let mut entries = IndexMap::with_capacity_and_hasher(old.len(), Hasher::default());
-        for &i in order {
-            if let Some((k, e)) = old.get_mut(i).and_then(Option::take) {
-                entries.insert(k, e);
+        let n = self.entries.len();
+        // `at[original]`: where that entry is now; `who[index]`: which entry is there.
+        let mut at: Vec<usize> = (0..n).collect();
+        let mut who: Vec<usize> = (0..n).collect();
+        for (j, &original) in order.iter().enumerate().take(n) {
+            let Some(&from) = at.get(original) else {
+                continue;
+            };
+            // Already there, or placed before (a repeat): places before `j` are final.
+            if from <= j {
+                continue;
             }
+            self.entries.swap_indices(j, from);
+            let displaced = who[j];
+            who[j] = original;
+            who[from] = displaced;
+            at[original] = j;
+            at[displaced] = from;
         }
-        for (k, e) in old.into_iter().flatten() {
-            entries.insert(k, e);
-        }
-        self.entries = entries;
         for g in 0..self.groups.len() {
             self.touch(g * GROUP, true);
         }
         self.packs.clear();
     }
 
-    /// The groups at `indices` as they must be made.
-    pub fn stale_groups(&self, indices: impl Iterator<Item = usize>) -> Vec<StaleGroup<E>> {
-        indices
-            .filter_map(|g| {
-                let group = self.groups.get(g)?;
-                let slice = self
-                    .entries
-                    .get_range(g * GROUP..(g * GROUP + GROUP).min(self.len()))?;
-                Some(StaleGroup {
-                    index: g,
-                    generation: group.generation,
-                    entries: slice.values().cloned().collect(),
-                })
-            })
-            .collect()
+    /// The generation of group `index` and the fingerprint of its entries as they are now.
+    pub fn fingerprint_of(&self, index: usize, seed: u64) -> Option<(u64, Option<u128>)> {
+        let group = self.groups.get(index)?;
+        let slice = self
+            .entries
+            .get_range(index * GROUP..(index * GROUP + GROUP).min(self.len()))?;
+        Some((group.generation, fingerprint(slice.values(), seed)))
     }
 
     /// Runs of groups that have no pack and whose groups are all made and current: what the
@@ -715,5 +716,35 @@ mod tests {
         let last = want.pop().unwrap();
         want.insert(0, last);
         assert_eq!(served(&t, Freshness::Exact), want.concat());
+    }
+
+    #[test]
+    fn reordering_puts_entries_where_asked_and_keeps_every_key_found() {
+        let mut t: Table<String, Line> = Table::new(1);
+        for i in 0..200 {
+            t.insert(format!("k{i}"), Line(format!("{i}\n")));
+        }
+        let mut c = Compressor::default();
+        for v in t.view(Freshness::Exact) {
+            if let GroupView::Stale(s) = v {
+                let g = make_group(&s.entries, 1, &mut c, &mut Vec::new(), &mut Vec::new(), 0);
+                t.install(s.index, s.generation, &g);
+            }
+        }
+        assert!(stale(&t).is_empty());
+        // A shuffle (37 is prime to 200: every index once).
+        let order: Vec<usize> = (0..200).map(|i| (i * 37 + 11) % 200).collect();
+        t.reorder(&order);
+        let keys: Vec<String> = t.iter().map(|(k, _)| k.clone()).collect();
+        let want: Vec<String> = order.iter().map(|i| format!("k{i}")).collect();
+        assert_eq!(keys, want);
+        for i in 0..200 {
+            assert_eq!(t.get(&format!("k{i}")).unwrap().0, format!("{i}\n"));
+            assert_eq!(
+                t.index_of(&format!("k{i}")),
+                keys.iter().position(|k| *k == format!("k{i}"))
+            );
+        }
+        assert_eq!(stale(&t).len(), 200usize.div_ceil(GROUP));
     }
 }
