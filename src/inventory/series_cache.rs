@@ -122,6 +122,11 @@ pub struct Loaded {
     /// that made the rest unreadable.
     pub damaged_records: usize,
     pub unread_bytes: u64,
+    /// Where the time went: reading and checking the file, laying the store out in its
+    /// order, fingerprinting the groups and serving those that match.
+    pub took_reading: Duration,
+    pub took_laying_out: Duration,
+    pub took_matching: Duration,
 }
 
 /// Hands `keep` each record of `body` (the file after its header), in order, stopping at the
@@ -337,6 +342,9 @@ impl Inventory {
             damaged_records = loaded.damaged_records,
             unread_bytes = loaded.unread_bytes,
             took_ms = started.elapsed().as_millis() as u64,
+            reading_ms = loaded.took_reading.as_millis() as u64,
+            laying_out_ms = loaded.took_laying_out.as_millis() as u64,
+            matching_ms = loaded.took_matching.as_millis() as u64,
             "series cache loaded; the groups it does not cover are rendered by the first scrape"
         );
         if loaded.damaged_records > 0 {
@@ -359,6 +367,7 @@ impl Inventory {
         };
         // Read whole, in one buffer, that the groups' segments are slices of (the refresher
         // packs them soon, and the buffer goes back whole once the packs replaced them).
+        let started = Instant::now();
         let Ok(file) = std::fs::read(&cache.path) else {
             return loaded;
         };
@@ -375,8 +384,8 @@ impl Inventory {
             &mut loaded,
             |g| cached.push(g),
         );
-        // The store in the file's order: each group of the file whose backups are all here,
-        // whole, where it was; the rest after them.
+        loaded.took_reading = started.elapsed();
+        let started = Instant::now();
         // The store in the file's order: each group of the file whose backups are all here,
         // whole, where it was; the rest after them. Under the lock, on every core: nothing
         // else needs it this early, and a scrape is waiting for it.
@@ -408,6 +417,8 @@ impl Inventory {
         }
         order.extend((0..placed.len()).filter(|&i| !placed[i]));
         table.reorder(&order);
+        loaded.took_laying_out = started.elapsed();
+        let started = Instant::now();
         let now = on_cores(&expected, |(index, _, _)| {
             table.fingerprint_of(*index, cache.seed)
         });
@@ -419,6 +430,7 @@ impl Inventory {
                 }
             }
         }
+        loaded.took_matching = started.elapsed();
         loaded
     }
 
