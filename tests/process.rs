@@ -169,21 +169,15 @@ fn configuration_errors_exit_64_naming_the_value() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
 }
 
-/// The lines of `text` that `keep` keeps, sorted.
-fn sorted_lines(text: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .lines()
-        .filter(|l| keep(l))
-        .map(str::to_owned)
-        .collect();
+/// `lines`, owned and sorted.
+fn sorted<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = lines.into_iter().map(str::to_owned).collect();
     v.sort();
     v
 }
 
 fn deleted_lines(text: &str) -> Vec<String> {
-    sorted_lines(text, |l| {
-        l.starts_with("pxbackup_backup_deleted_timestamp_seconds{")
-    })
+    sorted(samples(text, "pxbackup_backup_deleted_timestamp_seconds"))
 }
 
 #[tokio::test]
@@ -268,9 +262,10 @@ async fn tombstones_survive_kill_9_and_a_torn_journal_is_reported() {
 
 /// The backups' series, in order, without the sidecar's own.
 fn backup_series(text: &str) -> Vec<String> {
-    sorted_lines(text, |l| {
-        l.starts_with("pxbackup_") && !l.starts_with("pxbackup_sidecar_")
-    })
+    sorted(
+        text.lines()
+            .filter(|l| l.starts_with("pxbackup_") && !l.starts_with("pxbackup_sidecar_")),
+    )
 }
 
 #[tokio::test]
