@@ -21,11 +21,36 @@ pub fn hostile_values() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A port on 127.0.0.1 that is free now and that no other call in this process hands out.
+/// Taken below the kernel's ephemeral range: a port from `bind(0)` is free only until the
+/// next outgoing connection (a test's own HTTP client) takes it as its source port, which
+/// made a sidecar fail now and then with "Address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .max(LOWEST + 1_000);
+    let span = ephemeral_start - LOWEST;
+    // Each test process starts somewhere else in the span: two binaries rarely run at once,
+    // but nothing forbids it.
+    let _ = NEXT.compare_exchange(
+        0,
+        fastrand::u32(1..span),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = LOWEST + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(port).expect("ports below the ephemeral range fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOWEST} and {ephemeral_start}");
 }
 
 pub fn bin() -> PathBuf {
