@@ -211,7 +211,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let mut len: Option<usize> = None;
+    let (mut len, mut chunked): (Option<usize>, bool) = (None, false);
     loop {
         line.clear();
         r.read_line(&mut line).expect("header");
@@ -223,6 +223,9 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &
             if k.eq_ignore_ascii_case("content-length") {
                 len = v.trim().parse().ok();
             }
+            if k.eq_ignore_ascii_case("transfer-encoding") && v.trim() == "chunked" {
+                chunked = true;
+            }
         }
     }
     let mut body = Vec::with_capacity(len.unwrap_or(0));
@@ -230,6 +233,15 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &
         Some(n) => {
             body.resize(n, 0);
             r.read_exact(&mut body).expect("body");
+        }
+        None if chunked => {
+            let mut raw = vec![0u8; 1 << 20];
+            let mut dechunk = Dechunk::default();
+            while !dechunk.done() {
+                let n = r.read(&mut raw).expect("body");
+                assert!(n > 0, "chunked body cut short");
+                dechunk.feed(&raw[..n], Some(&mut body));
+            }
         }
         None => {
             r.read_to_end(&mut body).expect("body");
@@ -267,14 +279,22 @@ fn timed_get(addr: SocketAddr, path: &str, headers: &[&str]) -> (f64, usize) {
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .expect("Content-Length");
+        let len: Option<usize> = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        });
+        let Some(len) = len else {
+            // Chunked (a plain-text scrape): the body's bytes are counted as they arrive.
+            let mut dechunk = Dechunk::default();
+            dechunk.feed(&buf[head_end..filled], None);
+            while !dechunk.done() {
+                let n = s.read(&mut buf[..]).expect("read");
+                assert!(n > 0, "body cut short");
+                dechunk.feed(&buf[..n], None);
+            }
+            return (t.elapsed().as_secs_f64(), dechunk.body);
+        };
         let mut got = filled - head_end;
         while got < len {
             let n = s.read(&mut buf[..]).expect("read");
@@ -283,6 +303,84 @@ fn timed_get(addr: SocketAddr, path: &str, headers: &[&str]) -> (f64, usize) {
         }
         (t.elapsed().as_secs_f64(), len)
     })
+}
+
+/// Reads a chunked body as it arrives, counting (and, if asked, keeping) its bytes.
+#[derive(Default)]
+struct Dechunk {
+    state: ChunkState,
+    size_line: Vec<u8>,
+    body: usize,
+}
+
+#[derive(Default, PartialEq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(usize),
+    DataEnd(usize),
+    Trailer,
+    Done,
+}
+
+impl Dechunk {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], mut keep: Option<&mut Vec<u8>>) {
+        while !bytes.is_empty() {
+            match self.state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(end) = bytes.iter().position(|&b| b == b'\n') else {
+                        self.size_line.extend_from_slice(bytes);
+                        return;
+                    };
+                    self.size_line.extend_from_slice(&bytes[..end]);
+                    bytes = &bytes[end + 1..];
+                    let line = String::from_utf8_lossy(&self.size_line).trim().to_owned();
+                    self.size_line.clear();
+                    if self.state == ChunkState::Trailer {
+                        if line.is_empty() {
+                            self.state = ChunkState::Done;
+                            return;
+                        }
+                        continue;
+                    }
+                    let hex = line.split(';').next().unwrap_or("");
+                    let size = usize::from_str_radix(hex, 16).expect("chunk size");
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let n = left.min(bytes.len());
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.extend_from_slice(&bytes[..n]);
+                    }
+                    self.body += n;
+                    bytes = &bytes[n..];
+                    self.state = if n == left {
+                        ChunkState::DataEnd(2)
+                    } else {
+                        ChunkState::Data(left - n)
+                    };
+                }
+                ChunkState::DataEnd(left) => {
+                    let n = left.min(bytes.len());
+                    bytes = &bytes[n..];
+                    self.state = if n == left {
+                        ChunkState::Size
+                    } else {
+                        ChunkState::DataEnd(left - n)
+                    };
+                }
+                ChunkState::Done => return,
+            }
+        }
+    }
 }
 
 const GZIP: &str = "Accept-Encoding: gzip";

@@ -170,10 +170,19 @@ fn fleet() -> Inventory {
     inv
 }
 
+/// The plain text of the fleet, written from the entries (a plain-text scrape); the text of
+/// the gzip body (inflated from the stored segments) is the same.
 fn render(format: Format) -> String {
     let inv = fleet();
     let telemetry = TelemetryMetrics::default();
-    String::from_utf8(exposition::encode(&inv.snapshot(), format, &[&telemetry])).unwrap()
+    let inflated = exposition::encode(&inv.snapshot(), format, &[&telemetry]);
+    let written = exposition::encode_text(inv.text_snapshot(), format, &[&telemetry]);
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&inflated),
+        "plain text written from the entries = the gzip body's text"
+    );
+    String::from_utf8(written).unwrap()
 }
 
 /// Compares with `tests/golden/NAME`; `UPDATE_GOLDEN=1` rewrites it.

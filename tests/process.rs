@@ -290,7 +290,11 @@ async fn a_graceful_restart_sends_the_series_cache_instead_of_rendering_again() 
         .map(|i| format!(r#"{{"type":"backup","op":"delete","uid":"uid-{i:03}"}}"#))
         .collect();
     assert_eq!(sc.push(&deletes.join("\n")).await.0, 200);
-    let before = backup_series(&sc.scrape().await);
+    let before = backup_series(&sc.scrape_gzip().await);
+    assert!(
+        backup_series(&sc.scrape().await) == before,
+        "plain text (written from the backups) = the gzip body's text (the stored segments)"
+    );
     let tombstones = before
         .iter()
         .filter(|l| l.starts_with("pxbackup_backup_deleted_timestamp_seconds"))
@@ -302,8 +306,9 @@ async fn a_graceful_restart_sends_the_series_cache_instead_of_rendering_again() 
 
     let mut sc = Sidecar::spawn(&args, logs.path());
     sc.ready().await;
-    let after = backup_series(&sc.scrape().await);
+    let after = backup_series(&sc.scrape_gzip().await);
     assert!(after == before, "the series after the restart differ");
+    assert!(backup_series(&sc.scrape().await) == before);
     let log = sc.log();
     assert!(
         log.lines()

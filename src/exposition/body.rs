@@ -1,11 +1,12 @@
-//! A scrape body, assembled from what the inventory keeps compressed.
+//! A scrape body.
 //!
 //! With gzip (what Prometheus always asks for) the body is a gzip member laid out from the
 //! stored segments as they are: a header, every segment, an empty final block, and a trailer
 //! whose CRC-32 is combined from the segments' own. Nothing the inventory already compressed is
 //! compressed again, and nothing is copied: the body is a list of shared buffers, streamed.
-//! Without gzip the segments are inflated on the fly into small chunks, so a scrape never holds
-//! the whole text.
+//! Without gzip the text is written a family at a time from the entries themselves (see
+//! `inventory::TextSnapshot`) on every core, in small chunks, so a scrape never holds the
+//! whole text.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -20,7 +21,7 @@ use crate::families::{self, Family};
 use crate::inventory::segment::{
     gzip_trailer, Checksum, Compressor, Inflater, Segment, DEFLATE_END, GZIP_HEADER,
 };
-use crate::inventory::Snapshot;
+use crate::inventory::{Snapshot, TextSnapshot};
 
 /// One piece of a scrape, in order.
 #[derive(Clone)]
@@ -112,75 +113,156 @@ impl Scrape {
         GzipBody::new(chunks)
     }
 
-    /// Length of the plain text.
-    pub fn text_len(&self) -> u64 {
-        let headers = compressed_headers(self.format);
-        let pieces: u64 = self
-            .pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Header(f) => headers.get(f.name).map_or(0, |s| s.len),
-                Piece::Series(s) => s.len,
-            })
-            .sum();
-        pieces + self.tail.len() as u64
-    }
-
-    /// The pieces cut into consecutive runs of about `chunk` bytes of text each, to be made
-    /// text independently (on several threads) and sent in order.
-    pub fn runs(&self, chunk: usize) -> Vec<std::ops::Range<usize>> {
-        let headers = compressed_headers(self.format);
-        let mut runs = Vec::new();
-        let (mut start, mut bytes) = (0, 0u64);
-        for (i, piece) in self.pieces.iter().enumerate() {
-            bytes += match piece {
-                Piece::Header(f) => headers.get(f.name).map_or(0, |s| s.len),
-                Piece::Series(s) => s.len,
-            };
-            if bytes >= chunk as u64 {
-                runs.push(start..i + 1);
-                (start, bytes) = (i + 1, 0);
-            }
-        }
-        // The last run (perhaps empty of pieces) carries the tail.
-        runs.push(start..self.pieces.len());
-        runs
-    }
-
-    /// The text of one run; the last run ends with the tail.
-    pub fn run_text(
-        &self,
-        run: std::ops::Range<usize>,
-        inflater: &mut Inflater,
-    ) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
-        let last = run.end == self.pieces.len();
-        let headers = compressed_headers(self.format);
-        let len: u64 = self.pieces[run.clone()]
-            .iter()
-            .map(|p| match p {
-                Piece::Header(f) => headers.get(f.name).map_or(0, |s| s.len),
-                Piece::Series(s) => s.len,
-            })
-            .sum::<u64>()
-            + if last { self.tail.len() as u64 } else { 0 };
-        // Sized up front: growing a quarter-megabyte buffer by doubling copies it again and
-        // again, which shows at a gigabyte a second.
-        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        for piece in &self.pieces[run] {
+    /// The whole plain text in one buffer, inflated from the segments a gzip scrape sends
+    /// (tests, and telemetry's small bodies).
+    pub fn text(&self) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
+        let mut inflater = Inflater::default();
+        let mut out = Vec::new();
+        for piece in &self.pieces {
             match piece {
                 Piece::Header(f) => write_header(&mut out, f, self.format),
                 Piece::Series(s) => inflater.inflate(s, &mut out)?,
             }
         }
-        if last {
-            out.extend_from_slice(&self.tail);
-        }
+        out.extend_from_slice(&self.tail);
         Ok(out)
     }
+}
 
-    /// The whole plain text in one buffer (tests, and telemetry's small bodies).
-    pub fn text(&self) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
-        self.run_text(0..self.pieces.len(), &mut Inflater::default())
+/// A plain-text scrape: the inventory's series written a family at a time, then `tail` (the
+/// sidecar's own families and the OpenMetrics `# EOF`).
+pub struct TextScrape {
+    format: Format,
+    snapshot: TextSnapshot,
+    tail: Vec<u8>,
+}
+
+/// What a run of a plain-text body holds, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TextPiece {
+    Header {
+        kind: usize,
+        family: usize,
+    },
+    Series {
+        kind: usize,
+        family: usize,
+        groups: std::ops::Range<usize>,
+    },
+    Tail,
+}
+
+/// Consecutive pieces of a plain-text body, made into text by one producer.
+#[derive(Clone, Debug, Default)]
+struct TextRun {
+    pieces: Vec<TextPiece>,
+    /// About how much text they make (for sizing the buffer).
+    estimate: usize,
+}
+
+/// What a group's text of one family is taken to be when the store cannot say (it changed
+/// since it was last made): runs are cut by it, nothing depends on it being right.
+const UNKNOWN_GROUP_TEXT: u64 = 16 * 1024;
+
+impl TextScrape {
+    pub fn new(snapshot: TextSnapshot, format: Format, mut tail: Vec<u8>) -> TextScrape {
+        write_trailer(&mut tail, format);
+        TextScrape {
+            format,
+            snapshot,
+            tail,
+        }
+    }
+
+    /// The body cut into consecutive runs of about `chunk` bytes of text each, to be made
+    /// text independently (on several threads) and sent in order.
+    fn runs(&self, chunk: usize) -> Vec<TextRun> {
+        let chunk = chunk as u64;
+        let mut runs = Vec::new();
+        let mut run = TextRun::default();
+        let mut bytes = 0u64;
+        let close = |run: &mut TextRun, bytes: &mut u64, runs: &mut Vec<TextRun>| {
+            run.estimate = usize::try_from(*bytes).unwrap_or(usize::MAX);
+            runs.push(std::mem::take(run));
+            *bytes = 0;
+        };
+        for (k, kind) in self.snapshot.kinds.iter().enumerate() {
+            let groups = kind.groups.groups();
+            for f in 0..kind.families.len() {
+                run.pieces.push(TextPiece::Header { kind: k, family: f });
+                bytes += 256;
+                let mut start = 0;
+                for g in 0..groups {
+                    bytes += kind.groups.known_len(f, g).unwrap_or(UNKNOWN_GROUP_TEXT);
+                    if bytes >= chunk {
+                        run.pieces.push(TextPiece::Series {
+                            kind: k,
+                            family: f,
+                            groups: start..g + 1,
+                        });
+                        start = g + 1;
+                        close(&mut run, &mut bytes, &mut runs);
+                    }
+                }
+                if start < groups {
+                    run.pieces.push(TextPiece::Series {
+                        kind: k,
+                        family: f,
+                        groups: start..groups,
+                    });
+                }
+            }
+        }
+        run.pieces.push(TextPiece::Tail);
+        bytes += self.tail.len() as u64;
+        close(&mut run, &mut bytes, &mut runs);
+        runs
+    }
+
+    /// The text of one run.
+    fn run_text(&self, run: &TextRun, out: &mut Vec<u8>) {
+        for piece in &run.pieces {
+            match piece {
+                TextPiece::Header { kind, family } => {
+                    if let Some(f) = self
+                        .snapshot
+                        .kinds
+                        .get(*kind)
+                        .and_then(|k| k.families.get(*family))
+                    {
+                        write_header(out, f, self.format);
+                    }
+                }
+                TextPiece::Series {
+                    kind,
+                    family,
+                    groups,
+                } => {
+                    if let Some(k) = self.snapshot.kinds.get(*kind) {
+                        k.groups.render(*family, groups.clone(), out);
+                    }
+                }
+                TextPiece::Tail => out.extend_from_slice(&self.tail),
+            }
+        }
+    }
+
+    /// The text in runs of about `chunk` bytes, on this thread, each handed to `each` (a
+    /// buffer reused from run to run).
+    pub fn write_chunks(&self, chunk: usize, mut each: impl FnMut(&[u8])) {
+        let mut out = Vec::new();
+        for run in self.runs(chunk) {
+            out.clear();
+            self.run_text(&run, &mut out);
+            each(&out);
+        }
+    }
+
+    /// The whole text in one buffer (tests, tools).
+    pub fn text(&self) -> Vec<u8> {
+        let mut text = Vec::new();
+        self.write_chunks(1 << 20, |chunk| text.extend_from_slice(chunk));
+        text
     }
 }
 
@@ -267,17 +349,18 @@ impl http_body::Body for GzipBody {
     }
 }
 
-/// A plain body fed by producers inflating runs of segments on blocking threads, each a few
-/// chunks ahead of the network at most: run `i` comes from producer `i % producers`, so the
-/// body reads them back in order.
+/// A plain body fed by producers writing runs of text on blocking threads, each a few chunks
+/// ahead of the network at most: run `i` comes from producer `i % producers`, so the body
+/// reads them back in order. Its length is not known before it is written: it goes out
+/// chunked.
 pub struct TextBody {
     producers: Vec<tokio::sync::mpsc::Receiver<Bytes>>,
     next: usize,
-    remaining: u64,
+    runs: usize,
 }
 
-/// A producer could not finish the body (a damaged segment): the response ends short, which
-/// the scraper sees as a failed scrape instead of wrong data.
+/// A producer could not finish the body: the response ends short, which the scraper sees as
+/// a failed scrape instead of wrong data.
 #[derive(Debug, thiserror::Error)]
 #[error("the scrape body ended early")]
 pub struct BodyCut;
@@ -285,28 +368,22 @@ pub struct BodyCut;
 impl TextBody {
     /// Starts `producers` blocking tasks that make the text of `scrape` in runs of about
     /// `chunk` bytes, each at most `ahead` runs ahead of what was sent.
-    pub fn spawn(scrape: Scrape, chunk: usize, producers: usize, ahead: usize) -> TextBody {
-        let remaining = scrape.text_len();
-        let scrape = std::sync::Arc::new(scrape);
+    pub fn spawn(scrape: TextScrape, chunk: usize, producers: usize, ahead: usize) -> TextBody {
         let runs = std::sync::Arc::new(scrape.runs(chunk));
+        let scrape = std::sync::Arc::new(scrape);
         let producers = producers.clamp(1, runs.len().max(1));
         let receivers = (0..producers)
             .map(|p| {
                 let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
                 let (scrape, runs) = (scrape.clone(), runs.clone());
                 tokio::task::spawn_blocking(move || {
-                    let mut inflater = Inflater::default();
                     for run in runs.iter().skip(p).step_by(producers) {
-                        match scrape.run_text(run.clone(), &mut inflater) {
-                            Ok(text) => {
-                                if tx.blocking_send(Bytes::from(text)).is_err() {
-                                    return; // the scraper went away
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "a scrape could not be assembled; the response is cut short");
-                                return;
-                            }
+                        // Sized up front: growing a quarter-megabyte buffer by doubling copies
+                        // it again and again, which shows at gigabytes a second.
+                        let mut text = Vec::with_capacity(run.estimate + run.estimate / 8);
+                        scrape.run_text(run, &mut text);
+                        if tx.blocking_send(Bytes::from(text)).is_err() {
+                            return; // the scraper went away
                         }
                     }
                 });
@@ -316,7 +393,7 @@ impl TextBody {
         TextBody {
             producers: receivers,
             next: 0,
-            remaining,
+            runs: runs.len(),
         }
     }
 }
@@ -329,28 +406,32 @@ impl http_body::Body for TextBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.producers.len();
-        let next = self.next;
-        match self.producers[next % n].poll_recv(cx) {
-            Poll::Ready(Some(c)) => {
-                self.next += 1;
-                self.remaining = self.remaining.saturating_sub(c.len() as u64);
-                Poll::Ready(Some(Ok(Frame::data(c))))
+        loop {
+            if self.next >= self.runs {
+                return Poll::Ready(None);
             }
-            Poll::Ready(None) => Poll::Ready(Some(Err(BodyCut))),
-            Poll::Pending => Poll::Pending,
+            let n = self.producers.len();
+            let next = self.next;
+            match self.producers[next % n].poll_recv(cx) {
+                Poll::Ready(Some(c)) => {
+                    self.next += 1;
+                    // A run with no text (families without series) sends nothing.
+                    if !c.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(c))));
+                    }
+                }
+                // The producer stopped before its last run: it panicked.
+                Poll::Ready(None) => {
+                    tracing::error!("a scrape could not be written; the response is cut short");
+                    return Poll::Ready(Some(Err(BodyCut)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        self.next >= self.runs
     }
 }
 

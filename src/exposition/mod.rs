@@ -8,8 +8,8 @@ pub mod server;
 
 pub use crate::families::text::{accepts_gzip, header_accepts, Format, Value};
 use crate::families::{text, Family};
-use crate::inventory::Snapshot;
-pub use body::Scrape;
+use crate::inventory::{Snapshot, TextSnapshot};
+pub use body::{Scrape, TextScrape};
 
 /// Something that exports its own families at scrape time (the sidecar's self metrics,
 /// telemetry). Each collector writes whole families: a family is never split across two.
@@ -38,7 +38,15 @@ impl<'a> FamilyWriter<'a> {
         text::write_header(self.out, family, self.format);
         for (values, value) in samples {
             debug_assert_eq!(values.len(), family.labels.len(), "{}", family.name);
-            text::write_sample_parts(self.out, family, &[], family.labels, values, value);
+            text::write_sample_parts(
+                self.out,
+                family,
+                &[],
+                family.labels,
+                values,
+                value,
+                text::Escape::Check,
+            );
         }
     }
 
@@ -50,7 +58,15 @@ impl<'a> FamilyWriter<'a> {
     ) {
         text::write_header(self.out, family, self.format);
         for (label_value, value) in samples {
-            text::write_sample_parts(self.out, family, &[], family.labels, &[label_value], value);
+            text::write_sample_parts(
+                self.out,
+                family,
+                &[],
+                family.labels,
+                &[label_value],
+                value,
+                text::Escape::Check,
+            );
         }
     }
 
@@ -70,7 +86,18 @@ pub fn collect(format: Format, collectors: &[&dyn Collector]) -> Vec<u8> {
     out
 }
 
-/// A whole scrape as plain text in one buffer: tests, and telemetry's preview.
+/// A whole plain-text scrape in one buffer, written from the entries as a plain-text scrape
+/// over HTTP is (tests, tools).
+pub fn encode_text(
+    snapshot: TextSnapshot,
+    format: Format,
+    collectors: &[&dyn Collector],
+) -> Vec<u8> {
+    TextScrape::new(snapshot, format, collect(format, collectors)).text()
+}
+
+/// A whole scrape as plain text in one buffer, inflated from the segments a gzip scrape sends:
+/// tests, and telemetry's preview.
 pub fn encode(snapshot: &Snapshot, format: Format, collectors: &[&dyn Collector]) -> Vec<u8> {
     let scrape = Scrape::new(snapshot, format, collect(format, collectors));
     match scrape.text() {

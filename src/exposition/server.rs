@@ -20,7 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::body::{GzipBody, InFlight, Scrape, TextBody};
+use super::body::{GzipBody, InFlight, Scrape, TextBody, TextScrape};
 use super::self_metrics::ScrapeDuration;
 use super::{accepts_gzip, collect, Collector, Format};
 use crate::inventory::Inventory;
@@ -56,37 +56,44 @@ pub fn metrics_router(ctx: MetricsContext) -> Router {
         .with_state(Arc::new(ctx))
 }
 
-/// Assembles one scrape: the inventory's series (stale groups rendered again first) and the
-/// sidecar's own families. Blocking: run it off the async workers.
+/// Assembles one gzip scrape: the inventory's series (stale groups rendered again first) and
+/// the sidecar's own families. Blocking: run it off the async workers.
 pub fn prepare(ctx: &MetricsContext, format: Format) -> Scrape {
     let started = Instant::now();
     let snapshot = ctx.inventory.snapshot_for_scrape();
-    let collectors: Vec<&dyn Collector> = ctx.collectors.iter().map(|c| c.as_ref()).collect();
-    let tail = collect(format, &collectors);
-    let scrape = Scrape::new(&snapshot, format, tail);
+    let scrape = Scrape::new(&snapshot, format, own_families(ctx, format));
     ctx.scrape_duration.record(started.elapsed());
     scrape
 }
 
-/// One whole scrape as plain text (tests, tools).
-pub fn scrape(ctx: &MetricsContext, format: Format) -> Vec<u8> {
-    match prepare(ctx, format).text() {
-        Ok(text) => text,
-        Err(e) => {
-            tracing::error!(error = %e, "a scrape could not be assembled");
-            Vec::new()
-        }
-    }
+/// Assembles one plain-text scrape: the inventory's entries as they are (rendered as the body
+/// is sent) and the sidecar's own families. Blocking: run it off the async workers.
+pub fn prepare_text(ctx: &MetricsContext, format: Format) -> TextScrape {
+    let started = Instant::now();
+    let snapshot = ctx.inventory.text_snapshot();
+    let scrape = TextScrape::new(snapshot, format, own_families(ctx, format));
+    ctx.scrape_duration.record(started.elapsed());
+    scrape
 }
 
-/// Plain text goes out in chunks of this size, inflated on every core, each producer at most
+fn own_families(ctx: &MetricsContext, format: Format) -> Vec<u8> {
+    let collectors: Vec<&dyn Collector> = ctx.collectors.iter().map(|c| c.as_ref()).collect();
+    collect(format, &collectors)
+}
+
+/// One whole scrape as plain text (tests, tools).
+pub fn scrape(ctx: &MetricsContext, format: Format) -> Vec<u8> {
+    prepare_text(ctx, format).text()
+}
+
+/// Plain text goes out in chunks of this size, written on every core, each producer at most
 /// a couple of chunks ahead of the network (bounded memory however large the body).
 const TEXT_CHUNK: usize = 256 * 1024;
 const TEXT_CHUNKS_AHEAD: usize = 2;
 
 enum Prepared {
     Gzip(GzipBody),
-    Text(Scrape),
+    Text(TextScrape),
 }
 
 async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> Response {
@@ -100,24 +107,22 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     // From here until the body is sent, the applier and the background refresher give way.
     let scrape = ctx.inventory.scrape_started();
     let prepared = tokio::task::spawn_blocking(move || {
-        let scrape = prepare(&ctx, format);
         if gzip {
-            Prepared::Gzip(scrape.gzip())
+            Prepared::Gzip(prepare(&ctx, format).gzip())
         } else {
-            Prepared::Text(scrape)
+            Prepared::Text(prepare_text(&ctx, format))
         }
     })
     .await;
     let (body, len) = match prepared {
         Ok(Prepared::Gzip(body)) => {
             let len = body.len();
-            (Body::new(InFlight::new(body, scrape)), len)
+            (Body::new(InFlight::new(body, scrape)), Some(len))
         }
         Ok(Prepared::Text(text)) => {
-            let len = text.text_len();
             let producers = std::thread::available_parallelism().map_or(1, |n| n.get());
             let body = TextBody::spawn(text, TEXT_CHUNK, producers, TEXT_CHUNKS_AHEAD);
-            (Body::new(InFlight::new(body, scrape)), len)
+            (Body::new(InFlight::new(body, scrape)), None)
         }
         Err(e) => {
             tracing::error!(error = %e, "scrape task failed");
@@ -130,7 +135,11 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    // Plain text is written as it is sent: its length is not known before, and it goes out
+    // chunked.
+    if let Some(len) = len {
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
     h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));

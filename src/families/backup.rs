@@ -6,9 +6,16 @@
 //! Counts are sample values of their own gauges, never label values: a label that changes
 //! with every run would start a new series each time.
 
-use super::{Family, Generator, KindFamilies, Samples, Value};
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+use super::{Escape, Family, Generator, KindFamilies, LabelValues, Rows, Samples, Value};
 use crate::labels;
 use crate::model::{elapsed_secs, Backup, BackupStatus, Timestamp};
+use crate::persistence::{
+    BackupView, Head, List, NamespaceResourcesView, Next, Parts, ResourceTypeView, Summary, Times,
+    VolumeView,
+};
 
 /// Labels that identify a backup, first on every one of its series.
 pub const IDENTITY: &[&str] = &[
@@ -19,13 +26,6 @@ pub const IDENTITY: &[&str] = &[
     "cluster_uid",
     "schedule_name",
 ];
-
-/// A backup as it is exported.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BackupRow {
-    pub backup: Backup,
-    pub state: BackupState,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackupState {
@@ -40,61 +40,141 @@ pub enum BackupState {
     },
 }
 
-const DELETED: &str = "Deleted";
+/// The rows of backups: a stored backup read in place, with its state.
+pub struct Backups;
 
-impl BackupRow {
+impl Rows for Backups {
+    type Row<'a> = BackupRow<'a>;
+}
+
+/// A backup as it is exported: its stored encoding, read in place a section at a time as far
+/// as a family needs it (its identity at once, every family needs that), and its state.
+pub struct BackupRow<'a> {
+    pub state: BackupState,
+    head: Head<'a>,
+    after_head: Next<'a, Summary<'a>>,
+    summary: OnceCell<(Summary<'a>, Next<'a, List<'a, VolumeView<'a>>>)>,
+    volumes: OnceCell<(List<'a, VolumeView<'a>>, Next<'a, Times>)>,
+    times: OnceCell<(Times, Next<'a, Parts<'a>>)>,
+    parts: OnceCell<Parts<'a>>,
+}
+
+/// How a stored backup's strings are written: checked once, when it is stored, so that
+/// rendering it (once per family in a plain-text scrape) never looks at them again. Only a
+/// backup that `BackupView::parse_checked` accepts is rendered.
+pub fn escape_of(view: &BackupView<'_>) -> Escape {
+    let mut escape = Escape::Verbatim;
+    view.strings(|s| {
+        if super::text::needs_escaping(s) {
+            escape = Escape::Check;
+        }
+    });
+    escape
+}
+
+const DELETED: &[u8] = b"Deleted";
+
+fn text(s: &'static str) -> &'static [u8] {
+    s.as_bytes()
+}
+
+impl<'a> BackupRow<'a> {
+    /// `object` must be what `BackupView::parse_checked` accepted (stored bytes never change):
+    /// what does not decode reads as empty from where it breaks.
+    pub fn new(object: &'a [u8], state: BackupState) -> Self {
+        let (head, after_head) = Head::read(object);
+        BackupRow {
+            state,
+            head,
+            after_head,
+            summary: OnceCell::new(),
+            volumes: OnceCell::new(),
+            times: OnceCell::new(),
+            parts: OnceCell::new(),
+        }
+    }
+
+    // Each section is read once, at the first field a family needs from it, after the
+    // sections before it.
+    fn summary_section(&self) -> &(Summary<'a>, Next<'a, List<'a, VolumeView<'a>>>) {
+        self.summary.get_or_init(|| self.after_head.read())
+    }
+    fn volumes_section(&self) -> &(List<'a, VolumeView<'a>>, Next<'a, Times>) {
+        self.volumes.get_or_init(|| self.summary_section().1.read())
+    }
+    fn times_section(&self) -> &(Times, Next<'a, Parts<'a>>) {
+        self.times.get_or_init(|| self.volumes_section().1.read())
+    }
+
+    fn summary(&self) -> &Summary<'a> {
+        &self.summary_section().0
+    }
+    fn volumes(&self) -> &List<'a, VolumeView<'a>> {
+        &self.volumes_section().0
+    }
+    fn times(&self) -> &Times {
+        &self.times_section().0
+    }
+    fn parts(&self) -> &Parts<'a> {
+        self.parts.get_or_init(|| self.times_section().1.read().0)
+    }
+
     fn live(&self) -> bool {
         matches!(self.state, BackupState::Live { .. })
     }
 
     /// `status` of the backup's own info series.
-    fn status(&self) -> &'static str {
+    fn status(&self) -> &'static [u8] {
         match self.state {
-            BackupState::Live { .. } => self.backup.status.as_str(),
+            BackupState::Live { .. } => text(self.summary().status.as_str()),
             BackupState::Deleted { .. } => DELETED,
         }
     }
 
     /// `status` of a part's info series (a volume, a VM, a namespace): its own while the
     /// backup is live (the backup's when the part has none), Deleted once the backup is.
-    fn part_status(&self, own: Option<&'static str>) -> &'static str {
+    fn part_status(&self, own: Option<&'static str>) -> &'static [u8] {
         match self.state {
-            BackupState::Live { .. } => own.unwrap_or(self.backup.status.as_str()),
+            BackupState::Live { .. } => text(own.unwrap_or(self.summary().status.as_str())),
             BackupState::Deleted { .. } => DELETED,
         }
     }
 
     /// `previous_status`, one value for every info series of the backup so that joins on it
     /// agree.
-    fn previous(&self) -> &'static str {
+    fn previous(&self) -> &'static [u8] {
         match self.state {
             BackupState::Live { previous: Some(p) }
-                if p.is_terminal() && !self.backup.status.is_terminal() =>
+                if p.is_terminal() && !self.summary().status.is_terminal() =>
             {
-                p.as_str()
+                text(p.as_str())
             }
-            BackupState::Live { .. } => "",
-            BackupState::Deleted { previous, .. } => previous.as_str(),
+            BackupState::Live { .. } => b"",
+            BackupState::Deleted { previous, .. } => text(previous.as_str()),
         }
     }
 
     /// The namespaces of the backup as one label value: PX-Backup's alert rules template
     /// `backup_namespace`; a backup of several namespaces joins them with commas.
-    fn namespaces(&self) -> String {
-        self.backup.namespaces.join(",")
+    fn namespaces(&self) -> Cow<'a, [u8]> {
+        let namespaces = self.summary().namespaces;
+        match namespaces.single() {
+            Some(one) => Cow::Borrowed(one),
+            None => Cow::Owned(namespaces.iter().collect::<Vec<_>>().join(&b',')),
+        }
     }
 }
 
-fn identity(r: &BackupRow) -> Vec<&str> {
-    let b = &r.backup;
-    vec![
-        &b.owner.org_id,
-        &b.name,
-        &b.uid,
-        &b.owner.cluster,
-        &b.owner.cluster_uid,
-        &b.schedule_name,
-    ]
+fn identity<'r>(r: &'r BackupRow<'_>) -> LabelValues<'r> {
+    let b = &r.head;
+    LabelValues::from([
+        b.org_id,
+        b.name,
+        b.uid,
+        b.cluster,
+        b.cluster_uid,
+        b.schedule_name,
+    ])
 }
 
 fn uint(v: Option<u64>) -> Option<Value> {
@@ -102,15 +182,19 @@ fn uint(v: Option<u64>) -> Option<Value> {
 }
 
 /// A gauge of a live backup.
-fn live(s: &mut Samples<'_>, r: &BackupRow, value: Option<Value>) {
+fn live<'a>(
+    s: &mut Samples<'_>,
+    r: &BackupRow<'a>,
+    value: impl FnOnce(&BackupRow<'a>) -> Option<Value>,
+) {
     if r.live() {
-        s.push_some(&[], value);
+        s.push_some(&[], value(r));
     }
 }
 
 pub const DELETED_TIMESTAMP_LABELS: &[&str] = labels!(IDENTITY, "previous_status");
 
-pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
+pub static FAMILIES: KindFamilies<Backups> = KindFamilies {
     identity: IDENTITY,
     identity_values: identity,
     generators: &[
@@ -122,12 +206,12 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "backup_namespace", "backup_location", "backup_object_type", "status", "previous_status"),
             ),
             generate: |r, s| {
-                let b = &r.backup;
+                let b = r.summary();
                 s.push(
                     &[
                         &r.namespaces(),
-                        &b.backup_location,
-                        &b.backup_object_type,
+                        b.backup_location,
+                        b.backup_object_type,
                         r.status(),
                         r.previous(),
                     ],
@@ -142,14 +226,14 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "volume", "pvc", "pvc_namespace", "storage_class", "driver", "status", "previous_status"),
             ),
             generate: |r, s| {
-                for v in &r.backup.volumes {
+                for v in r.volumes() {
                     s.push(
                         &[
-                            &v.volume,
-                            &v.pvc,
-                            &v.pvc_namespace,
-                            &v.storage_class,
-                            &v.driver,
+                            v.volume,
+                            v.pvc,
+                            v.pvc_namespace,
+                            v.storage_class,
+                            v.driver,
                             r.part_status(v.status.map(BackupStatus::as_str)),
                             r.previous(),
                         ],
@@ -165,12 +249,12 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "virtual_machine", "virtual_machine_namespace", "os_name", "status", "previous_status"),
             ),
             generate: |r, s| {
-                for vm in &r.backup.virtual_machines {
+                for vm in &r.parts().virtual_machines {
                     s.push(
                         &[
-                            &vm.name,
-                            &vm.namespace,
-                            &vm.os_name,
+                            vm.name,
+                            vm.namespace,
+                            vm.os_name,
                             r.part_status(vm.status.map(BackupStatus::as_str)),
                             r.previous(),
                         ],
@@ -186,15 +270,16 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "resource_group", "resource_version", "resource_kind", "resource_name", "resource_namespace", "virtual_machine", "status", "previous_status"),
             ),
             generate: |r, s| {
-                for res in &r.backup.vm_resources {
+                for res in &r.parts().vm_resources {
+                    let vms = res.virtual_machines.iter().collect::<Vec<_>>().join(&b',');
                     s.push(
                         &[
-                            &res.group,
-                            &res.version,
-                            &res.kind,
-                            &res.name,
-                            &res.namespace,
-                            &res.virtual_machines.join(","),
+                            res.group,
+                            res.version,
+                            res.kind,
+                            res.name,
+                            res.namespace,
+                            &vms,
                             r.status(),
                             r.previous(),
                         ],
@@ -210,10 +295,10 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "backup_namespace", "status", "previous_status"),
             ),
             generate: |r, s| {
-                for ns in &r.backup.namespace_resources {
+                for ns in &r.parts().namespace_resources {
                     s.push(
                         &[
-                            &ns.namespace,
+                            ns.namespace,
                             r.part_status(ns.status.map(|st| st.as_str())),
                             r.previous(),
                         ],
@@ -229,10 +314,10 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 labels!(IDENTITY, "backup_namespace", "resource_type", "status", "previous_status"),
             ),
             generate: |r, s| {
-                for ns in &r.backup.namespace_resources {
+                for ns in &r.parts().namespace_resources {
                     let status = r.part_status(ns.status.map(|st| st.as_str()));
                     for t in &ns.resource_types {
-                        s.push(&[&ns.namespace, &t.name, status, r.previous()], Value::Int(1));
+                        s.push(&[ns.namespace, t.name, status, r.previous()], Value::Int(1));
                     }
                 }
             },
@@ -246,7 +331,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
             ),
             generate: |r, s| {
                 if r.live() {
-                    s.push(&[&r.namespaces()], Value::Int(r.backup.status.value()));
+                    s.push(&[&r.namespaces()], Value::Int(r.summary().status.value()));
                 }
             },
         },
@@ -256,7 +341,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 "Total size of the backup in bytes",
                 IDENTITY,
             ),
-            generate: |r, s| live(s, r, uint(r.backup.size_bytes)),
+            generate: |r, s| live(s, r, |b| uint(b.summary().size_bytes)),
         },
         Generator {
             family: Family::gauge(
@@ -265,8 +350,10 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 IDENTITY,
             ),
             generate: |r, s| {
-                let b = &r.backup;
-                live(s, r, elapsed_secs(b.created_at, b.completed_at).map(Value::Float));
+                live(s, r, |b| {
+                    let t = b.times();
+                    elapsed_secs(t.created_at, t.completed_at).map(Value::Float)
+                });
             },
         },
         Generator {
@@ -275,7 +362,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 "Number of volumes in the backup",
                 IDENTITY,
             ),
-            generate: |r, s| live(s, r, Some(Value::Uint(r.backup.volumes.len() as u64))),
+            generate: |r, s| live(s, r, |b| Some(Value::Uint(b.volumes().len() as u64))),
         },
         Generator {
             family: Family::gauge(
@@ -283,7 +370,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 "Number of Kubernetes resources in the backup",
                 IDENTITY,
             ),
-            generate: |r, s| live(s, r, uint(r.backup.resource_count)),
+            generate: |r, s| live(s, r, |b| uint(b.summary().resource_count)),
         },
         Generator {
             family: Family::gauge(
@@ -291,7 +378,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 "Number of Kubernetes resources of the backup that failed",
                 IDENTITY,
             ),
-            generate: |r, s| live(s, r, uint(r.backup.failed_resource_count)),
+            generate: |r, s| live(s, r, |b| uint(b.times().failed_resource_count)),
         },
         Generator {
             family: Family::gauge(
@@ -299,7 +386,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 "Number of volumes of the backup that failed",
                 IDENTITY,
             ),
-            generate: |r, s| live(s, r, uint(r.backup.failed_volume_count)),
+            generate: |r, s| live(s, r, |b| uint(b.times().failed_volume_count)),
         },
         Generator {
             family: Family::gauge(
@@ -308,7 +395,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 IDENTITY,
             ),
             generate: |r, s| {
-                live(s, r, r.backup.created_at.map(|t| Value::Float(t.as_secs_f64())));
+                live(s, r, |b| b.times().created_at.map(|t| Value::Float(t.as_secs_f64())));
             },
         },
         Generator {
@@ -318,7 +405,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 IDENTITY,
             ),
             generate: |r, s| {
-                live(s, r, r.backup.completed_at.map(|t| Value::Float(t.as_secs_f64())));
+                live(s, r, |b| b.times().completed_at.map(|t| Value::Float(t.as_secs_f64())));
             },
         },
         Generator {
@@ -385,7 +472,7 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
                 } = r.state
                 {
                     s.push(
-                        &[previous.as_str()],
+                        &[text(previous.as_str())],
                         Value::Float(deleted_at.as_secs_f64()),
                     );
                 }
@@ -395,29 +482,29 @@ pub static FAMILIES: KindFamilies<BackupRow> = KindFamilies {
 };
 
 fn per_namespace(
-    r: &BackupRow,
+    r: &BackupRow<'_>,
     s: &mut Samples<'_>,
-    count: fn(&crate::model::NamespaceResources) -> Option<u64>,
+    count: fn(&NamespaceResourcesView<'_>) -> Option<u64>,
 ) {
     if !r.live() {
         return;
     }
-    for ns in &r.backup.namespace_resources {
-        s.push_some(&[&ns.namespace], uint(count(ns)));
+    for ns in &r.parts().namespace_resources {
+        s.push_some(&[ns.namespace], uint(count(&ns)));
     }
 }
 
 fn per_resource_type(
-    r: &BackupRow,
+    r: &BackupRow<'_>,
     s: &mut Samples<'_>,
-    count: fn(&crate::model::ResourceType) -> Option<u64>,
+    count: fn(&ResourceTypeView<'_>) -> Option<u64>,
 ) {
     if !r.live() {
         return;
     }
-    for ns in &r.backup.namespace_resources {
+    for ns in &r.parts().namespace_resources {
         for t in &ns.resource_types {
-            s.push_some(&[&ns.namespace, &t.name], uint(count(t)));
+            s.push_some(&[ns.namespace, t.name], uint(count(&t)));
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod text;
 
 use serde::Serialize;
 
-pub use text::{Format, Value};
+pub use text::{Escape, Format, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,21 +87,65 @@ macro_rules! labels {
     }};
 }
 
+/// What the generators of a kind read: `Row<'a>`, which may borrow from stored bytes (a
+/// backup is rendered in place from its stored encoding).
+pub trait Rows: 'static {
+    type Row<'a>;
+}
+
+/// The rows of kinds kept as they are: the object itself.
+pub struct Owned<T>(std::marker::PhantomData<T>);
+
+impl<T: 'static> Rows for Owned<T> {
+    type Row<'a> = T;
+}
+
 /// One family of an object kind: its description and how one object renders into it.
-pub struct Generator<T: ?Sized + 'static> {
+pub struct Generator<K: Rows> {
     pub family: Family,
-    pub generate: fn(&T, &mut Samples<'_>),
+    pub generate: for<'a, 'r> fn(&'r K::Row<'a>, &mut Samples<'_>),
+}
+
+/// The most identity labels a kind has.
+pub const MAX_IDENTITY: usize = 8;
+
+/// Label values of an object, borrowed from it, without allocating.
+#[derive(Clone, Copy)]
+pub struct LabelValues<'r> {
+    values: [&'r [u8]; MAX_IDENTITY],
+    len: usize,
+}
+
+impl<'r> LabelValues<'r> {
+    pub fn as_slice(&self) -> &[&'r [u8]] {
+        &self.values[..self.len]
+    }
+}
+
+impl<'r, const N: usize> From<[&'r [u8]; N]> for LabelValues<'r> {
+    fn from(list: [&'r [u8]; N]) -> Self {
+        const { assert!(N <= MAX_IDENTITY) };
+        let mut values: [&'r [u8]; MAX_IDENTITY] = [&[]; MAX_IDENTITY];
+        values[..N].copy_from_slice(&list);
+        LabelValues { values, len: N }
+    }
+}
+
+impl<'r, const N: usize> From<[&'r str; N]> for LabelValues<'r> {
+    fn from(list: [&'r str; N]) -> Self {
+        LabelValues::from(list.map(str::as_bytes))
+    }
 }
 
 /// The families of one kind of object: the identity labels every series of the kind starts
 /// with, how to read them off an object, and the generators in exposition order.
-pub struct KindFamilies<T: ?Sized + 'static> {
+pub struct KindFamilies<K: Rows> {
     pub identity: &'static [&'static str],
-    pub identity_values: for<'a> fn(&'a T) -> Vec<&'a str>,
-    pub generators: &'static [Generator<T>],
+    pub identity_values: for<'a, 'r> fn(&'r K::Row<'a>) -> LabelValues<'r>,
+    pub generators: &'static [Generator<K>],
 }
 
-impl<T: ?Sized> KindFamilies<T> {
+impl<K: Rows> KindFamilies<K> {
     pub fn len(&self) -> usize {
         self.generators.len()
     }
@@ -112,56 +156,107 @@ impl<T: ?Sized> KindFamilies<T> {
         self.generators.iter().map(|g| &g.family)
     }
 
-    /// Appends `object`'s series of family `i` to `outs[i]`, for every family: the identity
-    /// labels are escaped once per object, not once per series.
-    pub fn render(&self, object: &T, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
+    fn write_identity(&self, row: &K::Row<'_>, escape: Escape, out: &mut Vec<u8>) {
+        let values = (self.identity_values)(row);
+        debug_assert_eq!(values.len, self.identity.len());
+        text::write_labels(out, self.identity, values.as_slice(), true, escape);
+    }
+
+    /// Appends `row`'s series of family `i` to `outs[i]`, for every family: the identity
+    /// labels are written once per object, not once per series.
+    pub fn render(
+        &self,
+        row: &K::Row<'_>,
+        escape: Escape,
+        identity: &mut Vec<u8>,
+        outs: &mut [Vec<u8>],
+    ) {
         identity.clear();
-        let values = (self.identity_values)(object);
-        debug_assert_eq!(values.len(), self.identity.len());
-        let pairs: Vec<(&str, &str)> = self.identity.iter().copied().zip(values).collect();
-        text::write_labels(identity, &pairs, true);
+        self.write_identity(row, escape, identity);
         for (generator, out) in self.generators.iter().zip(outs.iter_mut()) {
             let mut samples = Samples {
                 out,
                 family: &generator.family,
-                identity,
                 extra: &generator.family.labels[self.identity.len()..],
+                escape,
+                identity: IdentityText::Written(identity),
             };
-            (generator.generate)(object, &mut samples);
+            (generator.generate)(row, &mut samples);
         }
     }
+
+    /// Appends `row`'s series of family `family` alone (a plain-text scrape writes a family at
+    /// a time). The identity labels are written only if the row has a series there.
+    pub fn render_family(
+        &self,
+        row: &K::Row<'_>,
+        family: usize,
+        escape: Escape,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(generator) = self.generators.get(family) else {
+            return;
+        };
+        let write = |out: &mut Vec<u8>| self.write_identity(row, escape, out);
+        let mut samples = Samples {
+            out,
+            family: &generator.family,
+            extra: &generator.family.labels[self.identity.len()..],
+            escape,
+            identity: IdentityText::Unwritten(&write),
+        };
+        (generator.generate)(row, &mut samples);
+    }
+}
+
+/// Writes an object's identity labels.
+type IdentityWriter<'s> = &'s dyn Fn(&mut Vec<u8>);
+
+/// An object's identity labels, as the samples of one family find them.
+enum IdentityText<'s> {
+    /// Written once for all the object's families.
+    Written(&'s [u8]),
+    /// Not written yet: the first sample writes them in place...
+    Unwritten(IdentityWriter<'s>),
+    /// ...where the next samples copy them from.
+    At(std::ops::Range<usize>),
 }
 
 /// Where a generator writes the series of one object in one family. Label names come from the
 /// family's description; a generator gives only values, in the same order.
-pub struct Samples<'a> {
-    out: &'a mut Vec<u8>,
-    family: &'a Family,
-    identity: &'a [u8],
-    extra: &'a [&'static str],
+pub struct Samples<'s> {
+    out: &'s mut Vec<u8>,
+    family: &'s Family,
+    extra: &'s [&'static str],
+    escape: Escape,
+    identity: IdentityText<'s>,
 }
 
 impl Samples<'_> {
     /// One series: `values` pair with the family's labels after the identity ones.
-    pub fn push(&mut self, values: &[&str], value: Value) {
+    pub fn push(&mut self, values: &[&[u8]], value: Value) {
         debug_assert_eq!(
             values.len(),
             self.extra.len(),
             "{}: label values do not match the description",
             self.family.name
         );
-        text::write_sample_parts(
-            self.out,
-            self.family,
-            self.identity,
-            self.extra,
-            values,
-            value,
-        );
+        let out = &mut *self.out;
+        text::write_series_start(out, self.family);
+        match &self.identity {
+            IdentityText::Written(identity) => out.extend_from_slice(identity),
+            IdentityText::Unwritten(write) => {
+                let start = out.len();
+                write(out);
+                self.identity = IdentityText::At(start..out.len());
+            }
+            IdentityText::At(at) => out.extend_from_within(at.clone()),
+        }
+        text::write_series_end(out, self.extra, values, value, self.escape);
     }
 
     /// One series when the value is known.
-    pub fn push_some(&mut self, values: &[&str], value: Option<Value>) {
+    pub fn push_some(&mut self, values: &[&[u8]], value: Option<Value>) {
         if let Some(v) = value {
             self.push(values, v);
         }

@@ -1,7 +1,7 @@
 //! The families of restores, backup schedules, clusters and backup locations, and of each
 //! schedule's last success. These objects have no retention: their series go when they do.
 
-use super::{Family, Generator, KindFamilies, Value};
+use super::{Family, Generator, KindFamilies, Owned, Value};
 use crate::labels;
 use crate::model::{elapsed_secs, BackupLocation, Cluster, Restore, Schedule, Timestamp};
 
@@ -11,17 +11,18 @@ pub const SCHEDULE_IDENTITY: &[&str] = &["org_id", "name", "uid", "cluster", "cl
 pub const CLUSTER_IDENTITY: &[&str] = &["org_id", "name", "uid"];
 pub const LAST_SUCCESS_IDENTITY: &[&str] = &["org_id", "cluster", "cluster_uid", "schedule_name"];
 
-pub static RESTORE: KindFamilies<Restore> = KindFamilies {
+pub static RESTORE: KindFamilies<Owned<Restore>> = KindFamilies {
     identity: RESTORE_IDENTITY,
     identity_values: |r| {
-        vec![
-            &r.owner.org_id,
+        [
+            r.owner.org_id.as_str(),
             &r.name,
             &r.uid,
             &r.owner.cluster,
             &r.owner.cluster_uid,
             &r.backup,
         ]
+        .into()
     },
     generators: &[
         Generator {
@@ -72,16 +73,17 @@ pub static RESTORE: KindFamilies<Restore> = KindFamilies {
     ],
 };
 
-pub static SCHEDULE: KindFamilies<Schedule> = KindFamilies {
+pub static SCHEDULE: KindFamilies<Owned<Schedule>> = KindFamilies {
     identity: SCHEDULE_IDENTITY,
     identity_values: |sc| {
-        vec![
-            &sc.owner.org_id,
+        [
+            sc.owner.org_id.as_str(),
             &sc.name,
             &sc.uid,
             &sc.owner.cluster,
             &sc.owner.cluster_uid,
         ]
+        .into()
     },
     generators: &[
         Generator {
@@ -115,9 +117,11 @@ pub struct LastSuccess {
     pub completed_at: Timestamp,
 }
 
-pub static SCHEDULE_LAST_SUCCESS: KindFamilies<LastSuccess> = KindFamilies {
+pub static SCHEDULE_LAST_SUCCESS: KindFamilies<Owned<LastSuccess>> = KindFamilies {
     identity: LAST_SUCCESS_IDENTITY,
-    identity_values: |l| vec![&l.org_id, &l.cluster, &l.cluster_uid, &l.schedule_name],
+    identity_values: |l| {
+        [l.org_id.as_str(), &l.cluster, &l.cluster_uid, &l.schedule_name].into()
+    },
     generators: &[Generator {
         family: Family::gauge(
             "pxbackup_schedule_last_success_timestamp_seconds",
@@ -128,9 +132,9 @@ pub static SCHEDULE_LAST_SUCCESS: KindFamilies<LastSuccess> = KindFamilies {
     }],
 };
 
-pub static CLUSTER: KindFamilies<Cluster> = KindFamilies {
+pub static CLUSTER: KindFamilies<Owned<Cluster>> = KindFamilies {
     identity: CLUSTER_IDENTITY,
-    identity_values: |c| vec![&c.org_id, &c.name, &c.uid],
+    identity_values: |c| [c.org_id.as_str(), &c.name, &c.uid].into(),
     generators: &[Generator {
         family: Family::gauge(
             "pxbackup_cluster_status",
@@ -141,15 +145,15 @@ pub static CLUSTER: KindFamilies<Cluster> = KindFamilies {
     }],
 };
 
-pub static BACKUP_LOCATION: KindFamilies<BackupLocation> = KindFamilies {
+pub static BACKUP_LOCATION: KindFamilies<Owned<BackupLocation>> = KindFamilies {
     identity: CLUSTER_IDENTITY,
-    identity_values: |l| vec![&l.org_id, &l.name, &l.uid],
+    identity_values: |l| [l.org_id.as_str(), &l.name, &l.uid].into(),
     generators: &[Generator {
         family: Family::gauge(
             "pxbackup_backup_location_status",
             "Backup location status as the PXB enum: Invalid 0, Valid 1, DeletePending 2, ValidationInProgress 3, ValidationFailed 4, LimitedAvailability 5",
             labels!(CLUSTER_IDENTITY, "type"),
         ),
-        generate: |l, s| s.push(&[&l.location_type], Value::Int(l.status.value())),
+        generate: |l, s| s.push(&[l.location_type.as_bytes()], Value::Int(l.status.value())),
     }],
 };

@@ -60,15 +60,40 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     })
 }
 
+/// Whether label values may hold what the formats escape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escape {
+    /// Each value is looked at, and backslash, double quote and newline escaped.
+    Check,
+    /// The values are known to hold none of them (a stored backup checked once when it was
+    /// stored): written as they are.
+    Verbatim,
+}
+
 /// Appends `value` escaped as a label value: backslash, double quote and newline, as both
 /// formats require. Everything else (any UTF-8) passes through.
 pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
-    let bytes = value.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.extend_from_slice(bytes);
-        return;
+    write_label_value(out, value.as_bytes(), Escape::Check);
+}
+
+/// Whether a label value must be escaped.
+pub fn needs_escaping(value: &[u8]) -> bool {
+    value.iter().any(|b| matches!(b, b'\\' | b'"' | b'\n'))
+}
+
+/// Appends a label value (UTF-8), escaped unless `escape` says it needs none.
+#[inline]
+pub fn write_label_value(out: &mut Vec<u8>, value: &[u8], escape: Escape) {
+    if escape == Escape::Verbatim || !needs_escaping(value) {
+        out.extend_from_slice(value);
+    } else {
+        write_escaped(out, value);
     }
-    for &b in bytes {
+}
+
+#[cold]
+fn write_escaped(out: &mut Vec<u8>, value: &[u8]) {
+    for &b in value {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'"' => out.extend_from_slice(b"\\\""),
@@ -79,23 +104,25 @@ pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Appends `,name="value"` pairs (the first without the comma when `first` is true).
-pub fn write_labels(out: &mut Vec<u8>, labels: &[(&str, &str)], first: bool) {
+#[inline]
+pub fn write_labels<V: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    names: &[&str],
+    values: &[V],
+    first: bool,
+    escape: Escape,
+) {
     let mut first = first;
-    for (name, value) in labels {
-        write_label(out, name, value, first);
+    for (name, value) in names.iter().zip(values) {
+        if !first {
+            out.push(b',');
+        }
         first = false;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        write_label_value(out, value.as_ref(), escape);
+        out.push(b'"');
     }
-}
-
-/// Appends one `name="value"` pair, preceded by a comma unless it is the first.
-pub fn write_label(out: &mut Vec<u8>, name: &str, value: &str, first: bool) {
-    if !first {
-        out.push(b',');
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"=\"");
-    escape_label_value(out, value);
-    out.push(b'"');
 }
 
 /// A sample value. Integers are written exactly; floats in Rust's shortest round-trip form.
@@ -106,43 +133,44 @@ pub enum Value {
     Float(f64),
 }
 
+/// Floats below this with no fraction are written as the integers they are (the same text
+/// as Rust's `Display`, without its general float formatting: timestamps in whole seconds
+/// are most of a backup's values).
+const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
+
 impl Value {
     pub fn write(self, out: &mut Vec<u8>) {
         use std::io::Write;
-        // Writing to a Vec cannot fail.
-        let _ = match self {
-            Value::Int(v) => write!(out, "{v}"),
-            Value::Uint(v) => write!(out, "{v}"),
-            Value::Float(v) if v.is_nan() => write!(out, "NaN"),
+        let mut digits = itoa::Buffer::new();
+        match self {
+            Value::Int(v) => out.extend_from_slice(digits.format(v).as_bytes()),
+            Value::Uint(v) => out.extend_from_slice(digits.format(v).as_bytes()),
+            Value::Float(v) if v.is_nan() => out.extend_from_slice(b"NaN"),
             Value::Float(v) if v.is_infinite() => {
-                write!(out, "{}", if v > 0.0 { "+Inf" } else { "-Inf" })
+                out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
             }
-            Value::Float(v) => write!(out, "{v}"),
-        };
+            // -0.0 is written "-0", which an integer cannot say.
+            Value::Float(v) if v.fract() == 0.0 && v.abs() < EXACT_INTEGER && v != 0.0 => {
+                out.extend_from_slice(digits.format(v as i64).as_bytes());
+            }
+            // Writing to a Vec cannot fail.
+            Value::Float(v) => {
+                let _ = write!(out, "{v}");
+            }
+        }
     }
 }
 
 /// Appends one sample line: `name{<prefix><labels>} value\n`. `prefix` is an already
 /// rendered label fragment (an object's identity labels), written first.
-pub fn write_sample(
-    out: &mut Vec<u8>,
-    family: &Family,
-    prefix: &[u8],
-    labels: &[(&str, &str)],
-    value: Value,
-) {
-    let (names, values): (Vec<&str>, Vec<&str>) = labels.iter().copied().unzip();
-    write_sample_parts(out, family, prefix, &names, &values, value);
-}
-
-/// `write_sample` with label names and values in two parallel lists (no pairing needed).
-pub fn write_sample_parts(
+pub fn write_sample_parts<V: AsRef<[u8]>>(
     out: &mut Vec<u8>,
     family: &Family,
     prefix: &[u8],
     names: &[&str],
-    values: &[&str],
+    values: &[V],
     value: Value,
+    escape: Escape,
 ) {
     out.extend_from_slice(family.name.as_bytes());
     if family.kind == MetricType::Counter {
@@ -151,14 +179,34 @@ pub fn write_sample_parts(
     if !prefix.is_empty() || !names.is_empty() {
         out.push(b'{');
         out.extend_from_slice(prefix);
-        let mut first = prefix.is_empty();
-        for (name, v) in names.iter().zip(values) {
-            write_label(out, name, v, first);
-            first = false;
-        }
+        write_labels(out, names, values, prefix.is_empty(), escape);
         out.push(b'}');
     }
     out.push(b' ');
+    value.write(out);
+    out.push(b'\n');
+}
+
+/// Appends the start of a series of an object's family, up to its identity labels:
+/// `name{`. Every object has identity labels, so the braces are always there.
+pub fn write_series_start(out: &mut Vec<u8>, family: &Family) {
+    out.extend_from_slice(family.name.as_bytes());
+    if family.kind == MetricType::Counter {
+        out.extend_from_slice(b"_total");
+    }
+    out.push(b'{');
+}
+
+/// Appends the rest of a series after its identity labels: `,label="value"...} value\n`.
+pub fn write_series_end<V: AsRef<[u8]>>(
+    out: &mut Vec<u8>,
+    names: &[&str],
+    values: &[V],
+    value: Value,
+    escape: Escape,
+) {
+    write_labels(out, names, values, false, escape);
+    out.extend_from_slice(b"} ");
     value.write(out);
     out.push(b'\n');
 }
@@ -235,6 +283,57 @@ mod tests {
             Format::negotiate(Some("application/openmetrics-text;q=0,text/plain")),
             Format::Text
         );
+    }
+
+    #[test]
+    fn floats_are_written_as_rust_displays_them() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            1e15,
+            1e16,
+            -1e16,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            9_007_199_254_740_993.0,
+            1e21,
+            1e-7,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            1_795_395_600.0,
+            1_795_395_600.001,
+        ];
+        for _ in 0..10_000 {
+            values.push(rng.i64(..) as f64 / 1000.0);
+            values.push(rng.i64(-1 << 40..1 << 40) as f64);
+            values.push(f64::from_bits(rng.u64(..)));
+        }
+        for v in values {
+            let mut out = Vec::new();
+            Value::Float(v).write(&mut out);
+            let expected = if v.is_nan() {
+                "NaN".to_owned()
+            } else if v.is_infinite() {
+                if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+            } else {
+                format!("{v}")
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn verbatim_values_are_written_as_they_are() {
+        let mut out = Vec::new();
+        write_label_value(&mut out, b"a\"b", Escape::Verbatim);
+        write_label_value(&mut out, b"a\"b", Escape::Check);
+        assert_eq!(out, b"a\"ba\\\"b");
+        assert!(needs_escaping(b"x\ny"));
+        assert!(!needs_escaping("é ☃ \t".as_bytes()));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::entries::{encode_backup, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
+use super::entries::{encode_backup, escape_of, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
 use super::journaling::backup_record;
 use super::store::{Render, Table};
 use super::{
@@ -26,7 +26,7 @@ use super::{
 };
 use crate::families::backup::{self as backup_families, BackupState};
 use crate::families::objects;
-use crate::families::KindFamilies;
+use crate::families::{KindFamilies, Owned};
 use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, Timestamp};
 use crate::persistence::{OwnedRecordRef, ScheduleKey, Ticket};
 
@@ -336,6 +336,7 @@ impl Inventory {
             state: BackupState::Live { previous },
             status: b.status,
             cluster_uid: st.tally.intern_cluster(&b.owner.cluster_uid),
+            escape: escape_of(&object),
             object,
         };
         st.tally.add_backup(&entry);
@@ -401,7 +402,7 @@ fn upsert_object<T: Send + Sync + PartialEq>(
     tally: &mut Tally,
     origin: &Origin,
     object: T,
-    families: &'static KindFamilies<T>,
+    families: &'static KindFamilies<Owned<T>>,
     identity: fn(&T) -> (&str, &str),
 ) -> Result<(), IgnoreReason> {
     let (uid, cluster_uid) = identity(&object);

@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::store::Render;
+use super::store::{Render, RenderFamily};
 use crate::families::backup::{BackupRow, BackupState, FAMILIES};
 use crate::families::objects::LastSuccess;
-use crate::families::KindFamilies;
+use crate::families::{Escape, KindFamilies, Owned};
 use crate::model::{Backup, BackupStatus, Kind, Origin, Timestamp};
 use crate::persistence::ScheduleKey;
 
@@ -22,6 +22,19 @@ pub fn encode_backup(b: &Backup) -> Arc<[u8]> {
 
 pub use crate::persistence::decode_backup;
 
+/// How a stored backup's strings are written into the exposition, checked once as it is
+/// stored (see `families::backup::escape_of`); `None` when it does not decode: it is then
+/// kept (and journaled) as it is, and renders nothing.
+pub fn escape_of(object: &[u8]) -> Option<Escape> {
+    match crate::persistence::BackupView::parse_checked(object) {
+        Ok(view) => Some(crate::families::backup::escape_of(&view)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a stored backup does not decode; it is kept as it is and renders no series");
+            None
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BackupEntry {
     pub origin: Origin,
@@ -30,6 +43,8 @@ pub struct BackupEntry {
     pub status: BackupStatus,
     pub cluster_uid: Arc<str>,
     pub object: Arc<[u8]>,
+    /// How `object`'s strings are written (`escape_of`).
+    pub escape: Option<Escape>,
 }
 
 impl BackupEntry {
@@ -38,25 +53,43 @@ impl BackupEntry {
     }
 }
 
+/// What a plain-text scrape takes of a backup: its stored bytes (shared) and its state.
+#[derive(Clone)]
+pub struct BackupSource {
+    state: BackupState,
+    escape: Option<Escape>,
+    object: Arc<[u8]>,
+}
+
+impl RenderFamily for BackupSource {
+    fn render_family(&self, family: usize, out: &mut Vec<u8>) {
+        if let Some(escape) = self.escape {
+            let row = BackupRow::new(&self.object, self.state);
+            FAMILIES.render_family(&row, family, escape, out);
+        }
+    }
+}
+
 impl Render for BackupEntry {
+    type Source = BackupSource;
+
+    fn source(&self) -> BackupSource {
+        BackupSource {
+            state: self.state,
+            escape: self.escape,
+            object: Arc::clone(&self.object),
+        }
+    }
+
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
-        match decode_backup(&self.object) {
-            Ok(backup) => {
-                let row = BackupRow {
-                    backup,
-                    state: self.state,
-                };
-                FAMILIES.render(&row, identity, outs);
-            }
-            // Only a bug can get here: the bytes were encoded by this process.
-            Err(e) => {
-                tracing::error!(error = %e, "a stored backup does not decode; its series are left out")
-            }
+        if let Some(escape) = self.escape {
+            let row = BackupRow::new(&self.object, self.state);
+            FAMILIES.render(&row, escape, identity, outs);
         }
     }
 
     fn rendered_from(&self, feed: &mut dyn FnMut(&[u8])) -> bool {
-        // A `BackupRow` is the decoded object and the state: nothing else is rendered.
+        // A `BackupRow` is the stored object and the state: nothing else is rendered.
         match self.state {
             BackupState::Live { previous } => {
                 feed(b"live");
@@ -80,7 +113,7 @@ impl Render for BackupEntry {
 pub struct ObjectEntry<T: 'static> {
     pub origin: Origin,
     pub object: Arc<T>,
-    families: &'static KindFamilies<T>,
+    families: &'static KindFamilies<Owned<T>>,
 }
 
 impl<T> Clone for ObjectEntry<T> {
@@ -94,7 +127,7 @@ impl<T> Clone for ObjectEntry<T> {
 }
 
 impl<T> ObjectEntry<T> {
-    pub fn new(origin: Origin, object: T, families: &'static KindFamilies<T>) -> Self {
+    pub fn new(origin: Origin, object: T, families: &'static KindFamilies<Owned<T>>) -> Self {
         ObjectEntry {
             origin,
             object: Arc::new(object),
@@ -103,9 +136,32 @@ impl<T> ObjectEntry<T> {
     }
 }
 
+/// What a plain-text scrape takes of a restore, schedule, cluster or backup location.
+pub struct ObjectSource<T: 'static> {
+    object: Arc<T>,
+    families: &'static KindFamilies<Owned<T>>,
+}
+
+impl<T: Send + Sync> RenderFamily for ObjectSource<T> {
+    fn render_family(&self, family: usize, out: &mut Vec<u8>) {
+        self.families
+            .render_family(&self.object, family, Escape::Check, out);
+    }
+}
+
 impl<T: Send + Sync> Render for ObjectEntry<T> {
+    type Source = ObjectSource<T>;
+
+    fn source(&self) -> ObjectSource<T> {
+        ObjectSource {
+            object: Arc::clone(&self.object),
+            families: self.families,
+        }
+    }
+
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
-        self.families.render(&self.object, identity, outs);
+        self.families
+            .render(&self.object, Escape::Check, identity, outs);
     }
 }
 
@@ -124,9 +180,31 @@ impl LastSuccessEntry {
     }
 }
 
+impl RenderFamily for LastSuccessEntry {
+    fn render_family(&self, family: usize, out: &mut Vec<u8>) {
+        crate::families::objects::SCHEDULE_LAST_SUCCESS.render_family(
+            &self.0,
+            family,
+            Escape::Check,
+            out,
+        );
+    }
+}
+
 impl Render for LastSuccessEntry {
+    type Source = LastSuccessEntry;
+
+    fn source(&self) -> LastSuccessEntry {
+        self.clone()
+    }
+
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
-        crate::families::objects::SCHEDULE_LAST_SUCCESS.render(&self.0, identity, outs);
+        crate::families::objects::SCHEDULE_LAST_SUCCESS.render(
+            &self.0,
+            Escape::Check,
+            identity,
+            outs,
+        );
     }
 }
 

@@ -45,7 +45,7 @@ use entries::{BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
 pub use restore::ReplayReport;
 pub use retention::BackfillWindow;
 use retention::ExpiryIndex;
-pub use snapshot::{KindSnapshot, Part, Snapshot, SCRAPE_RENDER_BUDGET};
+pub use snapshot::{KindSnapshot, KindText, Part, Snapshot, TextSnapshot, SCRAPE_RENDER_BUDGET};
 use store::Table;
 
 /// Why an event changed nothing.

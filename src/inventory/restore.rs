@@ -61,26 +61,35 @@ impl Inventory {
                 report: &mut report,
             },
         )?;
-        // Live backups that survived are decoded for their status and cluster; the tally and
-        // the expiry index are built once, from what survived.
+        // What survived is read once, in place: how its strings are written (see
+        // `entries::escape_of`), and for live backups their status and cluster (for the
+        // counts). After a kill -9 most records are superseded by a tombstone or a later
+        // record, and reading them all as they were replayed would double a restart.
         // Every backup of a cluster shares one copy of its UID.
-        let mut clusters: std::collections::HashMap<String, Arc<str>> = Default::default();
+        let mut clusters: std::collections::HashSet<Arc<str>> = Default::default();
         for e in st.backups.values_mut_unrendered() {
-            if e.is_tombstone() {
-                continue;
-            }
-            match persistence::decode_backup(&e.object) {
-                Ok(b) => {
-                    e.status = b.status;
-                    e.cluster_uid = Arc::clone(
-                        clusters
-                            .entry(b.owner.cluster_uid)
-                            .or_insert_with_key(|k| Arc::from(k.as_str())),
-                    );
+            match persistence::BackupView::parse_checked(&e.object) {
+                Ok(view) => {
+                    e.escape = Some(backup_families::escape_of(&view));
+                    if e.is_tombstone() {
+                        continue;
+                    }
+                    e.status = view.summary.status;
+                    // Checked UTF-8 by `parse_checked`.
+                    let cluster_uid =
+                        std::str::from_utf8(view.head.cluster_uid).unwrap_or_default();
+                    e.cluster_uid = match clusters.get(cluster_uid) {
+                        Some(c) => Arc::clone(c),
+                        None => {
+                            let c: Arc<str> = Arc::from(cluster_uid);
+                            clusters.insert(Arc::clone(&c));
+                            c
+                        }
+                    };
                 }
                 Err(err) => {
                     report.undecodable_backups += 1;
-                    tracing::warn!(error = %err, "a journaled backup cannot be decoded by this build; it is kept as it is");
+                    tracing::warn!(error = %err, "a journaled backup cannot be decoded by this build; it is kept as it is and renders no series");
                 }
             }
         }
@@ -167,6 +176,7 @@ fn replay_record(
                 state: BackupState::Live { previous },
                 status: BackupStatus::Invalid,
                 cluster_uid: Arc::from(""),
+                escape: None,
                 object,
             };
             st.backups
@@ -192,6 +202,7 @@ fn replay_record(
                 },
                 status: previous,
                 cluster_uid: Arc::from(""),
+                escape: None,
                 object,
             };
             st.backups

@@ -28,8 +28,14 @@ pub const GROUP: usize = 64;
 /// less to pack again after a change (the background refresher copies a changed pack whole).
 pub const PACK: usize = 32;
 
-/// What the store needs of an entry: render its series, one text buffer per family.
+/// What the store needs of an entry: render its series, one text buffer per family, and hand
+/// a plain-text scrape what renders them later.
 pub trait Render: Clone + Send + Sync {
+    /// What a plain-text scrape takes of the entry under the lock, to render it off the lock
+    /// a family at a time: shared pointers, a few words.
+    type Source: RenderFamily;
+    fn source(&self) -> Self::Source;
+
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]);
 
     /// Feeds `feed` everything the entry's series are rendered from, and says whether it did:
@@ -38,6 +44,12 @@ pub trait Render: Clone + Send + Sync {
     fn rendered_from(&self, _feed: &mut dyn FnMut(&[u8])) -> bool {
         false
     }
+}
+
+/// Renders one family of an entry (a plain-text scrape writes the whole fleet a family at a
+/// time, and keeps no text of its own).
+pub trait RenderFamily: Send + Sync + 'static {
+    fn render_family(&self, family: usize, out: &mut Vec<u8>);
 }
 
 /// The fingerprint of what a group is made from (see `Render::rendered_from`), or none when an
@@ -318,6 +330,18 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
         views
     }
 
+    /// What a plain-text scrape renders this table from (see `TextView`).
+    pub fn text_view(&self) -> TextView<E::Source> {
+        TextView {
+            sources: self.entries.values().map(Render::source).collect(),
+            made: self
+                .groups
+                .iter()
+                .map(|g| g.segments.clone().filter(|_| !g.stale))
+                .collect(),
+        }
+    }
+
     /// Keeps segments made from a view, unless the group changed since.
     pub fn install(&mut self, index: usize, generation: u64, segments: &SharedGroup) {
         if let Some(group) = self.groups.get_mut(index) {
@@ -463,6 +487,48 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
     }
 }
 
+/// One table as a plain-text scrape takes it under the lock: every entry's source in order
+/// (shared pointers, a few words each), and each group's segments where they are current,
+/// which say where a family has no series (those groups are passed over, not rendered).
+pub struct TextView<S> {
+    sources: Vec<S>,
+    made: Vec<Option<SharedGroup>>,
+}
+
+/// A `TextView` whatever its entries: what the exposition renders from.
+pub trait GroupsText: Send + Sync {
+    /// How many groups of `GROUP` entries.
+    fn groups(&self) -> usize;
+    /// The length of family `family`'s text in group `group`, when known without rendering.
+    fn known_len(&self, family: usize, group: usize) -> Option<u64>;
+    /// Appends the text of family `family` for `groups`.
+    fn render(&self, family: usize, groups: std::ops::Range<usize>, out: &mut Vec<u8>);
+}
+
+impl<S: RenderFamily> GroupsText for TextView<S> {
+    fn groups(&self) -> usize {
+        self.sources.len().div_ceil(GROUP)
+    }
+
+    fn known_len(&self, family: usize, group: usize) -> Option<u64> {
+        let made = self.made.get(group)?.as_ref()?;
+        Some(made.families.get(family).map_or(0, |s| s.len))
+    }
+
+    fn render(&self, family: usize, groups: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        for group in groups {
+            if self.known_len(family, group) == Some(0) {
+                continue;
+            }
+            let start = group * GROUP;
+            let end = (start + GROUP).min(self.sources.len());
+            for source in self.sources.get(start..end).unwrap_or_default() {
+                source.render_family(family, out);
+            }
+        }
+    }
+}
+
 /// Renders and compresses one stale group.
 pub fn make_group<E: Render>(
     entries: &[E],
@@ -491,8 +557,17 @@ mod tests {
     #[derive(Clone)]
     struct Line(String);
     impl Render for Line {
+        type Source = Line;
+        fn source(&self) -> Line {
+            self.clone()
+        }
         fn render(&self, _identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
             outs[0].extend_from_slice(self.0.as_bytes());
+        }
+    }
+    impl RenderFamily for Line {
+        fn render_family(&self, _family: usize, out: &mut Vec<u8>) {
+            out.extend_from_slice(self.0.as_bytes());
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::store::Freshness;
 use super::*;
-use crate::exposition::{encode, Format};
+use crate::exposition::{encode, encode_text, Format};
 use crate::model::{
     Backup, BackupStatus, Event, Object, Origin, Owner, Schedule, ScheduleStatus, Timestamp, Volume,
 };
@@ -56,8 +56,17 @@ pub(super) fn delete(uid: &str, at: Option<i64>) -> Event {
     }
 }
 
+/// The plain text a scrape serves. Both ways: inflated from the segments a gzip scrape sends,
+/// and written from the entries as a plain-text scrape is; every test that scrapes checks
+/// that they agree.
 pub(super) fn scrape(inv: &Inventory) -> String {
-    String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).unwrap()
+    let inflated = String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).unwrap();
+    let written = String::from_utf8(encode_text(inv.text_snapshot(), Format::Text, &[])).unwrap();
+    assert_eq!(
+        written, inflated,
+        "plain text written from the entries = the gzip body's text"
+    );
+    inflated
 }
 
 /// Sample lines of one family (exact name match).

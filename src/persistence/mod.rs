@@ -49,6 +49,7 @@ mod object;
 mod record;
 mod replay;
 mod v1;
+mod view;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -62,6 +63,10 @@ use std::thread::JoinHandle;
 pub use frame::MAX_PAYLOAD;
 pub use object::{decode_backup, encode_backup};
 pub use record::{OwnedRecordRef, Record, RecordError, RecordRef, ScheduleKey};
+pub use view::{
+    BackupView, Head, List, NamespaceResourcesView, Next, Parts, ResourceTypeView, Summary, Times,
+    VirtualMachineView, VmResourceView, VolumeView,
+};
 pub use writer::Ticket;
 
 use frame::{MAGIC_FAMILY, MAGIC_LEN, MAGIC_V1, MAGIC_V2};

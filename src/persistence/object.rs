@@ -109,7 +109,7 @@ fn namespace_status_code(s: NamespaceStatus) -> u8 {
     }
 }
 
-fn namespace_status(code: u8) -> Result<NamespaceStatus, RecordError> {
+pub(crate) fn namespace_status(code: u8) -> Result<NamespaceStatus, RecordError> {
     Ok(match code {
         0 => NamespaceStatus::Invalid,
         1 => NamespaceStatus::InProgress,

@@ -47,6 +47,8 @@ pub enum RecordError {
     UnknownCode { what: &'static str, code: u8 },
     #[error("record is truncated")]
     Truncated,
+    #[error("a string of the record is not UTF-8")]
+    NotUtf8,
     #[error("record fields do not decode: {0}")]
     Malformed(#[from] postcard::Error),
 }

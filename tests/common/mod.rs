@@ -128,6 +128,27 @@ impl Sidecar {
             .expect("scrape body")
     }
 
+    /// A scrape as Prometheus makes it (gzip: the stored segments as they are), inflated.
+    pub async fn scrape_gzip(&self) -> String {
+        use std::io::Read;
+        let r = client()
+            .get(format!("{}/metrics", self.metrics_url))
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(
+            r.headers().get("content-encoding").map(|v| v.as_bytes()),
+            Some(&b"gzip"[..])
+        );
+        let body = r.bytes().await.expect("scrape body");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .expect("a gzip body");
+        text
+    }
+
     pub async fn push(&self, ndjson: &str) -> (u16, serde_json::Value) {
         let r = client()
             .post(format!("{}/v1/events", self.ingest_url))

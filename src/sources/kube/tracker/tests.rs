@@ -65,7 +65,10 @@ fn live(inv: &Inventory) -> Option<usize> {
 }
 
 fn scrape(inv: &Inventory) -> String {
-    String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).expect("utf-8")
+    let text = String::from_utf8(encode(&inv.snapshot(), Format::Text, &[])).expect("utf-8");
+    let written = crate::exposition::encode_text(inv.text_snapshot(), Format::Text, &[]);
+    assert_eq!(String::from_utf8(written).expect("utf-8"), text);
+    text
 }
 
 #[test]
