@@ -48,12 +48,13 @@ impl Rows for Backups {
 }
 
 /// A backup as it is exported: its stored encoding, read in place a section at a time as far
-/// as a family needs it (its identity at once, every family needs that), and its state.
+/// as a family needs it (its identity and summary at once: nearly every family needs them),
+/// and its state.
 pub struct BackupRow<'a> {
     pub state: BackupState,
     head: Head<'a>,
-    after_head: Next<'a, Summary<'a>>,
-    summary: OnceCell<(Summary<'a>, Next<'a, List<'a, VolumeView<'a>>>)>,
+    summary: Summary<'a>,
+    after_summary: Next<'a, List<'a, VolumeView<'a>>>,
     volumes: OnceCell<(List<'a, VolumeView<'a>>, Next<'a, Times>)>,
     times: OnceCell<(Times, Next<'a, Parts<'a>>)>,
     parts: OnceCell<Parts<'a>>,
@@ -83,31 +84,29 @@ impl<'a> BackupRow<'a> {
     /// what does not decode reads as empty from where it breaks.
     pub fn new(object: &'a [u8], state: BackupState) -> Self {
         let (head, after_head) = Head::read(object);
+        let (summary, after_summary) = after_head.read();
         BackupRow {
             state,
             head,
-            after_head,
-            summary: OnceCell::new(),
+            summary,
+            after_summary,
             volumes: OnceCell::new(),
             times: OnceCell::new(),
             parts: OnceCell::new(),
         }
     }
 
-    // Each section is read once, at the first field a family needs from it, after the
+    // Each later section is read once, at the first field a family needs from it, after the
     // sections before it.
-    fn summary_section(&self) -> &(Summary<'a>, Next<'a, List<'a, VolumeView<'a>>>) {
-        self.summary.get_or_init(|| self.after_head.read())
-    }
     fn volumes_section(&self) -> &(List<'a, VolumeView<'a>>, Next<'a, Times>) {
-        self.volumes.get_or_init(|| self.summary_section().1.read())
+        self.volumes.get_or_init(|| self.after_summary.read())
     }
     fn times_section(&self) -> &(Times, Next<'a, Parts<'a>>) {
         self.times.get_or_init(|| self.volumes_section().1.read())
     }
 
     fn summary(&self) -> &Summary<'a> {
-        &self.summary_section().0
+        &self.summary
     }
     fn volumes(&self) -> &List<'a, VolumeView<'a>> {
         &self.volumes_section().0
@@ -197,289 +196,291 @@ pub const DELETED_TIMESTAMP_LABELS: &[&str] = labels!(IDENTITY, "previous_status
 pub static FAMILIES: KindFamilies<Backups> = KindFamilies {
     identity: IDENTITY,
     identity_values: identity,
-    generators: &[
-        // The six backup information families.
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_object_info",
-                "Information about a backup; status Deleted marks a deleted backup kept for the backfill window, previous_status its last terminal status",
-                labels!(IDENTITY, "backup_namespace", "backup_location", "backup_object_type", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                let b = r.summary();
+    generators: &BACKUP_GENERATORS,
+};
+
+static BACKUP_GENERATORS: [Generator<Backups>; 22] = [
+    // The six backup information families.
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_object_info",
+            "Information about a backup; status Deleted marks a deleted backup kept for the backfill window, previous_status its last terminal status",
+            labels!(IDENTITY, "backup_namespace", "backup_location", "backup_object_type", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            let b = r.summary();
+            s.push(
+                &[
+                    &r.namespaces(),
+                    b.backup_location,
+                    b.backup_object_type,
+                    r.status(),
+                    r.previous(),
+                ],
+                Value::Int(1),
+            );
+        },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_volume_info",
+            "Information about a volume of a backup; status Deleted once the backup is deleted",
+            labels!(IDENTITY, "volume", "pvc", "pvc_namespace", "storage_class", "driver", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            for v in r.volumes() {
                 s.push(
                     &[
-                        &r.namespaces(),
-                        b.backup_location,
-                        b.backup_object_type,
+                        v.volume,
+                        v.pvc,
+                        v.pvc_namespace,
+                        v.storage_class,
+                        v.driver,
+                        r.part_status(v.status.map(BackupStatus::as_str)),
+                        r.previous(),
+                    ],
+                    Value::Int(1),
+                );
+            }
+        },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_virtual_machine_info",
+            "A virtual machine in a VM backup; status Deleted once the backup is deleted",
+            labels!(IDENTITY, "virtual_machine", "virtual_machine_namespace", "os_name", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            for vm in &r.parts().virtual_machines {
+                s.push(
+                    &[
+                        vm.name,
+                        vm.namespace,
+                        vm.os_name,
+                        r.part_status(vm.status.map(BackupStatus::as_str)),
+                        r.previous(),
+                    ],
+                    Value::Int(1),
+                );
+            }
+        },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_virtual_machine_resource_info",
+            "A Kubernetes resource in a VM backup and the VMs it belongs to (comma-separated); status Deleted once the backup is deleted",
+            labels!(IDENTITY, "resource_group", "resource_version", "resource_kind", "resource_name", "resource_namespace", "virtual_machine", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            for res in &r.parts().vm_resources {
+                let vms = res.virtual_machines.iter().collect::<Vec<_>>().join(&b',');
+                s.push(
+                    &[
+                        res.group,
+                        res.version,
+                        res.kind,
+                        res.name,
+                        res.namespace,
+                        &vms,
                         r.status(),
                         r.previous(),
                     ],
                     Value::Int(1),
                 );
-            },
+            }
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_volume_info",
-                "Information about a volume of a backup; status Deleted once the backup is deleted",
-                labels!(IDENTITY, "volume", "pvc", "pvc_namespace", "storage_class", "driver", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                for v in r.volumes() {
-                    s.push(
-                        &[
-                            v.volume,
-                            v.pvc,
-                            v.pvc_namespace,
-                            v.storage_class,
-                            v.driver,
-                            r.part_status(v.status.map(BackupStatus::as_str)),
-                            r.previous(),
-                        ],
-                        Value::Int(1),
-                    );
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_resource_info",
+            "A namespace in a backup with how its backup went; status Deleted once the backup is deleted",
+            labels!(IDENTITY, "backup_namespace", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            for ns in &r.parts().namespace_resources {
+                s.push(
+                    &[
+                        ns.namespace,
+                        r.part_status(ns.status.map(|st| st.as_str())),
+                        r.previous(),
+                    ],
+                    Value::Int(1),
+                );
+            }
+        },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_resource_type_info",
+            "A resource type (group/version/kind) backed up in a namespace; status is the namespace's, Deleted once the backup is deleted",
+            labels!(IDENTITY, "backup_namespace", "resource_type", "status", "previous_status"),
+        ),
+        generate: |r, s| {
+            for ns in &r.parts().namespace_resources {
+                let status = r.part_status(ns.status.map(|st| st.as_str()));
+                for t in &ns.resource_types {
+                    s.push(&[ns.namespace, t.name, status, r.previous()], Value::Int(1));
                 }
-            },
+            }
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_virtual_machine_info",
-                "A virtual machine in a VM backup; status Deleted once the backup is deleted",
-                labels!(IDENTITY, "virtual_machine", "virtual_machine_namespace", "os_name", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                for vm in &r.parts().virtual_machines {
-                    s.push(
-                        &[
-                            vm.name,
-                            vm.namespace,
-                            vm.os_name,
-                            r.part_status(vm.status.map(BackupStatus::as_str)),
-                            r.previous(),
-                        ],
-                        Value::Int(1),
-                    );
-                }
-            },
+    },
+    // Live backups.
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_status",
+            "Backup status as the PXB enum: Invalid 0, Pending 1, InProgress 2, Aborted 3, Failed 4, Deleting 5, Success 6, Captured 7, PartialSuccess 8, DeletePending 9, CloudBackupMissing 10",
+            labels!(IDENTITY, "backup_namespace"),
+        ),
+        generate: |r, s| {
+            if r.live() {
+                s.push(&[&r.namespaces()], Value::Int(r.summary().status.value()));
+            }
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_virtual_machine_resource_info",
-                "A Kubernetes resource in a VM backup and the VMs it belongs to (comma-separated); status Deleted once the backup is deleted",
-                labels!(IDENTITY, "resource_group", "resource_version", "resource_kind", "resource_name", "resource_namespace", "virtual_machine", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                for res in &r.parts().vm_resources {
-                    let vms = res.virtual_machines.iter().collect::<Vec<_>>().join(&b',');
-                    s.push(
-                        &[
-                            res.group,
-                            res.version,
-                            res.kind,
-                            res.name,
-                            res.namespace,
-                            &vms,
-                            r.status(),
-                            r.previous(),
-                        ],
-                        Value::Int(1),
-                    );
-                }
-            },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_size_bytes",
+            "Total size of the backup in bytes",
+            IDENTITY,
+        ),
+        generate: |r, s| live(s, r, |b| uint(b.summary().size_bytes)),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_duration_seconds",
+            "Time from the start of the backup to its completion",
+            IDENTITY,
+        ),
+        generate: |r, s| {
+            live(s, r, |b| {
+                let t = b.times();
+                elapsed_secs(t.created_at, t.completed_at).map(Value::Float)
+            });
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_resource_info",
-                "A namespace in a backup with how its backup went; status Deleted once the backup is deleted",
-                labels!(IDENTITY, "backup_namespace", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                for ns in &r.parts().namespace_resources {
-                    s.push(
-                        &[
-                            ns.namespace,
-                            r.part_status(ns.status.map(|st| st.as_str())),
-                            r.previous(),
-                        ],
-                        Value::Int(1),
-                    );
-                }
-            },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_volumes",
+            "Number of volumes in the backup",
+            IDENTITY,
+        ),
+        generate: |r, s| live(s, r, |b| Some(Value::Uint(b.volumes().len() as u64))),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_resources",
+            "Number of Kubernetes resources in the backup",
+            IDENTITY,
+        ),
+        generate: |r, s| live(s, r, |b| uint(b.summary().resource_count)),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_failed_resources",
+            "Number of Kubernetes resources of the backup that failed",
+            IDENTITY,
+        ),
+        generate: |r, s| live(s, r, |b| uint(b.times().failed_resource_count)),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_failed_volumes",
+            "Number of volumes of the backup that failed",
+            IDENTITY,
+        ),
+        generate: |r, s| live(s, r, |b| uint(b.times().failed_volume_count)),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_created_timestamp_seconds",
+            "Unix time the backup started",
+            IDENTITY,
+        ),
+        generate: |r, s| {
+            live(s, r, |b| b.times().created_at.map(|t| Value::Float(t.as_secs_f64())));
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_resource_type_info",
-                "A resource type (group/version/kind) backed up in a namespace; status is the namespace's, Deleted once the backup is deleted",
-                labels!(IDENTITY, "backup_namespace", "resource_type", "status", "previous_status"),
-            ),
-            generate: |r, s| {
-                for ns in &r.parts().namespace_resources {
-                    let status = r.part_status(ns.status.map(|st| st.as_str()));
-                    for t in &ns.resource_types {
-                        s.push(&[ns.namespace, t.name, status, r.previous()], Value::Int(1));
-                    }
-                }
-            },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_completed_timestamp_seconds",
+            "Unix time the backup completed",
+            IDENTITY,
+        ),
+        generate: |r, s| {
+            live(s, r, |b| b.times().completed_at.map(|t| Value::Float(t.as_secs_f64())));
         },
-        // Live backups.
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_status",
-                "Backup status as the PXB enum: Invalid 0, Pending 1, InProgress 2, Aborted 3, Failed 4, Deleting 5, Success 6, Captured 7, PartialSuccess 8, DeletePending 9, CloudBackupMissing 10",
-                labels!(IDENTITY, "backup_namespace"),
-            ),
-            generate: |r, s| {
-                if r.live() {
-                    s.push(&[&r.namespaces()], Value::Int(r.summary().status.value()));
-                }
-            },
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_resources",
+            "Number of Kubernetes resources backed up in a namespace",
+            labels!(IDENTITY, "backup_namespace"),
+        ),
+        generate: |r, s| per_namespace(r, s, |ns| ns.total_resources),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_failed_resources",
+            "Number of Kubernetes resources of a namespace whose backup failed",
+            labels!(IDENTITY, "backup_namespace"),
+        ),
+        generate: |r, s| per_namespace(r, s, |ns| ns.failed_resources),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_volumes",
+            "Number of volumes backed up in a namespace",
+            labels!(IDENTITY, "backup_namespace"),
+        ),
+        generate: |r, s| per_namespace(r, s, |ns| ns.total_volumes),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_failed_volumes",
+            "Number of volumes of a namespace whose backup failed",
+            labels!(IDENTITY, "backup_namespace"),
+        ),
+        generate: |r, s| per_namespace(r, s, |ns| ns.failed_volumes),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_resource_type_resources",
+            "Number of resources of one type (group/version/kind) backed up in a namespace",
+            labels!(IDENTITY, "backup_namespace", "resource_type"),
+        ),
+        generate: |r, s| per_resource_type(r, s, |t| t.total_resources),
+    },
+    Generator {
+        family: Family::gauge(
+            "pxbackup_namespace_resource_type_failed_resources",
+            "Number of resources of one type (group/version/kind) in a namespace whose backup failed; exported only when above zero",
+            labels!(IDENTITY, "backup_namespace", "resource_type"),
+        ),
+        // Only the failed types: a namespace has many types and few fail, and a query
+        // for failures then walks only those.
+        generate: |r, s| per_resource_type(r, s, |t| t.failed_resources.filter(|n| *n > 0)),
+    },
+    // Deleted backups.
+    Generator {
+        family: Family::gauge(
+            "pxbackup_backup_deleted_timestamp_seconds",
+            "Unix time a deleted backup was deleted; present for the backfill window only",
+            DELETED_TIMESTAMP_LABELS,
+        ),
+        generate: |r, s| {
+            if let BackupState::Deleted {
+                previous,
+                deleted_at,
+            } = r.state
+            {
+                s.push(
+                    &[text(previous.as_str())],
+                    Value::Float(deleted_at.as_secs_f64()),
+                );
+            }
         },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_size_bytes",
-                "Total size of the backup in bytes",
-                IDENTITY,
-            ),
-            generate: |r, s| live(s, r, |b| uint(b.summary().size_bytes)),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_duration_seconds",
-                "Time from the start of the backup to its completion",
-                IDENTITY,
-            ),
-            generate: |r, s| {
-                live(s, r, |b| {
-                    let t = b.times();
-                    elapsed_secs(t.created_at, t.completed_at).map(Value::Float)
-                });
-            },
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_volumes",
-                "Number of volumes in the backup",
-                IDENTITY,
-            ),
-            generate: |r, s| live(s, r, |b| Some(Value::Uint(b.volumes().len() as u64))),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_resources",
-                "Number of Kubernetes resources in the backup",
-                IDENTITY,
-            ),
-            generate: |r, s| live(s, r, |b| uint(b.summary().resource_count)),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_failed_resources",
-                "Number of Kubernetes resources of the backup that failed",
-                IDENTITY,
-            ),
-            generate: |r, s| live(s, r, |b| uint(b.times().failed_resource_count)),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_failed_volumes",
-                "Number of volumes of the backup that failed",
-                IDENTITY,
-            ),
-            generate: |r, s| live(s, r, |b| uint(b.times().failed_volume_count)),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_created_timestamp_seconds",
-                "Unix time the backup started",
-                IDENTITY,
-            ),
-            generate: |r, s| {
-                live(s, r, |b| b.times().created_at.map(|t| Value::Float(t.as_secs_f64())));
-            },
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_completed_timestamp_seconds",
-                "Unix time the backup completed",
-                IDENTITY,
-            ),
-            generate: |r, s| {
-                live(s, r, |b| b.times().completed_at.map(|t| Value::Float(t.as_secs_f64())));
-            },
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_resources",
-                "Number of Kubernetes resources backed up in a namespace",
-                labels!(IDENTITY, "backup_namespace"),
-            ),
-            generate: |r, s| per_namespace(r, s, |ns| ns.total_resources),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_failed_resources",
-                "Number of Kubernetes resources of a namespace whose backup failed",
-                labels!(IDENTITY, "backup_namespace"),
-            ),
-            generate: |r, s| per_namespace(r, s, |ns| ns.failed_resources),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_volumes",
-                "Number of volumes backed up in a namespace",
-                labels!(IDENTITY, "backup_namespace"),
-            ),
-            generate: |r, s| per_namespace(r, s, |ns| ns.total_volumes),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_failed_volumes",
-                "Number of volumes of a namespace whose backup failed",
-                labels!(IDENTITY, "backup_namespace"),
-            ),
-            generate: |r, s| per_namespace(r, s, |ns| ns.failed_volumes),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_resource_type_resources",
-                "Number of resources of one type (group/version/kind) backed up in a namespace",
-                labels!(IDENTITY, "backup_namespace", "resource_type"),
-            ),
-            generate: |r, s| per_resource_type(r, s, |t| t.total_resources),
-        },
-        Generator {
-            family: Family::gauge(
-                "pxbackup_namespace_resource_type_failed_resources",
-                "Number of resources of one type (group/version/kind) in a namespace whose backup failed; exported only when above zero",
-                labels!(IDENTITY, "backup_namespace", "resource_type"),
-            ),
-            // Only the failed types: a namespace has many types and few fail, and a query
-            // for failures then walks only those.
-            generate: |r, s| per_resource_type(r, s, |t| t.failed_resources.filter(|n| *n > 0)),
-        },
-        // Deleted backups.
-        Generator {
-            family: Family::gauge(
-                "pxbackup_backup_deleted_timestamp_seconds",
-                "Unix time a deleted backup was deleted; present for the backfill window only",
-                DELETED_TIMESTAMP_LABELS,
-            ),
-            generate: |r, s| {
-                if let BackupState::Deleted {
-                    previous,
-                    deleted_at,
-                } = r.state
-                {
-                    s.push(
-                        &[text(previous.as_str())],
-                        Value::Float(deleted_at.as_secs_f64()),
-                    );
-                }
-            },
-        },
-    ],
-};
+    },
+];
 
 fn per_namespace(
     r: &BackupRow<'_>,

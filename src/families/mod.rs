@@ -32,7 +32,32 @@ pub struct Family {
     pub kind: MetricType,
     /// Label names in the order they are written.
     pub labels: &'static [&'static str],
+    /// The fixed text of its series, made from the above at first use.
+    series_text: SeriesTextCell,
 }
+
+/// The fixed text of a family's series, between the label values: `name{first_label="`, then
+/// `",label="` for each further label, then `"} ` before the sample value. A series is these
+/// pieces and the values laid in turn, without assembling label names each time (a scrape
+/// writes a million series).
+#[derive(Debug)]
+pub struct SeriesText {
+    pub open: Box<[u8]>,
+    /// One per label after the first.
+    pub between: Box<[Box<[u8]>]>,
+}
+
+/// `SeriesText`, made once; not part of what a family is (two equal descriptions are equal
+/// whether or not either has been written yet).
+#[derive(Debug, Default)]
+struct SeriesTextCell(std::sync::OnceLock<SeriesText>);
+
+impl PartialEq for SeriesTextCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for SeriesTextCell {}
 
 impl Family {
     pub const fn gauge(
@@ -45,6 +70,7 @@ impl Family {
             help,
             kind: MetricType::Gauge,
             labels,
+            series_text: SeriesTextCell(std::sync::OnceLock::new()),
         }
     }
     pub const fn counter(
@@ -57,8 +83,31 @@ impl Family {
             help,
             kind: MetricType::Counter,
             labels,
+            series_text: SeriesTextCell(std::sync::OnceLock::new()),
         }
     }
+    /// The fixed text of the family's series (for families with labels).
+    pub fn series_text(&self) -> &SeriesText {
+        self.series_text.0.get_or_init(|| {
+            let mut open = self.sample_name().into_bytes();
+            open.push(b'{');
+            if let Some(first) = self.labels.first() {
+                open.extend_from_slice(first.as_bytes());
+                open.extend_from_slice(b"=\"");
+            }
+            let between = self
+                .labels
+                .iter()
+                .skip(1)
+                .map(|l| format!("\",{l}=\"").into_bytes().into_boxed_slice())
+                .collect();
+            SeriesText {
+                open: open.into_boxed_slice(),
+                between,
+            }
+        })
+    }
+
     /// The sample name PromQL uses (`_total` for counters).
     pub fn sample_name(&self) -> String {
         match self.kind {
@@ -156,10 +205,19 @@ impl<K: Rows> KindFamilies<K> {
         self.generators.iter().map(|g| &g.family)
     }
 
-    fn write_identity(&self, row: &K::Row<'_>, escape: Escape, out: &mut Vec<u8>) {
+    /// Writes `row`'s identity label values with the text between them of `family`'s
+    /// series: `v1",name="v2",...,"vN` (every family of a kind starts with the same labels).
+    #[inline]
+    fn write_identity(&self, row: &K::Row<'_>, family: &Family, escape: Escape, out: &mut Vec<u8>) {
         let values = (self.identity_values)(row);
         debug_assert_eq!(values.len, self.identity.len());
-        text::write_labels(out, self.identity, values.as_slice(), true, escape);
+        let between = &family.series_text().between;
+        for (i, value) in values.as_slice().iter().enumerate() {
+            if let Some(b) = i.checked_sub(1).and_then(|i| between.get(i)) {
+                out.extend_from_slice(b);
+            }
+            text::write_label_value(out, value, escape);
+        }
     }
 
     /// Appends `row`'s series of family `i` to `outs[i]`, for every family: the identity
@@ -172,7 +230,9 @@ impl<K: Rows> KindFamilies<K> {
         outs: &mut [Vec<u8>],
     ) {
         identity.clear();
-        self.write_identity(row, escape, identity);
+        if let Some(first) = self.generators.first() {
+            self.write_identity(row, &first.family, escape, identity);
+        }
         for (generator, out) in self.generators.iter().zip(outs.iter_mut()) {
             let mut samples = Samples {
                 out,
@@ -197,7 +257,7 @@ impl<K: Rows> KindFamilies<K> {
         let Some(generator) = self.generators.get(family) else {
             return;
         };
-        let write = |out: &mut Vec<u8>| self.write_identity(row, escape, out);
+        let write = |out: &mut Vec<u8>| self.write_identity(row, &generator.family, escape, out);
         let mut samples = Samples {
             out,
             family: &generator.family,
@@ -242,7 +302,8 @@ impl Samples<'_> {
             self.family.name
         );
         let out = &mut *self.out;
-        text::write_series_start(out, self.family);
+        let text = self.family.series_text();
+        out.extend_from_slice(&text.open);
         match &self.identity {
             IdentityText::Written(identity) => out.extend_from_slice(identity),
             IdentityText::Unwritten(write) => {
@@ -252,7 +313,14 @@ impl Samples<'_> {
             }
             IdentityText::At(at) => out.extend_from_within(at.clone()),
         }
-        text::write_series_end(out, self.extra, values, value, self.escape);
+        let between = text.between.get(text.between.len() - values.len()..);
+        for (b, v) in between.unwrap_or_default().iter().zip(values) {
+            out.extend_from_slice(b);
+            text::write_label_value(out, v, self.escape);
+        }
+        out.extend_from_slice(b"\"} ");
+        value.write(out);
+        out.push(b'\n');
     }
 
     /// One series when the value is known.

@@ -110,12 +110,13 @@ impl<'a> Reader<'a> {
             let ends = !word & 0x8080_8080_8080_8080;
             if ends != 0 {
                 let len = ends.trailing_zeros() as usize / 8 + 1;
-                let mut value = 0u64;
-                for i in 0..len {
-                    value |= ((word >> (8 * i)) & 0x7f) << (7 * i);
-                }
+                // The varint's bytes, their 7-bit groups packed together in three steps.
+                let mut x = (word & (u64::MAX >> (64 - 8 * len))) & 0x7f7f_7f7f_7f7f_7f7f;
+                x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+                x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+                x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
                 self.at += len;
-                return value;
+                return x;
             }
         }
         let mut value = 0u64;
