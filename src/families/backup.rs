@@ -13,8 +13,8 @@ use super::{Escape, Family, Generator, KindFamilies, LabelValues, Rows, Samples,
 use crate::labels;
 use crate::model::{elapsed_secs, Backup, BackupStatus, Timestamp};
 use crate::persistence::{
-    BackupView, Head, List, NamespaceResourcesView, Next, Parts, ResourceTypeView, Summary, Times,
-    VolumeView,
+    BackupView, Head, List, NamespaceResourcesView, Parts, ResourceTypeView, Sections, Summary,
+    Times, VolumeView,
 };
 
 /// Labels that identify a backup, first on every one of its series.
@@ -47,16 +47,16 @@ impl Rows for Backups {
     type Row<'a> = BackupRow<'a>;
 }
 
-/// A backup as it is exported: its stored encoding, read in place a section at a time as far
-/// as a family needs it (its identity and summary at once: nearly every family needs them),
-/// and its state.
+/// A backup as it is exported: its stored encoding, each section read in place as a family
+/// first needs it, and its state.
 pub struct BackupRow<'a> {
     pub state: BackupState,
-    head: Head<'a>,
-    summary: Summary<'a>,
-    after_summary: Next<'a, List<'a, VolumeView<'a>>>,
-    volumes: OnceCell<(List<'a, VolumeView<'a>>, Next<'a, Times>)>,
-    times: OnceCell<(Times, Next<'a, Parts<'a>>)>,
+    object: &'a [u8],
+    sections: Sections,
+    head: OnceCell<Head<'a>>,
+    summary: OnceCell<Summary<'a>>,
+    volumes: OnceCell<List<'a, VolumeView<'a>>>,
+    times: OnceCell<Times>,
     parts: OnceCell<Parts<'a>>,
 }
 
@@ -73,6 +73,89 @@ pub fn escape_of(view: &BackupView<'_>) -> Escape {
     escape
 }
 
+/// The identity labels that are a backup's own, by position in `IDENTITY`: its name and uid,
+/// one after the other. The others (org, cluster, cluster uid, schedule) it shares with the
+/// other backups of its schedule.
+const OWN: std::ops::RangeInclusive<usize> = 1..=2;
+
+/// The identity labels a backup shares with the other backups of its schedule, written as
+/// they surround its own two: its identity text is `before`, its name, `",uid="`, its uid,
+/// then `after`. The inventory keeps one per distinct value, so a plain-text scrape writes a
+/// backup's identity in five copies instead of assembling six labels, for a pointer per
+/// backup.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SharedIdentity {
+    /// `before`, then `after`.
+    text: Box<[u8]>,
+    before: usize,
+}
+
+/// The text between a kind's identity label values (every family of backups starts with
+/// the same labels; the first one says it).
+fn identity_between() -> &'static [Box<[u8]>] {
+    BACKUP_GENERATORS
+        .first()
+        .map_or(&[][..], |g| &g.family.series_text().between)
+}
+
+impl SharedIdentity {
+    /// The shared identity of a stored backup (what `BackupView::parse_checked` accepted),
+    /// its values written as `escape` says.
+    pub fn of(view: &BackupView<'_>, escape: Escape) -> SharedIdentity {
+        let values = identity_values(&view.head);
+        let values = values.as_slice();
+        // `between[k]` is the text before label k + 1.
+        let between = identity_between();
+        let mut text = Vec::with_capacity(128);
+        for (i, value) in values.iter().enumerate().take(*OWN.start()) {
+            super::text::write_label_value(&mut text, value, escape);
+            text.extend_from_slice(between.get(i).map_or(&[][..], |b| b));
+        }
+        let before = text.len();
+        for (i, value) in values.iter().enumerate().skip(*OWN.end() + 1) {
+            text.extend_from_slice(between.get(i - 1).map_or(&[][..], |b| b));
+            super::text::write_label_value(&mut text, value, escape);
+        }
+        SharedIdentity {
+            text: text.into_boxed_slice(),
+            before,
+        }
+    }
+
+    /// Writes the identity labels of `row` (whose shared identity this is).
+    #[inline]
+    fn write(&self, row: &BackupRow<'_>, escape: Escape, out: &mut Vec<u8>) {
+        let (before, after) = self.text.split_at(self.before.min(self.text.len()));
+        let (uid, name) = row.sections.own(row.object);
+        let between = identity_between();
+        out.extend_from_slice(before);
+        super::text::write_label_value(out, name, escape);
+        if let Some(b) = between.get(*OWN.end() - 1) {
+            out.extend_from_slice(b);
+        }
+        super::text::write_label_value(out, uid, escape);
+        out.extend_from_slice(after);
+    }
+}
+
+/// How a stored backup is written into the exposition, worked out once as it is stored.
+#[derive(Clone, Debug)]
+pub struct BackupText {
+    pub escape: Escape,
+    pub sections: Sections,
+    pub shared: std::sync::Arc<SharedIdentity>,
+}
+
+impl BackupRow<'_> {
+    /// Appends the row's series of family `family` alone (a plain-text scrape writes a family
+    /// at a time), its identity written from `text`.
+    pub fn render_family(&self, family: usize, text: &BackupText, out: &mut Vec<u8>) {
+        debug_assert_eq!(self.sections, text.sections);
+        let write = |out: &mut Vec<u8>| text.shared.write(self, text.escape, out);
+        FAMILIES.render_family_with(self, family, text.escape, &write, out);
+    }
+}
+
 const DELETED: &[u8] = b"Deleted";
 
 fn text(s: &'static str) -> &'static [u8] {
@@ -83,39 +166,42 @@ impl<'a> BackupRow<'a> {
     /// `object` must be what `BackupView::parse_checked` accepted (stored bytes never change):
     /// what does not decode reads as empty from where it breaks.
     pub fn new(object: &'a [u8], state: BackupState) -> Self {
-        let (head, after_head) = Head::read(object);
-        let (summary, after_summary) = after_head.read();
+        let sections = BackupView::parse(object)
+            .map(|v| v.sections)
+            .unwrap_or_default();
+        BackupRow::with_sections(object, state, sections)
+    }
+
+    /// `new`, where the sections of `object` start known already.
+    pub fn with_sections(object: &'a [u8], state: BackupState, sections: Sections) -> Self {
         BackupRow {
             state,
-            head,
-            summary,
-            after_summary,
+            object,
+            sections,
+            head: OnceCell::new(),
+            summary: OnceCell::new(),
             volumes: OnceCell::new(),
             times: OnceCell::new(),
             parts: OnceCell::new(),
         }
     }
 
-    // Each later section is read once, at the first field a family needs from it, after the
-    // sections before it.
-    fn volumes_section(&self) -> &(List<'a, VolumeView<'a>>, Next<'a, Times>) {
-        self.volumes.get_or_init(|| self.after_summary.read())
+    fn head(&self) -> &Head<'a> {
+        self.head.get_or_init(|| self.sections.head(self.object))
     }
-    fn times_section(&self) -> &(Times, Next<'a, Parts<'a>>) {
-        self.times.get_or_init(|| self.volumes_section().1.read())
-    }
-
     fn summary(&self) -> &Summary<'a> {
-        &self.summary
+        self.summary
+            .get_or_init(|| self.sections.summary(self.object))
     }
     fn volumes(&self) -> &List<'a, VolumeView<'a>> {
-        &self.volumes_section().0
+        self.volumes
+            .get_or_init(|| self.sections.volumes(self.object))
     }
     fn times(&self) -> &Times {
-        &self.times_section().0
+        self.times.get_or_init(|| self.sections.times(self.object))
     }
     fn parts(&self) -> &Parts<'a> {
-        self.parts.get_or_init(|| self.times_section().1.read().0)
+        self.parts.get_or_init(|| self.sections.parts(self.object))
     }
 
     fn live(&self) -> bool {
@@ -165,7 +251,10 @@ impl<'a> BackupRow<'a> {
 }
 
 fn identity<'r>(r: &'r BackupRow<'_>) -> LabelValues<'r> {
-    let b = &r.head;
+    identity_values(r.head())
+}
+
+fn identity_values<'r>(b: &Head<'r>) -> LabelValues<'r> {
     LabelValues::from([
         b.org_id,
         b.name,
@@ -536,4 +625,119 @@ pub fn cap_resource_series(b: &mut Backup, max: usize) -> usize {
         room -= ns.resource_types.len();
     }
     before - resource_series(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        NamespaceResources, Owner, ResourceType, VirtualMachine, VmResource, Volume,
+    };
+    use crate::persistence::encode_backup;
+
+    /// A backup with a series in every family; with `odd`, what the formats escape in every
+    /// string.
+    fn rich(i: usize, odd: bool) -> Backup {
+        let s = |s: &str| {
+            if odd {
+                format!("{s}-{i}\"\\\n☃")
+            } else {
+                format!("{s}-{i}")
+            }
+        };
+        Backup {
+            uid: s("uid"),
+            name: s("name"),
+            owner: Owner {
+                org_id: s("org"),
+                cluster: s("cluster"),
+                cluster_uid: s("cluster-uid"),
+            },
+            schedule_name: s("schedule"),
+            namespaces: vec![s("ns"), "plain".into()],
+            backup_location: s("s3"),
+            backup_object_type: "VirtualMachine".into(),
+            status: BackupStatus::PartialSuccess,
+            size_bytes: Some(7),
+            resource_count: Some(3),
+            volumes: vec![Volume {
+                volume: s("pvc"),
+                status: Some(BackupStatus::Failed),
+                ..Default::default()
+            }],
+            created_at: Some(Timestamp::from_secs(100)),
+            completed_at: Some(Timestamp(160_500)),
+            failed_resource_count: Some(1),
+            failed_volume_count: Some(0),
+            virtual_machines: vec![VirtualMachine {
+                name: s("vm"),
+                ..Default::default()
+            }],
+            vm_resources: vec![VmResource {
+                name: s("res"),
+                virtual_machines: vec![s("vm"), s("vm2")],
+                ..Default::default()
+            }],
+            namespace_resources: vec![NamespaceResources {
+                namespace: s("ns"),
+                total_resources: Some(4),
+                failed_resources: Some(1),
+                total_volumes: Some(1),
+                failed_volumes: Some(0),
+                resource_types: vec![ResourceType {
+                    name: s("apps/v1/Deployment"),
+                    total_resources: Some(2),
+                    failed_resources: Some(1),
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// The shared identity writes what the family description writes, escaped or not, for
+    /// every family, live and deleted.
+    #[test]
+    fn shared_identities_write_the_described_identity() {
+        for (i, b) in [rich(0, false), rich(1, true), rich(2, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let object = encode_backup(&b);
+            let view = BackupView::parse_checked(&object).expect("decodes");
+            let escape = escape_of(&view);
+            assert_eq!(escape == Escape::Verbatim, i == 0);
+            let text = BackupText {
+                escape,
+                sections: view.sections,
+                shared: std::sync::Arc::new(SharedIdentity::of(&view, escape)),
+            };
+            for state in [
+                BackupState::Live { previous: None },
+                BackupState::Deleted {
+                    previous: BackupStatus::Success,
+                    deleted_at: Timestamp::from_secs(1),
+                },
+            ] {
+                let row = BackupRow::with_sections(&object, state, view.sections);
+                let mut families_with_series = 0;
+                for f in 0..FAMILIES.len() {
+                    let (mut described, mut shared) = (Vec::new(), Vec::new());
+                    FAMILIES.render_family(&row, f, escape, &mut described);
+                    row.render_family(f, &text, &mut shared);
+                    assert_eq!(
+                        String::from_utf8_lossy(&shared),
+                        String::from_utf8_lossy(&described),
+                        "family {f}"
+                    );
+                    families_with_series += usize::from(!shared.is_empty());
+                }
+                let expected = if matches!(state, BackupState::Live { .. }) {
+                    21
+                } else {
+                    7
+                };
+                assert_eq!(families_with_series, expected, "{state:?}");
+            }
+        }
+    }
 }

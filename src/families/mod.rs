@@ -245,6 +245,29 @@ impl<K: Rows> KindFamilies<K> {
         }
     }
 
+    /// `render_family`, the identity labels written by `write_identity` (a kind that keeps
+    /// them partly written).
+    pub fn render_family_with(
+        &self,
+        row: &K::Row<'_>,
+        family: usize,
+        escape: Escape,
+        write_identity: &dyn Fn(&mut Vec<u8>),
+        out: &mut Vec<u8>,
+    ) {
+        let Some(generator) = self.generators.get(family) else {
+            return;
+        };
+        let mut samples = Samples {
+            out,
+            family: &generator.family,
+            extra: &generator.family.labels[self.identity.len()..],
+            escape,
+            identity: IdentityText::Unwritten(write_identity),
+        };
+        (generator.generate)(row, &mut samples);
+    }
+
     /// Appends `row`'s series of family `family` alone (a plain-text scrape writes a family at
     /// a time). The identity labels are written only if the row has a series there.
     pub fn render_family(

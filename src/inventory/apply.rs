@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::entries::{encode_backup, escape_of, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
+use super::entries::{encode_backup, text_of, BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
 use super::journaling::backup_record;
 use super::store::{Render, Table};
 use super::{
@@ -336,7 +336,7 @@ impl Inventory {
             state: BackupState::Live { previous },
             status: b.status,
             cluster_uid: st.tally.intern_cluster(&b.owner.cluster_uid),
-            escape: escape_of(&object),
+            text: text_of(&object, &mut st.shared_identities),
             object,
         };
         st.tally.add_backup(&entry);

@@ -4,11 +4,11 @@
 //! record carries), decoded only when its group of series is rendered again. The other kinds
 //! are few and small: they are kept as they are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::store::{Render, RenderFamily};
-use crate::families::backup::{BackupRow, BackupState, FAMILIES};
+use crate::families::backup::{BackupRow, BackupState, BackupText, SharedIdentity, FAMILIES};
 use crate::families::objects::LastSuccess;
 use crate::families::{Escape, KindFamilies, Owned};
 use crate::model::{Backup, BackupStatus, Kind, Origin, Timestamp};
@@ -22,12 +22,57 @@ pub fn encode_backup(b: &Backup) -> Arc<[u8]> {
 
 pub use crate::persistence::decode_backup;
 
-/// How a stored backup's strings are written into the exposition, checked once as it is
-/// stored (see `families::backup::escape_of`); `None` when it does not decode: it is then
-/// kept (and journaled) as it is, and renders nothing.
-pub fn escape_of(object: &[u8]) -> Option<Escape> {
+/// The shared identities of the stored backups (`families::backup::SharedIdentity`), one
+/// per distinct value. Entries hold them; the set forgets those no entry holds any more when
+/// it has grown to twice what was held at its last sweep.
+#[derive(Default)]
+pub struct SharedIdentities {
+    set: HashSet<Arc<SharedIdentity>, foldhash::fast::RandomState>,
+    held_at_sweep: usize,
+}
+
+impl SharedIdentities {
+    fn get(&mut self, identity: SharedIdentity) -> Arc<SharedIdentity> {
+        if let Some(held) = self.set.get(&identity) {
+            return Arc::clone(held);
+        }
+        if self.set.len() >= 2 * self.held_at_sweep.max(512) {
+            self.set.retain(|s| Arc::strong_count(s) > 1);
+            self.held_at_sweep = self.set.len();
+        }
+        let identity = Arc::new(identity);
+        self.set.insert(Arc::clone(&identity));
+        identity
+    }
+
+    /// How many are kept (tests).
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// `text_of` a backup already read (`view`, which `parse_checked` accepted).
+pub fn text_of_view(
+    view: &crate::persistence::BackupView<'_>,
+    shared: &mut SharedIdentities,
+) -> BackupText {
+    let escape = crate::families::backup::escape_of(view);
+    BackupText {
+        escape,
+        sections: view.sections,
+        shared: shared.get(SharedIdentity::of(view, escape)),
+    }
+}
+
+/// How a stored backup is written into the exposition, worked out once as it is stored (see
+/// `families::backup::BackupText`); `None` when it does not decode: it is then kept (and
+/// journaled) as it is, and renders nothing.
+pub fn text_of(object: &[u8], shared: &mut SharedIdentities) -> Option<BackupText> {
     match crate::persistence::BackupView::parse_checked(object) {
-        Ok(view) => Some(crate::families::backup::escape_of(&view)),
+        Ok(view) => Some(text_of_view(&view, shared)),
         Err(e) => {
             tracing::warn!(error = %e, "a stored backup does not decode; it is kept as it is and renders no series");
             None
@@ -43,8 +88,8 @@ pub struct BackupEntry {
     pub status: BackupStatus,
     pub cluster_uid: Arc<str>,
     pub object: Arc<[u8]>,
-    /// How `object`'s strings are written (`escape_of`).
-    pub escape: Option<Escape>,
+    /// How `object` is written (`text_of`).
+    pub text: Option<BackupText>,
 }
 
 impl BackupEntry {
@@ -57,15 +102,15 @@ impl BackupEntry {
 #[derive(Clone)]
 pub struct BackupSource {
     state: BackupState,
-    escape: Option<Escape>,
+    text: Option<BackupText>,
     object: Arc<[u8]>,
 }
 
 impl RenderFamily for BackupSource {
     fn render_family(&self, family: usize, out: &mut Vec<u8>) {
-        if let Some(escape) = self.escape {
-            let row = BackupRow::new(&self.object, self.state);
-            FAMILIES.render_family(&row, family, escape, out);
+        if let Some(text) = &self.text {
+            BackupRow::with_sections(&self.object, self.state, text.sections)
+                .render_family(family, text, out);
         }
     }
 }
@@ -76,15 +121,15 @@ impl Render for BackupEntry {
     fn source(&self) -> BackupSource {
         BackupSource {
             state: self.state,
-            escape: self.escape,
+            text: self.text.clone(),
             object: Arc::clone(&self.object),
         }
     }
 
     fn render(&self, identity: &mut Vec<u8>, outs: &mut [Vec<u8>]) {
-        if let Some(escape) = self.escape {
-            let row = BackupRow::new(&self.object, self.state);
-            FAMILIES.render(&row, escape, identity, outs);
+        if let Some(text) = &self.text {
+            let row = BackupRow::with_sections(&self.object, self.state, text.sections);
+            FAMILIES.render(&row, text.escape, identity, outs);
         }
     }
 

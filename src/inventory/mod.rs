@@ -41,7 +41,7 @@ use crate::persistence::Journal;
 pub use crate::persistence::{JournalError, ScheduleKey};
 use crate::priority::BackgroundThread;
 pub use entries::Summary;
-use entries::{BackupEntry, LastSuccessEntry, ObjectEntry, Tally};
+use entries::{BackupEntry, LastSuccessEntry, ObjectEntry, SharedIdentities, Tally};
 pub use restore::ReplayReport;
 pub use retention::BackfillWindow;
 use retention::ExpiryIndex;
@@ -143,6 +143,7 @@ struct State {
     last_success: Table<ScheduleKey, LastSuccessEntry>,
     expiry: ExpiryIndex,
     tally: Tally,
+    shared_identities: SharedIdentities,
 }
 
 impl Default for State {
@@ -156,6 +157,7 @@ impl Default for State {
             last_success: Table::new(objects::SCHEDULE_LAST_SUCCESS.len()),
             expiry: ExpiryIndex::default(),
             tally: Tally::default(),
+            shared_identities: SharedIdentities::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use super::entries::{BackupEntry, LastSuccessEntry, Tally};
+use super::entries::{self, BackupEntry, LastSuccessEntry, Tally};
 use super::retention::ExpiryIndex;
 use super::{give_way, Inventory, Options, State};
 use crate::clock::Clock;
@@ -61,36 +61,39 @@ impl Inventory {
                 report: &mut report,
             },
         )?;
-        // What survived is read once, in place: how its strings are written (see
-        // `entries::escape_of`), and for live backups their status and cluster (for the
-        // counts). After a kill -9 most records are superseded by a tombstone or a later
-        // record, and reading them all as they were replayed would double a restart.
+        // What survived is read once, in place: how it is written (see `entries::text_of`),
+        // and for live backups their status and cluster (for the counts). After a kill -9
+        // most records are superseded by a tombstone or a later record, and reading them all
+        // as they were replayed would double a restart.
         // Every backup of a cluster shares one copy of its UID.
         let mut clusters: std::collections::HashSet<Arc<str>> = Default::default();
-        for e in st.backups.values_mut_unrendered() {
-            match persistence::BackupView::parse_checked(&e.object) {
-                Ok(view) => {
-                    e.escape = Some(backup_families::escape_of(&view));
-                    if e.is_tombstone() {
-                        continue;
-                    }
-                    e.status = view.summary.status;
-                    // Checked UTF-8 by `parse_checked`.
-                    let cluster_uid =
-                        std::str::from_utf8(view.head.cluster_uid).unwrap_or_default();
-                    e.cluster_uid = match clusters.get(cluster_uid) {
-                        Some(c) => Arc::clone(c),
-                        None => {
-                            let c: Arc<str> = Arc::from(cluster_uid);
-                            clusters.insert(Arc::clone(&c));
-                            c
-                        }
-                    };
-                }
+        let State {
+            backups,
+            shared_identities,
+            ..
+        } = &mut st;
+        for e in backups.values_mut_unrendered() {
+            let view = match persistence::BackupView::parse_checked(&e.object) {
+                Ok(view) => view,
                 Err(err) => {
                     report.undecodable_backups += 1;
                     tracing::warn!(error = %err, "a journaled backup cannot be decoded by this build; it is kept as it is and renders no series");
+                    continue;
                 }
+            };
+            e.text = Some(entries::text_of_view(&view, shared_identities));
+            if !e.is_tombstone() {
+                e.status = view.summary.status;
+                // Checked UTF-8 by `parse_checked`.
+                let cluster_uid = std::str::from_utf8(view.head.cluster_uid).unwrap_or_default();
+                e.cluster_uid = match clusters.get(cluster_uid) {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        let c: Arc<str> = Arc::from(cluster_uid);
+                        clusters.insert(Arc::clone(&c));
+                        c
+                    }
+                };
             }
         }
         let mut expiring = Vec::new();
@@ -176,7 +179,7 @@ fn replay_record(
                 state: BackupState::Live { previous },
                 status: BackupStatus::Invalid,
                 cluster_uid: Arc::from(""),
-                escape: None,
+                text: None,
                 object,
             };
             st.backups
@@ -202,7 +205,7 @@ fn replay_record(
                 },
                 status: previous,
                 cluster_uid: Arc::from(""),
-                escape: None,
+                text: None,
                 object,
             };
             st.backups

@@ -64,8 +64,8 @@ pub use frame::MAX_PAYLOAD;
 pub use object::{decode_backup, encode_backup};
 pub use record::{OwnedRecordRef, Record, RecordError, RecordRef, ScheduleKey};
 pub use view::{
-    BackupView, Head, List, NamespaceResourcesView, Next, Parts, ResourceTypeView, Summary, Times,
-    VirtualMachineView, VmResourceView, VolumeView,
+    BackupView, Head, List, NamespaceResourcesView, Parts, ResourceTypeView, Sections, Summary,
+    Times, VirtualMachineView, VmResourceView, VolumeView,
 };
 pub use writer::Ticket;
 

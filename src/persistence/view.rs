@@ -27,7 +27,6 @@ pub struct Reader<'a> {
 #[derive(Clone, Copy, Debug)]
 enum Bad {
     Truncated,
-    Version(u8),
     Code(Table, u8),
 }
 
@@ -47,7 +46,6 @@ impl From<Bad> for RecordError {
         };
         match b {
             Bad::Truncated => RecordError::Truncated,
-            Bad::Version(v) => RecordError::UnknownObjectVersion(v),
             Bad::Code(table, code) => RecordError::UnknownCode {
                 what: what(table),
                 code,
@@ -468,112 +466,105 @@ pub struct Parts<'a> {
     pub namespace_resources: List<'a, NamespaceResourcesView<'a>>,
 }
 
-/// Where the section after `S` starts: a stored backup is read a section at a time, in order,
-/// as far as a reader needs (a family of series rarely needs all of it).
-#[derive(Clone, Copy)]
-pub struct Next<'a, S> {
-    reader: Reader<'a>,
-    _section: std::marker::PhantomData<S>,
-}
-
-/// Nothing left: every section after it reads as empty.
-impl<S> Default for Next<'_, S> {
-    fn default() -> Self {
-        Next {
-            reader: Reader::new(&[]),
-            _section: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<'a, S> Next<'a, S> {
-    fn at<T>(reader: Reader<'a>) -> Next<'a, T> {
-        Next {
-            reader,
-            _section: std::marker::PhantomData,
-        }
-    }
-    /// Whether everything read so far was well formed.
-    pub fn intact(&self) -> Result<(), RecordError> {
-        match self.reader.bad {
-            None => Ok(()),
-            Some(bad) => Err(bad.into()),
-        }
-    }
+/// Where each section of a stored backup starts (byte offsets into it), found when it is read
+/// whole, so that a reader goes straight to the section it needs: a plain-text scrape reads
+/// every backup once per family, and most families need one section of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sections {
+    summary: u32,
+    volumes: u32,
+    times: u32,
+    parts: u32,
 }
 
 impl<'a> Head<'a> {
-    /// The identity of what `encode_backup` wrote, and where the rest starts. Anything wrong
-    /// (an unknown object version, a read past the end, an unknown code) shows in
-    /// `Next::intact`, and what follows it reads as empty.
     #[inline]
-    pub fn read(bytes: &'a [u8]) -> (Head<'a>, Next<'a, Summary<'a>>) {
-        let mut r = Reader::new(bytes);
-        let version = r.byte();
-        if version != OBJECT_V1 && r.bad.is_none() {
-            r.fail(Bad::Version(version));
-        }
-        let head = Head {
+    fn read(r: &mut Reader<'a>) -> Head<'a> {
+        Head {
             uid: r.string(),
             name: r.string(),
             org_id: r.string(),
             cluster: r.string(),
             cluster_uid: r.string(),
             schedule_name: r.string(),
-        };
-        (head, Next::<()>::at(r))
+        }
     }
 }
 
-impl<'a> Next<'a, Summary<'a>> {
+impl<'a> Summary<'a> {
     #[inline]
-    pub fn read(mut self) -> (Summary<'a>, Next<'a, List<'a, VolumeView<'a>>>) {
-        let r = &mut self.reader;
-        let summary = Summary {
+    fn read(r: &mut Reader<'a>) -> Summary<'a> {
+        Summary {
             namespaces: r.list(),
             backup_location: r.string(),
             backup_object_type: r.string(),
             status: r.backup_status(),
             size_bytes: r.opt_u64(),
             resource_count: r.opt_u64(),
-        };
-        (summary, Next::<()>::at(self.reader))
+        }
     }
 }
 
-impl<'a> Next<'a, List<'a, VolumeView<'a>>> {
+impl Times {
     #[inline]
-    pub fn read(mut self) -> (List<'a, VolumeView<'a>>, Next<'a, Times>) {
-        let volumes = self.reader.list();
-        (volumes, Next::<()>::at(self.reader))
-    }
-}
-
-impl<'a> Next<'a, Times> {
-    #[inline]
-    pub fn read(mut self) -> (Times, Next<'a, Parts<'a>>) {
-        let r = &mut self.reader;
-        let times = Times {
+    fn read(r: &mut Reader<'_>) -> Times {
+        Times {
             created_at: r.option(Reader::zigzag).map(Timestamp),
             completed_at: r.option(Reader::zigzag).map(Timestamp),
             failed_resource_count: r.opt_u64(),
             failed_volume_count: r.opt_u64(),
-        };
-        (times, Next::<()>::at(self.reader))
+        }
     }
 }
 
-impl<'a> Next<'a, Parts<'a>> {
+impl<'a> Parts<'a> {
     /// The last section; fields a later build appended after it are not read.
     #[inline]
-    pub fn read(mut self) -> (Parts<'a>, Next<'a, ()>) {
-        let r = &mut self.reader;
-        let parts = Parts {
+    fn read(r: &mut Reader<'a>) -> Parts<'a> {
+        Parts {
             virtual_machines: r.list(),
             vm_resources: r.list(),
             namespace_resources: r.list(),
-        };
-        (parts, Next::<()>::at(self.reader))
+        }
+    }
+}
+
+/// The object version byte comes first; the identity right after it.
+const HEAD_AT: usize = 1;
+
+impl Sections {
+    fn reader<'a>(object: &'a [u8], at: u32) -> Reader<'a> {
+        let mut r = Reader::new(object);
+        r.at = usize::try_from(at).unwrap_or(usize::MAX).min(object.len());
+        r
+    }
+
+    /// A backup's own two identity labels (its uid and name), the first two fields.
+    #[inline]
+    pub fn own<'a>(&self, object: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+        let mut r = Sections::reader(object, HEAD_AT as u32);
+        let uid = r.string();
+        (uid, r.string())
+    }
+    #[inline]
+    pub fn head<'a>(&self, object: &'a [u8]) -> Head<'a> {
+        Head::read(&mut Sections::reader(object, HEAD_AT as u32))
+    }
+    #[inline]
+    pub fn summary<'a>(&self, object: &'a [u8]) -> Summary<'a> {
+        Summary::read(&mut Sections::reader(object, self.summary))
+    }
+    #[inline]
+    pub fn volumes<'a>(&self, object: &'a [u8]) -> List<'a, VolumeView<'a>> {
+        Sections::reader(object, self.volumes).list()
+    }
+    #[inline]
+    pub fn times(&self, object: &[u8]) -> Times {
+        Times::read(&mut Sections::reader(object, self.times))
+    }
+    #[inline]
+    pub fn parts<'a>(&self, object: &'a [u8]) -> Parts<'a> {
+        Parts::read(&mut Sections::reader(object, self.parts))
     }
 }
 
@@ -585,25 +576,46 @@ pub struct BackupView<'a> {
     pub volumes: List<'a, VolumeView<'a>>,
     pub times: Times,
     pub parts: Parts<'a>,
+    /// Where each section starts.
+    pub sections: Sections,
 }
 
 impl<'a> BackupView<'a> {
     /// Reads what `encode_backup` wrote (by this build or a later one: trailing fields this
     /// build does not know are ignored, as `decode_backup` ignores them).
     pub fn parse(bytes: &'a [u8]) -> Result<BackupView<'a>, RecordError> {
-        let (head, next) = Head::read(bytes);
-        next.intact()?;
-        let (summary, next) = next.read();
-        let (volumes, next) = next.read();
-        let (times, next) = next.read();
-        let (parts, end) = next.read();
-        end.intact()?;
+        let mut r = Reader::new(bytes);
+        match r.byte() {
+            OBJECT_V1 => {}
+            _ if r.bad.is_some() => return Err(RecordError::Truncated),
+            v => return Err(RecordError::UnknownObjectVersion(v)),
+        }
+        // Offsets past u32 are never read: a backup is at most a journal record, far smaller.
+        let at = |r: &Reader<'_>| u32::try_from(r.at).unwrap_or(u32::MAX);
+        let head = Head::read(&mut r);
+        let summary_at = at(&r);
+        let summary = Summary::read(&mut r);
+        let volumes_at = at(&r);
+        let volumes = r.list();
+        let times_at = at(&r);
+        let times = Times::read(&mut r);
+        let parts_at = at(&r);
+        let parts = Parts::read(&mut r);
+        if let Some(bad) = r.bad {
+            return Err(bad.into());
+        }
         Ok(BackupView {
             head,
             summary,
             volumes,
             times,
             parts,
+            sections: Sections {
+                summary: summary_at,
+                volumes: volumes_at,
+                times: times_at,
+                parts: parts_at,
+            },
         })
     }
 
@@ -809,6 +821,25 @@ mod tests {
             let view = BackupView::parse(&bytes).expect("parses");
             assert_eq!(owned(&view), decode_backup(&bytes).expect("decodes"));
             assert_eq!(owned(&view), b);
+        }
+    }
+
+    #[test]
+    fn each_section_read_where_it_starts_is_what_the_whole_read_found() {
+        for b in shapes() {
+            let bytes = encode_backup(&b);
+            let whole = BackupView::parse(&bytes).expect("parses");
+            let at = whole.sections;
+            let read = BackupView {
+                head: at.head(&bytes),
+                summary: at.summary(&bytes),
+                volumes: at.volumes(&bytes),
+                times: at.times(&bytes),
+                parts: at.parts(&bytes),
+                sections: at,
+            };
+            assert_eq!(owned(&read), b);
+            assert_eq!(at.own(&bytes), (whole.head.uid, whole.head.name));
         }
     }
 
