@@ -14,7 +14,7 @@ use crate::labels;
 use crate::model::{elapsed_secs, Backup, BackupStatus, Timestamp};
 use crate::persistence::{
     BackupView, Head, List, NamespaceResourcesView, Parts, ResourceTypeView, Sections, Summary,
-    Times, VolumeView,
+    Times, Totals, VolumeView,
 };
 
 /// Labels that identify a backup, first on every one of its series.
@@ -55,6 +55,7 @@ pub struct BackupRow<'a> {
     sections: Sections,
     head: OnceCell<Head<'a>>,
     summary: OnceCell<Summary<'a>>,
+    totals: OnceCell<Totals>,
     volumes: OnceCell<List<'a, VolumeView<'a>>>,
     times: OnceCell<Times>,
     parts: OnceCell<Parts<'a>>,
@@ -85,9 +86,10 @@ const OWN: std::ops::RangeInclusive<usize> = 1..=2;
 /// backup.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SharedIdentity {
-    /// `before`, then `after`.
+    /// `before`, the text between name and uid, then `after`.
     text: Box<[u8]>,
     before: usize,
+    between: usize,
 }
 
 /// The text between a kind's identity label values (every family of backups starts with
@@ -112,6 +114,8 @@ impl SharedIdentity {
             text.extend_from_slice(between.get(i).map_or(&[][..], |b| b));
         }
         let before = text.len();
+        text.extend_from_slice(between.get(*OWN.end() - 1).map_or(&[][..], |b| b));
+        let mid = text.len();
         for (i, value) in values.iter().enumerate().skip(*OWN.end() + 1) {
             text.extend_from_slice(between.get(i - 1).map_or(&[][..], |b| b));
             super::text::write_label_value(&mut text, value, escape);
@@ -119,22 +123,20 @@ impl SharedIdentity {
         SharedIdentity {
             text: text.into_boxed_slice(),
             before,
+            between: mid,
         }
     }
 
     /// Writes the identity labels of `row` (whose shared identity this is).
     #[inline]
     fn write(&self, row: &BackupRow<'_>, escape: Escape, out: &mut Vec<u8>) {
-        let (before, after) = self.text.split_at(self.before.min(self.text.len()));
         let (uid, name) = row.sections.own(row.object);
-        let between = identity_between();
-        out.extend_from_slice(before);
+        let text = &self.text[..];
+        out.extend_from_slice(text.get(..self.before).unwrap_or_default());
         super::text::write_label_value(out, name, escape);
-        if let Some(b) = between.get(*OWN.end() - 1) {
-            out.extend_from_slice(b);
-        }
+        out.extend_from_slice(text.get(self.before..self.between).unwrap_or_default());
         super::text::write_label_value(out, uid, escape);
-        out.extend_from_slice(after);
+        out.extend_from_slice(text.get(self.between..).unwrap_or_default());
     }
 }
 
@@ -180,6 +182,7 @@ impl<'a> BackupRow<'a> {
             sections,
             head: OnceCell::new(),
             summary: OnceCell::new(),
+            totals: OnceCell::new(),
             volumes: OnceCell::new(),
             times: OnceCell::new(),
             parts: OnceCell::new(),
@@ -192,6 +195,10 @@ impl<'a> BackupRow<'a> {
     fn summary(&self) -> &Summary<'a> {
         self.summary
             .get_or_init(|| self.sections.summary(self.object))
+    }
+    fn totals(&self) -> &Totals {
+        self.totals
+            .get_or_init(|| self.sections.totals(self.object))
     }
     fn volumes(&self) -> &List<'a, VolumeView<'a>> {
         self.volumes
@@ -432,7 +439,7 @@ static BACKUP_GENERATORS: [Generator<Backups>; 22] = [
             "Total size of the backup in bytes",
             IDENTITY,
         ),
-        generate: |r, s| live(s, r, |b| uint(b.summary().size_bytes)),
+        generate: |r, s| live(s, r, |b| uint(b.totals().size_bytes)),
     },
     Generator {
         family: Family::gauge(
@@ -461,7 +468,7 @@ static BACKUP_GENERATORS: [Generator<Backups>; 22] = [
             "Number of Kubernetes resources in the backup",
             IDENTITY,
         ),
-        generate: |r, s| live(s, r, |b| uint(b.summary().resource_count)),
+        generate: |r, s| live(s, r, |b| uint(b.totals().resource_count)),
     },
     Generator {
         family: Family::gauge(

@@ -150,7 +150,7 @@ impl Value {
                 out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
             }
             // -0.0 is written "-0", which an integer cannot say.
-            Value::Float(v) if v.fract() == 0.0 && v.abs() < EXACT_INTEGER && v != 0.0 => {
+            Value::Float(v) if v.abs() < EXACT_INTEGER && v != 0.0 && (v as i64) as f64 == v => {
                 out.extend_from_slice(digits.format(v as i64).as_bytes());
             }
             // Writing to a Vec cannot fail.

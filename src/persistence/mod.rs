@@ -65,7 +65,7 @@ pub use object::{decode_backup, encode_backup};
 pub use record::{OwnedRecordRef, Record, RecordError, RecordRef, ScheduleKey};
 pub use view::{
     BackupView, Head, List, NamespaceResourcesView, Parts, ResourceTypeView, Sections, Summary,
-    Times, VirtualMachineView, VmResourceView, VolumeView,
+    Times, Totals, VirtualMachineView, VmResourceView, VolumeView,
 };
 pub use writer::Ticket;
 

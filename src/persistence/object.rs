@@ -78,7 +78,16 @@ pub(crate) fn backup_status_code(s: BackupStatus) -> u8 {
 }
 
 pub(crate) fn backup_status(code: u8) -> Result<BackupStatus, RecordError> {
-    Ok(match code {
+    backup_status_of(code).ok_or(RecordError::UnknownCode {
+        what: "backup status",
+        code,
+    })
+}
+
+/// The backup status of a code, if the table has one.
+#[inline]
+pub(crate) fn backup_status_of(code: u8) -> Option<BackupStatus> {
+    Some(match code {
         0 => BackupStatus::Invalid,
         1 => BackupStatus::Pending,
         2 => BackupStatus::InProgress,
@@ -90,12 +99,7 @@ pub(crate) fn backup_status(code: u8) -> Result<BackupStatus, RecordError> {
         8 => BackupStatus::PartialSuccess,
         9 => BackupStatus::DeletePending,
         10 => BackupStatus::CloudBackupMissing,
-        _ => {
-            return Err(RecordError::UnknownCode {
-                what: "backup status",
-                code,
-            })
-        }
+        _ => return None,
     })
 }
 
@@ -110,18 +114,22 @@ fn namespace_status_code(s: NamespaceStatus) -> u8 {
 }
 
 pub(crate) fn namespace_status(code: u8) -> Result<NamespaceStatus, RecordError> {
-    Ok(match code {
+    namespace_status_of(code).ok_or(RecordError::UnknownCode {
+        what: "namespace status",
+        code,
+    })
+}
+
+/// The namespace status of a code, if the table has one.
+#[inline]
+pub(crate) fn namespace_status_of(code: u8) -> Option<NamespaceStatus> {
+    Some(match code {
         0 => NamespaceStatus::Invalid,
         1 => NamespaceStatus::InProgress,
         2 => NamespaceStatus::Success,
         3 => NamespaceStatus::Failed,
         4 => NamespaceStatus::PartialSuccess,
-        _ => {
-            return Err(RecordError::UnknownCode {
-                what: "namespace status",
-                code,
-            })
-        }
+        _ => return None,
     })
 }
 

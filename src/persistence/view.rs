@@ -8,7 +8,7 @@
 //! to a caller that checks them once, when the backup is stored (tests hold the two readers
 //! to the same fields).
 
-use super::object::{backup_status, namespace_status, OBJECT_V1};
+use super::object::{backup_status_of, namespace_status_of, OBJECT_V1};
 use super::RecordError;
 use crate::model::{BackupStatus, NamespaceStatus, Timestamp};
 
@@ -189,7 +189,7 @@ impl<'a> Reader<'a> {
     #[inline]
     fn backup_status(&mut self) -> BackupStatus {
         let code = self.byte();
-        backup_status(code).unwrap_or_else(|_| {
+        backup_status_of(code).unwrap_or_else(|| {
             self.fail(Bad::Code(Table::BackupStatus, code));
             BackupStatus::Invalid
         })
@@ -203,10 +203,22 @@ impl<'a> Reader<'a> {
     #[inline]
     fn namespace_status(&mut self) -> NamespaceStatus {
         let code = self.byte();
-        namespace_status(code).unwrap_or_else(|_| {
+        namespace_status_of(code).unwrap_or_else(|| {
             self.fail(Bad::Code(Table::NamespaceStatus, code));
             NamespaceStatus::Invalid
         })
+    }
+
+    /// A list that is the last thing read: its elements are read as it is iterated, not
+    /// walked now to find where it ends (only a backup already checked is read this way).
+    #[inline]
+    fn list_in_place<T: Element<'a>>(&mut self) -> List<'a, T> {
+        let len = self.len();
+        List {
+            bytes: self.bytes.get(self.at..).unwrap_or_default(),
+            len,
+            _element: std::marker::PhantomData,
+        }
     }
 
     /// A list: its length, then its elements, each checked by reading it once.
@@ -438,13 +450,18 @@ pub struct Head<'a> {
     pub schedule_name: &'a [u8],
 }
 
-/// What follows the identity: namespaces, location, status and the totals.
+/// What follows the identity: namespaces, location and status.
 #[derive(Clone, Copy, Default)]
 pub struct Summary<'a> {
     pub namespaces: List<'a, &'a [u8]>,
     pub backup_location: &'a [u8],
     pub backup_object_type: &'a [u8],
     pub status: BackupStatus,
+}
+
+/// The backup's size and resource count, before its volumes.
+#[derive(Clone, Copy, Default)]
+pub struct Totals {
     pub size_bytes: Option<u64>,
     pub resource_count: Option<u64>,
 }
@@ -472,6 +489,7 @@ pub struct Parts<'a> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sections {
     summary: u32,
+    totals: u32,
     volumes: u32,
     times: u32,
     parts: u32,
@@ -499,6 +517,14 @@ impl<'a> Summary<'a> {
             backup_location: r.string(),
             backup_object_type: r.string(),
             status: r.backup_status(),
+        }
+    }
+}
+
+impl Totals {
+    #[inline]
+    fn read(r: &mut Reader<'_>) -> Totals {
+        Totals {
             size_bytes: r.opt_u64(),
             resource_count: r.opt_u64(),
         }
@@ -555,8 +581,12 @@ impl Sections {
         Summary::read(&mut Sections::reader(object, self.summary))
     }
     #[inline]
+    pub fn totals(&self, object: &[u8]) -> Totals {
+        Totals::read(&mut Sections::reader(object, self.totals))
+    }
+    #[inline]
     pub fn volumes<'a>(&self, object: &'a [u8]) -> List<'a, VolumeView<'a>> {
-        Sections::reader(object, self.volumes).list()
+        Sections::reader(object, self.volumes).list_in_place()
     }
     #[inline]
     pub fn times(&self, object: &[u8]) -> Times {
@@ -573,6 +603,7 @@ impl Sections {
 pub struct BackupView<'a> {
     pub head: Head<'a>,
     pub summary: Summary<'a>,
+    pub totals: Totals,
     pub volumes: List<'a, VolumeView<'a>>,
     pub times: Times,
     pub parts: Parts<'a>,
@@ -595,6 +626,8 @@ impl<'a> BackupView<'a> {
         let head = Head::read(&mut r);
         let summary_at = at(&r);
         let summary = Summary::read(&mut r);
+        let totals_at = at(&r);
+        let totals = Totals::read(&mut r);
         let volumes_at = at(&r);
         let volumes = r.list();
         let times_at = at(&r);
@@ -607,11 +640,13 @@ impl<'a> BackupView<'a> {
         Ok(BackupView {
             head,
             summary,
+            totals,
             volumes,
             times,
             parts,
             sections: Sections {
                 summary: summary_at,
+                totals: totals_at,
                 volumes: volumes_at,
                 times: times_at,
                 parts: parts_at,
@@ -703,8 +738,8 @@ mod tests {
             backup_location: s(m.backup_location),
             backup_object_type: s(m.backup_object_type),
             status: m.status,
-            size_bytes: m.size_bytes,
-            resource_count: m.resource_count,
+            size_bytes: v.totals.size_bytes,
+            resource_count: v.totals.resource_count,
             volumes: v
                 .volumes
                 .iter()
@@ -833,6 +868,7 @@ mod tests {
             let read = BackupView {
                 head: at.head(&bytes),
                 summary: at.summary(&bytes),
+                totals: at.totals(&bytes),
                 volumes: at.volumes(&bytes),
                 times: at.times(&bytes),
                 parts: at.parts(&bytes),
