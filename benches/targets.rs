@@ -640,6 +640,9 @@ fn main() {
     if a.only.as_deref() == Some("hold") {
         hold(a.backups);
     }
+    if a.only.as_deref() == Some("plain") {
+        plain_rounds(a.backups);
+    }
     if want("sizing") {
         sizing(&[10_000, 50_000, a.backups.max(100_000)]);
     }
@@ -1006,6 +1009,60 @@ fn hold(n: usize) {
     sc.stop();
 }
 
+/// Plain scrapes only, many alternating rounds (the full run takes the median of 9): how
+/// the sidecar's plain scrape compares with nginx, with the spread of both and the CPU the
+/// sidecar spent per scrape (not part of the default run).
+fn plain_rounds(n: usize) {
+    const ROUNDS: usize = 31;
+    let dir = tempfile::tempdir().unwrap();
+    let sc = Sidecar::spawn(dir.path(), &[]);
+    let mut fleet = Fleet::new();
+    load(&sc, &mut fleet, n);
+    timed_get(sc.metrics, "/metrics", &[GZIP]);
+    let plain = request(sc.metrics, "GET", "/metrics", &[], &[]).body;
+    let nginx = Nginx::serve(&[("metrics.txt", &plain)]);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let cpu_before = process_cpu_ticks(sc.pid());
+    let threads_before = thread_cpu(sc.pid());
+    for _ in 0..ROUNDS {
+        ours.push(timed_get(sc.metrics, "/metrics", &[]).0);
+        theirs.push(timed_get(nginx.addr, "/metrics.txt", &[]).0);
+    }
+    let cpu = (process_cpu_ticks(sc.pid()) - cpu_before) as f64 / 100.0 / ROUNDS as f64;
+    let mut by_name: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (tid, (name, t)) in thread_cpu(sc.pid()) {
+        let b = threads_before.get(&tid).map_or(0, |x| x.1);
+        if t > b {
+            by_name.entry(name).or_default().push(t - b);
+        }
+    }
+    eprintln!("CPU by thread over {ROUNDS} plain scrapes (ticks of 10 ms): {by_name:?}");
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (v[0], v[v.len() / 2], v[v.len() * 9 / 10])
+    };
+    let ((o0, o50, o90), (t0, t50, t90)) = (spread(ours), spread(theirs));
+    println!("## Plain scrapes, {n} backups, {ROUNDS} alternating rounds\n");
+    println!("| | min | median | p90 |");
+    println!("|---|---:|---:|---:|");
+    println!("| sidecar | {} | {} | {} |", ms(o0), ms(o50), ms(o90));
+    println!(
+        "| nginx, same bytes | {} | {} | {} |",
+        ms(t0),
+        ms(t50),
+        ms(t90)
+    );
+    println!(
+        "| ratio | {:.2}x | **{:.2}x** | {:.2}x |",
+        o0 / t0,
+        o50 / t50,
+        o90 / t90
+    );
+    println!("\nsidecar CPU per plain scrape (all threads): {}", ms(cpu));
+    drop(nginx);
+    sc.stop();
+}
+
 /// Where a gzip scrape's time goes, in process: taking the snapshot, laying out the pieces,
 /// assembling the gzip member (not part of the default run).
 fn probe(n: usize) {
@@ -1051,6 +1108,18 @@ fn probe(n: usize) {
     }
 }
 
+/// CPU time process `pid` has used, user and system, in clock ticks (10 ms).
+fn process_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
 fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, i64)> {
     let mut out = std::collections::HashMap::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -1076,16 +1145,7 @@ fn thread_cpu(pid: u32) -> std::collections::HashMap<u32, (String, i64)> {
 /// purge; a killed process leaves nothing running), or a sidecar still compacting its
 /// journal or refreshing series when "steady" memory is read.
 fn wait_until_quiet(pid: u32) -> Duration {
-    let cpu_ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-    };
+    let cpu_ticks = || process_cpu_ticks(pid);
     let t = Instant::now();
     let mut last = cpu_ticks();
     while t.elapsed() < Duration::from_secs(30) {

@@ -53,12 +53,9 @@ pub struct BackupRow<'a> {
     pub state: BackupState,
     object: &'a [u8],
     sections: Sections,
-    head: OnceCell<Head<'a>>,
+    /// Read at most once (several labels of a series come from it); the other sections are
+    /// small and read where a family needs them, as a rule once.
     summary: OnceCell<Summary<'a>>,
-    totals: OnceCell<Totals>,
-    volumes: OnceCell<List<'a, VolumeView<'a>>>,
-    times: OnceCell<Times>,
-    parts: OnceCell<Parts<'a>>,
 }
 
 /// How a stored backup's strings are written: checked once, when it is stored, so that
@@ -180,35 +177,28 @@ impl<'a> BackupRow<'a> {
             state,
             object,
             sections,
-            head: OnceCell::new(),
             summary: OnceCell::new(),
-            totals: OnceCell::new(),
-            volumes: OnceCell::new(),
-            times: OnceCell::new(),
-            parts: OnceCell::new(),
         }
     }
 
-    fn head(&self) -> &Head<'a> {
-        self.head.get_or_init(|| self.sections.head(self.object))
+    fn head(&self) -> Head<'a> {
+        self.sections.head(self.object)
     }
     fn summary(&self) -> &Summary<'a> {
         self.summary
             .get_or_init(|| self.sections.summary(self.object))
     }
-    fn totals(&self) -> &Totals {
-        self.totals
-            .get_or_init(|| self.sections.totals(self.object))
+    fn totals(&self) -> Totals {
+        self.sections.totals(self.object)
     }
-    fn volumes(&self) -> &List<'a, VolumeView<'a>> {
-        self.volumes
-            .get_or_init(|| self.sections.volumes(self.object))
+    fn volumes(&self) -> List<'a, VolumeView<'a>> {
+        self.sections.volumes(self.object)
     }
-    fn times(&self) -> &Times {
-        self.times.get_or_init(|| self.sections.times(self.object))
+    fn times(&self) -> Times {
+        self.sections.times(self.object)
     }
-    fn parts(&self) -> &Parts<'a> {
-        self.parts.get_or_init(|| self.sections.parts(self.object))
+    fn parts(&self) -> Parts<'a> {
+        self.sections.parts(self.object)
     }
 
     fn live(&self) -> bool {
@@ -258,7 +248,7 @@ impl<'a> BackupRow<'a> {
 }
 
 fn identity<'r>(r: &'r BackupRow<'_>) -> LabelValues<'r> {
-    identity_values(r.head())
+    identity_values(&r.head())
 }
 
 fn identity_values<'r>(b: &Head<'r>) -> LabelValues<'r> {
