@@ -470,3 +470,121 @@ impl<B: http_body::Body + Unpin> http_body::Body for InFlight<B> {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::inventory::Inventory;
+    use crate::model::{
+        Backup, BackupStatus, Event, Object, Origin, Owner, SourceId, Timestamp, Volume,
+    };
+    use http_body_util::BodyExt;
+
+    /// An inventory of `n` backups, every tenth one deleted, and rendered (so that its groups
+    /// say which families are empty) unless `fresh`.
+    fn inventory(n: usize, fresh: bool) -> Inventory {
+        let inv = Inventory::in_memory(Clock::System, std::time::Duration::from_secs(3600));
+        let backups = (0..n).map(|i| {
+            Event::Upsert(Object::Backup(Backup {
+                uid: format!("uid-{i}"),
+                name: format!("nightly-{i}"),
+                owner: Owner {
+                    org_id: "default".into(),
+                    cluster: format!("cluster-{}", i % 3),
+                    cluster_uid: format!("cu-{}", i % 3),
+                },
+                schedule_name: format!("nightly-{}", i % 7),
+                namespaces: vec!["shop".into()],
+                status: BackupStatus::Success,
+                size_bytes: Some(i as u64 * 1000),
+                volumes: vec![Volume {
+                    volume: format!("pvc-{i}"),
+                    ..Volume::default()
+                }],
+                created_at: Some(Timestamp::from_secs(1_795_000_000 + i as i64)),
+                ..Backup::default()
+            }))
+        });
+        let origin = Origin::source(SourceId::Ingest);
+        inv.apply(&origin, backups.collect()).expect("applied");
+        let deletes = (0..n).step_by(10).map(|i| Event::Delete {
+            kind: crate::model::Kind::Backup,
+            uid: format!("uid-{i}"),
+            deleted_at: None,
+        });
+        inv.apply(&origin, deletes.collect()).expect("applied");
+        if !fresh {
+            drop(inv.snapshot());
+        }
+        inv
+    }
+
+    async fn body_text(body: TextBody) -> Vec<u8> {
+        body.collect()
+            .await
+            .expect("whole body")
+            .to_bytes()
+            .to_vec()
+    }
+
+    /// Whatever the writers and the chunk size, the body is the text, in order; and it is
+    /// the gzip body's text.
+    #[tokio::test]
+    async fn the_body_is_the_text_in_order_whatever_the_writers() {
+        for fresh in [false, true] {
+            let inv = inventory(700, fresh);
+            let whole =
+                TextScrape::new(inv.text_snapshot(), Format::Text, b"tail 1\n".to_vec()).text();
+            assert!(whole.ends_with(b"tail 1\n"));
+            let inflated = Scrape::new(&inv.snapshot(), Format::Text, b"tail 1\n".to_vec())
+                .text()
+                .expect("inflates");
+            assert_eq!(
+                String::from_utf8_lossy(&whole),
+                String::from_utf8_lossy(&inflated)
+            );
+            for (chunk, producers, ahead) in
+                [(1, 1, 1), (1000, 2, 1), (4096, 3, 2), (1 << 20, 2, 1)]
+            {
+                let scrape =
+                    TextScrape::new(inv.text_snapshot(), Format::Text, b"tail 1\n".to_vec());
+                let sent = body_text(TextBody::spawn(scrape, chunk, producers, ahead)).await;
+                assert!(
+                    sent == whole,
+                    "chunk {chunk}, {producers} writers, fresh {fresh}"
+                );
+            }
+        }
+    }
+
+    /// A writer that stops before its last run (it panicked) cuts the body short with an
+    /// error: the scraper sees a failed scrape, never a short one taken for whole.
+    #[tokio::test]
+    async fn a_writer_that_stops_early_cuts_the_body_with_an_error() {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.send(Bytes::from_static(b"first run\n")).await.unwrap();
+        drop(tx);
+        let body = TextBody {
+            producers: vec![rx],
+            next: 0,
+            runs: 2,
+        };
+        let mut body = std::pin::pin!(body);
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(
+            first.into_data().unwrap(),
+            Bytes::from_static(b"first run\n")
+        );
+        assert!(matches!(body.frame().await, Some(Err(BodyCut))));
+    }
+
+    #[tokio::test]
+    async fn an_empty_inventory_sends_the_headers_and_the_tail() {
+        let inv = Inventory::in_memory(Clock::System, std::time::Duration::from_secs(60));
+        let scrape = TextScrape::new(inv.text_snapshot(), Format::OpenMetrics, Vec::new());
+        let text = String::from_utf8(body_text(TextBody::spawn(scrape, 100, 2, 1)).await).unwrap();
+        assert!(text.contains("# TYPE pxbackup_backup_object_info gauge\n"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

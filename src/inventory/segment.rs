@@ -234,20 +234,16 @@ impl Compressor {
     }
 }
 
-/// Inflates segments back to text, for scrapers that do not accept gzip. A segment's text
-/// length is known, so libdeflate's whole-buffer decompressor inflates it straight into place
-/// (about twice as fast as a streaming inflater); it needs a complete stream, so the segment is
-/// copied (a few KB) and closed with the final empty block.
+/// Inflates segments back into text (tests, and whoever wants the text a gzip scrape sends:
+/// plain-text scrapes are written from the stored objects instead, see `exposition::body`).
 pub struct Inflater {
-    state: libdeflater::Decompressor,
-    input: Vec<u8>,
+    state: flate2::Decompress,
 }
 
 impl Default for Inflater {
     fn default() -> Self {
         Inflater {
-            state: libdeflater::Decompressor::new(),
-            input: Vec::new(),
+            state: flate2::Decompress::new(false),
         }
     }
 }
@@ -260,29 +256,37 @@ pub struct DamagedSegment(String);
 impl Inflater {
     /// Appends the text of `segment` to `out`.
     pub fn inflate(&mut self, segment: &Segment, out: &mut Vec<u8>) -> Result<(), DamagedSegment> {
+        use flate2::{FlushDecompress, Status};
         if segment.is_empty() {
             return Ok(());
         }
         let want = usize::try_from(segment.len).map_err(|e| DamagedSegment(e.to_string()))?;
-        self.input.clear();
-        self.input.extend_from_slice(&segment.deflate);
-        self.input.extend_from_slice(&DEFLATE_END);
         let start = out.len();
-        out.resize(start + want, 0);
-        let got = self
+        // One byte of room more than the text: a segment that makes more is seen as damaged.
+        out.reserve_exact(want + 1);
+        self.state.reset(false);
+        let mut result = self
             .state
-            .deflate_decompress(&self.input, &mut out[start..])
-            .map_err(|e| {
-                out.truncate(start);
-                DamagedSegment(format!("{e:?}"))
-            })?;
-        if got != want {
-            out.truncate(start + got.min(want));
-            return Err(DamagedSegment(format!(
-                "{got} bytes of text instead of {want}"
-            )));
+            .decompress_vec(&segment.deflate, out, FlushDecompress::None);
+        if result.is_ok() {
+            result = self
+                .state
+                .decompress_vec(&DEFLATE_END, out, FlushDecompress::Finish);
         }
-        Ok(())
+        let got = out.len() - start;
+        match result {
+            Ok(Status::StreamEnd) if got == want => Ok(()),
+            Ok(status) => {
+                out.truncate(start + got.min(want));
+                Err(DamagedSegment(format!(
+                    "{got} bytes of text instead of {want} ({status:?})"
+                )))
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(DamagedSegment(e.to_string()))
+            }
+        }
     }
 }
 
