@@ -281,14 +281,7 @@ impl<K: Rows> KindFamilies<K> {
             return;
         };
         let write = |out: &mut Vec<u8>| self.write_identity(row, &generator.family, escape, out);
-        let mut samples = Samples {
-            out,
-            family: &generator.family,
-            extra: &generator.family.labels[self.identity.len()..],
-            escape,
-            identity: IdentityText::Unwritten(&write),
-        };
-        (generator.generate)(row, &mut samples);
+        self.render_family_with(row, family, escape, &write, out);
     }
 }
 

@@ -187,30 +187,6 @@ pub fn write_sample_parts<V: AsRef<[u8]>>(
     out.push(b'\n');
 }
 
-/// Appends the start of a series of an object's family, up to its identity labels:
-/// `name{`. Every object has identity labels, so the braces are always there.
-pub fn write_series_start(out: &mut Vec<u8>, family: &Family) {
-    out.extend_from_slice(family.name.as_bytes());
-    if family.kind == MetricType::Counter {
-        out.extend_from_slice(b"_total");
-    }
-    out.push(b'{');
-}
-
-/// Appends the rest of a series after its identity labels: `,label="value"...} value\n`.
-pub fn write_series_end<V: AsRef<[u8]>>(
-    out: &mut Vec<u8>,
-    names: &[&str],
-    values: &[V],
-    value: Value,
-    escape: Escape,
-) {
-    write_labels(out, names, values, false, escape);
-    out.extend_from_slice(b"} ");
-    value.write(out);
-    out.push(b'\n');
-}
-
 /// Appends the HELP and TYPE lines of a family, once per scrape.
 pub fn write_header(out: &mut Vec<u8>, family: &Family, format: Format) {
     let kind = match family.kind {
