@@ -114,7 +114,7 @@ impl Scrape {
     }
 
     /// The whole plain text in one buffer, inflated from the segments a gzip scrape sends
-    /// (tests, and telemetry's small bodies).
+    /// (tests: what Prometheus reads).
     pub fn text(&self) -> Result<Vec<u8>, crate::inventory::segment::DamagedSegment> {
         let mut inflater = Inflater::default();
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
-//! Exposition: serving what the inventory keeps rendered. `body` assembles a scrape from the
-//! stored compressed segments (gzip as it is, plain text inflated on the fly), `self_metrics`
-//! and the collectors add the sidecar's own families, `server` speaks HTTP.
+//! Exposition: serving what the inventory keeps. `body` assembles a scrape: gzip from the
+//! stored compressed segments as they are, plain text written from the stored objects a family
+//! at a time; `self_metrics` and the collectors add the sidecar's own families, `server` speaks
+//! HTTP.
 
 pub mod body;
 pub mod self_metrics;
@@ -96,8 +97,8 @@ pub fn encode_text(
     TextScrape::new(snapshot, format, collect(format, collectors)).text()
 }
 
-/// A whole scrape as plain text in one buffer, inflated from the segments a gzip scrape sends:
-/// tests, and telemetry's preview.
+/// A whole scrape as plain text in one buffer, inflated from the segments a gzip scrape sends
+/// (tests: what Prometheus reads).
 pub fn encode(snapshot: &Snapshot, format: Format, collectors: &[&dyn Collector]) -> Vec<u8> {
     let scrape = Scrape::new(snapshot, format, collect(format, collectors));
     match scrape.text() {

@@ -11,8 +11,9 @@
 //!   of the changes (queued under the lock) and fsynced off it (group commit);
 //! - `restore`: the store brought back from the journal at start; `series_cache`: the
 //!   backups' compressed series kept beside it, so a restart need not render them all again;
-//! - `snapshot`: what a scrape serves, rendered when it changed, packed in the background;
-//!   `give_way`: the background work waits while a scrape is in flight.
+//! - `snapshot`: what a scrape serves: for gzip the compressed series, rendered when they
+//!   changed, packed in the background; for plain text the entries as they are, written as the
+//!   body is sent; `give_way`: the background work waits while a scrape is in flight.
 //!
 //! The outcomes of the awkward cases (a delete of an unknown uid, a re-creation) are `apply`'s.
 

@@ -1,9 +1,10 @@
 //! Series kept compressed: a segment is the text of some series as raw deflate data ending in
 //! a full flush, so that segments compressed independently can be sent one after the other as
 //! one deflate stream (pigz's trick). With the CRC-32 and length of each segment's text, a
-//! scrape assembles a valid gzip member without compressing anything it already has, and the
-//! plain text is inflated on the fly. Compressed text is about a tenth of the plain text, which
-//! is what keeps a large fleet within its memory target.
+//! scrape assembles a valid gzip member without compressing anything it already has (plain
+//! text is written from the stored objects instead: see `snapshot::TextSnapshot`). Compressed
+//! text is about a tenth of the plain text, which is what keeps a large fleet within its
+//! memory target.
 
 use std::sync::Arc;
 
