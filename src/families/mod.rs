@@ -234,15 +234,27 @@ impl<K: Rows> KindFamilies<K> {
             self.write_identity(row, &first.family, escape, identity);
         }
         for (generator, out) in self.generators.iter().zip(outs.iter_mut()) {
-            let mut samples = Samples {
-                out,
-                family: &generator.family,
-                extra: &generator.family.labels[self.identity.len()..],
-                escape,
-                identity: IdentityText::Written(identity),
-            };
-            (generator.generate)(row, &mut samples);
+            self.generate(generator, row, escape, IdentityText::Written(identity), out);
         }
+    }
+
+    /// Runs one generator on `row`, its series appended to `out`.
+    fn generate(
+        &self,
+        generator: &Generator<K>,
+        row: &K::Row<'_>,
+        escape: Escape,
+        identity: IdentityText<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut samples = Samples {
+            out,
+            family: &generator.family,
+            extra: &generator.family.labels[self.identity.len()..],
+            escape,
+            identity,
+        };
+        (generator.generate)(row, &mut samples);
     }
 
     /// `render_family`, the identity labels written by `write_identity` (a kind that keeps
@@ -255,17 +267,10 @@ impl<K: Rows> KindFamilies<K> {
         write_identity: &dyn Fn(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) {
-        let Some(generator) = self.generators.get(family) else {
-            return;
-        };
-        let mut samples = Samples {
-            out,
-            family: &generator.family,
-            extra: &generator.family.labels[self.identity.len()..],
-            escape,
-            identity: IdentityText::Unwritten(write_identity),
-        };
-        (generator.generate)(row, &mut samples);
+        if let Some(generator) = self.generators.get(family) {
+            let identity = IdentityText::Unwritten(write_identity);
+            self.generate(generator, row, escape, identity, out);
+        }
     }
 
     /// Appends `row`'s series of family `family` alone (a plain-text scrape writes a family at

@@ -186,13 +186,19 @@ impl<'a> Reader<'a> {
         self.option(Self::varint)
     }
 
+    /// A code of one of the frozen tables; one it does not have marks the reader bad.
+    #[inline]
+    fn code<T>(&mut self, table: Table, lookup: fn(u8) -> Option<T>, otherwise: T) -> T {
+        let code = self.byte();
+        lookup(code).unwrap_or_else(|| {
+            self.fail(Bad::Code(table, code));
+            otherwise
+        })
+    }
+
     #[inline]
     fn backup_status(&mut self) -> BackupStatus {
-        let code = self.byte();
-        backup_status_of(code).unwrap_or_else(|| {
-            self.fail(Bad::Code(Table::BackupStatus, code));
-            BackupStatus::Invalid
-        })
+        self.code(Table::BackupStatus, backup_status_of, BackupStatus::Invalid)
     }
 
     #[inline]
@@ -202,11 +208,11 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn namespace_status(&mut self) -> NamespaceStatus {
-        let code = self.byte();
-        namespace_status_of(code).unwrap_or_else(|| {
-            self.fail(Bad::Code(Table::NamespaceStatus, code));
-            NamespaceStatus::Invalid
-        })
+        self.code(
+            Table::NamespaceStatus,
+            namespace_status_of,
+            NamespaceStatus::Invalid,
+        )
     }
 
     /// A list that is the last thing read: its elements are read as it is iterated, not
