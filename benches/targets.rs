@@ -839,8 +839,15 @@ fn scrape_and_memory(n: usize, timing: bool, memory: bool) {
         let expire_in = 60;
         let deleted_at = now_secs() - DAY.as_secs() as i64 + expire_in;
         let deletes: Vec<String> = backups.iter().map(|b| b.delete(Some(deleted_at))).collect();
+        // Before and during, scrapes come at the same pace (a pause of SCRAPE_GAP after
+        // each), so that the two compare like with like.
+        const SCRAPE_GAP: Duration = Duration::from_millis(20);
         let before: Vec<f64> = (0..15)
-            .map(|_| timed_get(sc.metrics, "/metrics", &[GZIP]).0)
+            .map(|_| {
+                let took = timed_get(sc.metrics, "/metrics", &[GZIP]).0;
+                std::thread::sleep(SCRAPE_GAP);
+                took
+            })
             .collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let scraper = {
@@ -849,7 +856,7 @@ fn scrape_and_memory(n: usize, timing: bool, memory: bool) {
                 let mut times = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     times.push(timed_get(addr, "/metrics", &[GZIP]).0);
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(SCRAPE_GAP);
                 }
                 times
             })

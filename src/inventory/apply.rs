@@ -21,8 +21,7 @@ use super::entries::{encode_backup, text_of, BackupEntry, LastSuccessEntry, Obje
 use super::journaling::backup_record;
 use super::store::{Render, Table};
 use super::{
-    give_way, retention, ApplyError, ApplyOutcome, IgnoreReason, Inventory, NotDurable, Objects,
-    State,
+    retention, ApplyError, ApplyOutcome, IgnoreReason, Inventory, NotDurable, Objects, State,
 };
 use crate::families::backup::{self as backup_families, BackupState};
 use crate::families::objects;
@@ -84,7 +83,7 @@ impl Inventory {
         let (outcome, ticket) = self
             .applier
             .run(move || {
-                inventory.scrapes.give_way(give_way::APPLY_WAIT).wait();
+                inventory.give_way_to_scrapes();
                 inventory.apply_queued(&origin, events)
             })
             .await?;

@@ -3,8 +3,8 @@
 //! On two cores, applying a burst of changes (a mass deletion: parsing, applying, journaling)
 //! and rendering it shares the machine with a scrape that only copies: nice 10 lowers their
 //! share of a core they share, not the memory bandwidth and cache of the core next to it. So
-//! the applier before each batch, the refresher between groups, and a journal compaction
-//! between runs of records, wait while a scrape is
+//! a pushed batch before it is parsed and again before it is applied, the refresher between
+//! groups, and a journal compaction between runs of records, wait while a scrape is
 //! being prepared or sent, up to a bound (under scrapes back to back they still make
 //! progress). With Prometheus scraping every 15-60 s this costs a producer a few tens of
 //! milliseconds now and then; a scrape during a burst stays as fast as one without.
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub(super) const REFRESH_WAIT: Duration = Duration::from_secs(1);
 /// The longest one applied batch waits: a scraper reading slowly (a plain body over a slow
 /// link) slows ingest to ten batches a second at worst, never stops it.
-pub(super) const APPLY_WAIT: Duration = Duration::from_millis(100);
+pub const APPLY_WAIT: Duration = Duration::from_millis(100);
 /// How often waiting background work looks again.
 const POLL: Duration = Duration::from_millis(1);
 

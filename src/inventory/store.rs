@@ -312,22 +312,43 @@ impl<K: Hash + Eq, E: Render> Table<K, E> {
                 let g = run * PACK + i;
                 views.push(match group.ready(make_in_place) {
                     Some(segments) => GroupView::Ready(Arc::clone(segments)),
-                    None => {
-                        let end = (g * GROUP + GROUP).min(self.entries.len());
-                        GroupView::Stale(StaleGroup {
-                            index: g,
-                            generation: group.generation,
-                            entries: self
-                                .entries
-                                .get_range(g * GROUP..end)
-                                .map(|slice| slice.values().cloned().collect())
-                                .unwrap_or_default(),
-                        })
-                    }
+                    None => GroupView::Stale(self.stale_group(g)),
                 });
             }
         }
         views
+    }
+
+    /// Up to `at_most` groups that changed, from group `from` on, with the index to go on
+    /// from. The background refresher takes them a few at a time: copying the entries of
+    /// every changed group at once (a mass deletion's) held the lock for milliseconds, and a
+    /// scrape waited behind it. Empty once no group from `from` on changed.
+    pub fn stale_groups(&self, from: usize, at_most: usize) -> (Vec<StaleGroup<E>>, usize) {
+        let mut stale = Vec::new();
+        let mut next = from;
+        for (g, group) in self.groups.iter().enumerate().skip(from) {
+            if stale.len() == at_most {
+                break;
+            }
+            next = g + 1;
+            if group.ready(true).is_none() {
+                stale.push(self.stale_group(g));
+            }
+        }
+        (stale, next)
+    }
+
+    fn stale_group(&self, g: usize) -> StaleGroup<E> {
+        let end = (g * GROUP + GROUP).min(self.entries.len());
+        StaleGroup {
+            index: g,
+            generation: self.groups.get(g).map_or(0, |group| group.generation),
+            entries: self
+                .entries
+                .get_range(g * GROUP..end)
+                .map(|slice| slice.values().cloned().collect())
+                .unwrap_or_default(),
+        }
     }
 
     /// What a plain-text scrape renders this table from (see `TextView`).
@@ -665,6 +686,43 @@ mod tests {
         assert_eq!(remade(Freshness::Budget(3)), vec![6]);
         assert_eq!(remade(Freshness::Budget(0)), vec![6]);
         assert_eq!(remade(Freshness::Exact), vec![0, 2, 3, 5, 6]);
+    }
+
+    #[test]
+    fn changed_groups_are_taken_a_few_at_a_time_and_each_once() {
+        let mut t = made(GROUP * 8);
+        for g in [1, 2, 4, 7] {
+            t.update(&format!("u{}", g * GROUP + 3), |l| l.0 = "changed\n".into());
+        }
+        let taken = |from, at_most| {
+            let (stale, next) = t.stale_groups(from, at_most);
+            let indices: Vec<usize> = stale.iter().map(|s| s.index).collect();
+            (indices, next)
+        };
+        assert_eq!(taken(0, 2), (vec![1, 2], 3));
+        assert_eq!(taken(3, 2), (vec![4, 7], 8));
+        assert_eq!(taken(8, 2), (vec![], 8));
+        // Taken whole: what a view of every group would hand out for them.
+        let (stale, _) = t.stale_groups(7, 1);
+        let from_view: Vec<_> = t
+            .view(Freshness::Exact)
+            .into_iter()
+            .filter_map(|v| match v {
+                GroupView::Stale(s) if s.index == 7 => Some((s.generation, s.entries)),
+                _ => None,
+            })
+            .collect();
+        let [(generation, entries)] = from_view.as_slice() else {
+            panic!("group 7 is stale once");
+        };
+        assert_eq!(stale[0].generation, *generation);
+        let text = |e: &[Line]| e.iter().map(|l| l.0.clone()).collect::<String>();
+        assert_eq!(text(&stale[0].entries), text(entries));
+        // Nothing changed: nothing taken.
+        refresh(&mut t);
+        let (stale, next) = t.stale_groups(0, 16);
+        assert!(stale.is_empty());
+        assert_eq!(next, 8);
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn fleet(dir: &Path) -> String {
 fn made_by_first_snapshot(inv: &Inventory) -> usize {
     inv.warm_up();
     let before = inv.series_cache.as_ref().unwrap().made_since_save();
-    drop(inv.snapshot_with(Freshness::Exact, None));
+    drop(inv.snapshot_with(Freshness::Exact));
     inv.series_cache.as_ref().unwrap().made_since_save() - before
 }
 
@@ -171,7 +171,7 @@ fn a_failed_write_names_the_file_keeps_the_old_one_and_counts_what_it_missed() {
     fleet(&state);
     let inv = open(&state);
     let before = std::fs::read(cache_file(&state)).unwrap();
-    drop(inv.snapshot_with(Freshness::Exact, None));
+    drop(inv.snapshot_with(Freshness::Exact));
     let made = inv.series_cache.as_ref().unwrap().made_since_save();
     assert!(made > 0);
     // The state directory is gone from where the sidecar has it (moved away: the old file
@@ -207,7 +207,7 @@ fn a_full_disk_half_way_is_an_error_not_a_short_file() {
     let dir = tempfile::tempdir().unwrap();
     fleet(dir.path());
     let inv = open(dir.path());
-    drop(inv.snapshot_with(Freshness::Exact, None));
+    drop(inv.snapshot_with(Freshness::Exact));
     let groups = inv.lock().backups.made_groups();
     let header = inv.series_cache.as_ref().unwrap().header();
     let err = write_records(&mut FailAfter(1000), header, &groups, None).unwrap_err();
