@@ -414,7 +414,10 @@ struct Work<'a> {
     seed: u64,
 }
 
-/// Renders and compresses the stale groups among `views`, split across the cores.
+/// Renders and compresses the stale groups among `views`: for a scrape, split across the
+/// cores; in the background, on the refresher's own thread, leaving the other cores to
+/// scrapes (and not starting threads for every few groups: their allocator caches, made and
+/// dropped a hundred times in a pass, left ~12 MB more resident at 100,000 tombstones).
 fn refresh<E: Render, K: Rows>(
     views: Vec<GroupView<E>>,
     families: &'static KindFamilies<K>,
@@ -433,10 +436,14 @@ fn refresh<E: Render, K: Rows>(
             }
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(stale.len().div_ceil(4))
-        .max(1);
+    let threads = if give_way.is_some() {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(stale.len().div_ceil(4))
+            .max(1)
+    };
     let chunk = stale.len().div_ceil(threads).max(1);
     let work = |part: &[(usize, store::StaleGroup<E>)]| -> Vec<(usize, SharedGroup)> {
         let mut compressor = Compressor::default();
