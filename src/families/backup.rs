@@ -103,18 +103,19 @@ impl SharedIdentity {
     pub fn of(view: &BackupView<'_>, escape: Escape) -> SharedIdentity {
         let values = identity_values(&view.head);
         let values = values.as_slice();
-        // `between[k]` is the text before label k + 1.
+        // The text before label k, for k >= 1.
         let between = identity_between();
+        let before_label = |k: usize| between.get(k - 1).map_or(&[][..], |b| &b[..]);
         let mut text = Vec::with_capacity(128);
         for (i, value) in values.iter().enumerate().take(*OWN.start()) {
             super::text::write_label_value(&mut text, value, escape);
-            text.extend_from_slice(between.get(i).map_or(&[][..], |b| b));
+            text.extend_from_slice(before_label(i + 1));
         }
         let before = text.len();
-        text.extend_from_slice(between.get(*OWN.end() - 1).map_or(&[][..], |b| b));
+        text.extend_from_slice(before_label(*OWN.end()));
         let mid = text.len();
         for (i, value) in values.iter().enumerate().skip(*OWN.end() + 1) {
-            text.extend_from_slice(between.get(i - 1).map_or(&[][..], |b| b));
+            text.extend_from_slice(before_label(i));
             super::text::write_label_value(&mut text, value, escape);
         }
         SharedIdentity {

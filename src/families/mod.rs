@@ -334,7 +334,9 @@ impl Samples<'_> {
             }
             IdentityText::At(at) => out.extend_from_within(at.clone()),
         }
-        let between = text.between.get(text.between.len() - values.len()..);
+        // The text before each of the family's labels after the identity ones.
+        let between = text.between.len().checked_sub(values.len());
+        let between = between.and_then(|from| text.between.get(from..));
         for (b, v) in between.unwrap_or_default().iter().zip(values) {
             out.extend_from_slice(b);
             text::write_label_value(out, v, self.escape);
