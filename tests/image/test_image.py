@@ -17,14 +17,13 @@ import io
 import http.server
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import ssl
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -34,6 +33,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+# tests/ports.py is shared with tests/assets.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ports import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("PXBACKUP_SIDECAR_BIN", ROOT / "target/release/pxbackup-sidecar"))
@@ -101,37 +104,6 @@ def with_parents(paths):
         for i in range(2, len(parts) + 1):
             out.add("/" + "/".join(parts[1:i]))
     return out
-
-
-_LOWEST_PORT = 10_000
-_next_port = None
-
-
-def free_port():
-    """A free port below the kernel's ephemeral range, each handed out once per process. A
-    port from bind(0) lies in that range, where a client's connection may take it as its
-    source port before the server started on it binds it ("Address already in use")."""
-    global _next_port
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            ephemeral_start = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_start = 32768
-    ephemeral_start = max(ephemeral_start, _LOWEST_PORT + 1000)
-    span = ephemeral_start - _LOWEST_PORT
-    if _next_port is None:
-        # Each process starts somewhere else in the span, should two ever run at once.
-        _next_port = random.randrange(1, span)
-    for _ in range(span):
-        port = _LOWEST_PORT + _next_port % span
-        _next_port += 1
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free port on 127.0.0.1 between {_LOWEST_PORT} and {ephemeral_start}")
 
 
 def http_get(url, timeout=2):
