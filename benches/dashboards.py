@@ -26,7 +26,7 @@ evaluate the real rules (alerts/pxbackup-sidecar.rules.yaml) every 15 s, then:
 - runs the panels of the collapsed per-backup row (not part of the first load) once more as
   they are after drilling down to one schedule (org, cluster and schedule set).
 
-The tables (panels, rule groups) are printed as Markdown, as the README shows them.
+The tables (panels, rule groups) are printed as Markdown, as docs/performance.md shows them.
 Everything listens on 127.0.0.1; both processes are ours and stopped at the end.
 """
 import argparse

@@ -1,5 +1,5 @@
-//! The performance targets of issue 9 / DESIGN.md, measured side by side in one run and printed
-//! as Markdown (the README quotes it). Ratios, not absolute times, are the result: these
+//! The performance targets, measured side by side in one run and printed as Markdown (the
+//! tables of docs/performance.md). Ratios, not absolute times, are the result: these
 //! machines are shared and noisy.
 //!
 //! The sidecar is measured as users run it: the release binary, spawned, fed through its

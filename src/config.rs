@@ -52,6 +52,25 @@ pub enum Command {
         #[command(subcommand)]
         command: TelemetryCommand,
     },
+    /// The reference pages generated from the code: the flags and the metric catalog.
+    Docs {
+        #[command(subcommand)]
+        command: DocsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Print the command line's reference (every command and flag) as Markdown.
+    Flags,
+    /// Print the metric catalog as a Markdown table.
+    Metrics,
+    /// Write docs/flags.md and docs/metrics.md under the repository's root.
+    Write {
+        /// The repository's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +90,8 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Where objects come from: demo (a synthetic fleet, no cluster needed), ingest (POST
-    /// /v1/events), kube (Stork CRs). Repeat the flag or separate with commas.
+    /// /v1/events), kube (Stork CRs), pxb (PX-Backup's REST API). Repeat the flag or separate
+    /// with commas.
     #[arg(
         long = "source",
         env = "PXBACKUP_SOURCES",

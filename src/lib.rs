@@ -9,6 +9,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod docs;
 pub mod exposition;
 pub mod families;
 pub mod inventory;

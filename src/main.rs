@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pxbackup_sidecar::config::{Cli, Command, RunArgs, Settings, TelemetryCommand};
-use pxbackup_sidecar::{app, families, logging, telemetry};
+use pxbackup_sidecar::config::{Cli, Command, DocsCommand, RunArgs, Settings, TelemetryCommand};
+use pxbackup_sidecar::{app, docs, families, logging, telemetry};
 
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
@@ -54,7 +54,26 @@ fn main() -> ExitCode {
             logging::init(settings.log_format, &settings.log_level, None);
             exit(preview(settings))
         }
+        Command::Docs { command } => exit(docs_command(command)),
     }
+}
+
+/// The generated reference pages: printed, or written into the repository's docs/.
+fn docs_command(command: DocsCommand) -> Result<(), u8> {
+    let fail = |e: docs::DocsError| {
+        eprintln!("pxbackup-sidecar: {e}");
+        1u8
+    };
+    match command {
+        DocsCommand::Flags => print!("{}", docs::flags()),
+        DocsCommand::Metrics => print!("{}", docs::metrics().map_err(fail)?),
+        DocsCommand::Write { root } => {
+            for path in docs::write(&root).map_err(fail)? {
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn settings(args: RunArgs) -> Result<Settings, u8> {

@@ -18,7 +18,7 @@ use super::segment::{Compressor, Pack, SharedGroup};
 
 /// Entries per group. Smaller groups make a change cheaper to re-compress; larger ones
 /// compress better (each segment starts without a dictionary) and make fewer pieces to send.
-/// Measured at 100,000 backups (README, Benchmarks): at 64 the gzip body is 1.07x one
+/// Measured at 100,000 backups (docs/performance.md): at 64 the gzip body is 1.07x one
 /// `gzip -1` stream of the same text (1.25x at 32), and a changed backup costs ~170 KB of text
 /// to render and compress again, off the scrape as a rule (the background refresher).
 pub const GROUP: usize = 64;

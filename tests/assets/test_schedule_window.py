@@ -1,4 +1,4 @@
-"""The "no recent success" window of a weekly kube schedule (issue 11), in its own promtool test
+"""The "no recent success" window of a weekly kube schedule, in its own promtool test
 file (alerts/schedule-window.test.yaml) next to the rules' own tests: no alert on day 3 nor
 half a day after the missed day-7 run, an alert on day 8."""
 import subprocess

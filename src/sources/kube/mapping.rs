@@ -1,4 +1,4 @@
-//! Stork custom resources -> inventory objects, as DESIGN's "Stork mapping" says.
+//! Stork custom resources -> inventory objects, as docs/kube-source.md ("Mapping") says.
 //!
 //! Pure functions: no I/O, no logging. What is worth a warning (a status name this version
 //! does not know) comes back with the object, and the watcher logs it with the namespace and
