@@ -545,6 +545,14 @@ def test_pxb_oidc_logs_in_to_px_centrals_keycloak_with_a_mounted_secret(chart):
     # Still nothing of Kubernetes read for it.
     (cr,) = by_kind(docs, "ClusterRole")
     assert [r["resources"] for r in cr["rules"]] == [["namespaces"]]
+    # The notes say where it logs in, and the token Secret's mode says its Secret.
+    for case, needles in [("pxb-oidc", ["Keycloak http://pxcentral-keycloak-http/auth/realms/master",
+                                        "client pxcentral", "Secret pxb-keycloak"]),
+                          ("pxb", ["token in Secret px-backup-api-token"])]:
+        out = chart.render(VALUE_SETS[case], name="pxb", namespace=NS, is_install=True)
+        (notes,) = [v for p, v in out.items() if p.endswith("NOTES.txt")]
+        for needle in needles:
+            assert needle in " ".join(notes.split()), f"{case}: {needle}: {notes}"
 
 
 def test_pxb_oidc_client_credentials_in_another_namespace(chart):

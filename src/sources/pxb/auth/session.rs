@@ -268,7 +268,10 @@ impl Session {
                     return Ok(c.bearer.clone())
                 }
                 Some(c) => (c.generation, p.failures),
-                None => (0, p.failures),
+                None => {
+                    let reason = p.failure.as_deref().unwrap_or("no token was obtained yet");
+                    return Err(TokenError::NoToken(reason.to_owned()));
+                }
             }
         };
         // Full: a refusal is already waiting, which this one joins.
