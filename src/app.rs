@@ -15,6 +15,7 @@ use crate::inventory::{Inventory, JournalError};
 use crate::kubernetes::{KubeClientError, Kubernetes};
 use crate::model::SourceId;
 use crate::sources::ingest::IngestStats;
+use crate::sources::pxb::auth::{AuthStats, TokenSource};
 use crate::sources::{self, SourceContext, SourceStatus};
 use crate::telemetry::metrics::TelemetryMetrics;
 use crate::telemetry::preview::{self, Preview, PreviewError};
@@ -62,6 +63,7 @@ struct Parts {
     telemetry: Arc<TelemetryMetrics>,
     scrape_duration: Arc<ScrapeDuration>,
     self_metrics: Arc<SelfMetrics>,
+    pxb_auth: Arc<AuthStats>,
 }
 
 impl Parts {
@@ -70,11 +72,13 @@ impl Parts {
         let sources = Arc::new(SourceStatus::new(configured));
         let ingest = Arc::new(IngestStats::default());
         let scrape_duration = Arc::new(ScrapeDuration::default());
+        let pxb_auth = Arc::new(AuthStats::default());
         let self_metrics = Arc::new(SelfMetrics {
             inventory: inventory.clone(),
             sources: sources.clone(),
             ingest: ingest.clone(),
             scrape_duration: scrape_duration.clone(),
+            pxb_auth: pxb_auth.clone(),
         });
         Parts {
             inventory,
@@ -83,6 +87,7 @@ impl Parts {
             telemetry: Arc::new(TelemetryMetrics::default()),
             scrape_duration,
             self_metrics,
+            pxb_auth,
         }
     }
 
@@ -179,10 +184,12 @@ async fn termination() -> Result<impl std::future::Future<Output = ()>, AppError
 
 /// Starts `source` feeding `ctx.inventory` until `stop`, its task in `tasks`; a push source
 /// has nothing to start and is synced at once. `kube`: the process's one Kubernetes client,
-/// built here when the first part needs it.
+/// built here when the first part needs it; `pxb_auth`: what the pxb source's Keycloak
+/// session counts.
 pub async fn start_source(
     source: SourceId,
     ctx: &SourceContext,
+    pxb_auth: &Arc<AuthStats>,
     settings: &Settings,
     kube: &mut Option<Arc<Kubernetes>>,
     stop: &CancellationToken,
@@ -199,7 +206,9 @@ pub async fn start_source(
         // Push has no initial state to wait for.
         SourceId::Ingest => ctx.status.mark_synced(SourceId::Ingest),
         SourceId::Pxb => {
-            let client = sources::pxb::PxbClient::new(&settings.pxb)?;
+            let token = TokenSource::new(&settings.pxb, pxb_auth.clone())
+                .map_err(sources::pxb::ClientError::from)?;
+            let client = sources::pxb::PxbClient::with_token(&settings.pxb, token)?;
             let (ctx, stop, pxb) = (ctx.clone(), stop.clone(), settings.pxb.clone());
             tasks.spawn(async move {
                 sources::pxb::run(ctx, client, pxb, stop.cancelled_owned()).await
@@ -252,6 +261,7 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
         start_source(
             *source,
             &source_ctx,
+            &parts.pxb_auth,
             &settings,
             &mut kube,
             &stop,
@@ -340,7 +350,16 @@ pub async fn preview_telemetry(settings: Settings, clock: Clock) -> Result<Previ
     let mut tasks = tokio::task::JoinSet::new();
     let source_ctx = parts.source();
     for id in &settings.sources {
-        start_source(*id, &source_ctx, &settings, &mut kube, &stop, &mut tasks).await?;
+        start_source(
+            *id,
+            &source_ctx,
+            &parts.pxb_auth,
+            &settings,
+            &mut kube,
+            &stop,
+            &mut tasks,
+        )
+        .await?;
     }
     preview::wait_for_sources(&parts.sources).await?;
     stop.cancel();

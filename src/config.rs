@@ -19,6 +19,11 @@ pub const FEDERATED_BACKFILL_HOURS: u64 = 1;
 const MAX_BACKFILL_HOURS: u64 = 24 * 366;
 /// PX-Backup's REST gateway as seen from a container of its own pod.
 pub const DEFAULT_PXB_URL: &str = "http://127.0.0.1:10001";
+/// px-central's Keycloak realm as seen from PX-Backup's namespace: the Service
+/// `pxcentral-keycloak-http` (port 80, path `/auth`), the URL px-central itself gives PX-Backup.
+pub const DEFAULT_PXB_OIDC_URL: &str = "http://pxcentral-keycloak-http/auth/realms/master";
+/// px-central's public Keycloak client, the one its UI and PX-Backup's docs log in with.
+pub const DEFAULT_PXB_OIDC_CLIENT_ID: &str = "pxcentral";
 /// Polling faster than this would only load PX-Backup (tests use the minimum).
 const MIN_PXB_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// A page this large is already tens of megabytes of JSON.
@@ -213,9 +218,34 @@ pub struct RunArgs {
     #[arg(long, env = "PXBACKUP_PXB_TOKEN_FILE")]
     pub pxb_token_file: Option<PathBuf>,
 
-    /// CA bundle (PEM) trusted for an https --pxb-url.
+    /// CA bundle (PEM) trusted for an https --pxb-url (and an https --pxb-oidc-url).
     #[arg(long, env = "PXBACKUP_PXB_CA_FILE")]
     pub pxb_ca_file: Option<PathBuf>,
+
+    /// PX-Backup's Keycloak realm (px-central's), where the pxb source logs in for its own
+    /// token when OIDC credentials are given; the token endpoint is found through the realm's
+    /// .well-known/openid-configuration.
+    #[arg(long, env = "PXBACKUP_PXB_OIDC_URL", default_value = DEFAULT_PXB_OIDC_URL)]
+    pub pxb_oidc_url: String,
+
+    /// Keycloak client the pxb source logs in with.
+    #[arg(long, env = "PXBACKUP_PXB_OIDC_CLIENT_ID", default_value = DEFAULT_PXB_OIDC_CLIENT_ID)]
+    pub pxb_oidc_client_id: String,
+
+    /// File holding the username of a PX-Backup user who can read the organizations polled
+    /// (password grant, with --pxb-oidc-password-file); re-read when it changes.
+    #[arg(long, env = "PXBACKUP_PXB_OIDC_USERNAME_FILE")]
+    pub pxb_oidc_username_file: Option<PathBuf>,
+
+    /// File holding that user's password; re-read when it changes.
+    #[arg(long, env = "PXBACKUP_PXB_OIDC_PASSWORD_FILE")]
+    pub pxb_oidc_password_file: Option<PathBuf>,
+
+    /// File holding the secret of a confidential Keycloak client: alone, the
+    /// client-credentials grant (a client with a service account); with a username and
+    /// password, the client's authentication for the password grant. Re-read when it changes.
+    #[arg(long, env = "PXBACKUP_PXB_OIDC_CLIENT_SECRET_FILE")]
+    pub pxb_oidc_client_secret_file: Option<PathBuf>,
 
     /// Time from the start of one poll of PX-Backup to the start of the next (humantime).
     #[arg(long, env = "PXBACKUP_PXB_POLL_INTERVAL", default_value = "30s")]
@@ -276,6 +306,23 @@ pub enum ConfigError {
     PxbTokenFile { path: String, reason: String },
     #[error("--pxb-ca-file {path}: {reason}")]
     PxbCaFile { path: String, reason: String },
+    #[error("--pxb-oidc-url / PXBACKUP_PXB_OIDC_URL {0:?}: {1}")]
+    PxbOidcUrl(String, String),
+    #[error("--pxb-oidc-client-id / PXBACKUP_PXB_OIDC_CLIENT_ID {0:?}: {1}")]
+    PxbOidcClientId(String, String),
+    #[error("--pxb-token-file (PXBACKUP_PXB_TOKEN_FILE) and {oidc} are both given: the pxb source either reads a token kept up to date for it, or logs in to Keycloak itself; give one of them")]
+    PxbAuthConflict { oidc: String },
+    #[error("{given} is given without {missing}: the password grant needs both")]
+    PxbOidcIncomplete {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("{flag} {path}: {reason}")]
+    PxbOidcFile {
+        flag: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 /// One ConfigMap by name.
@@ -331,6 +378,9 @@ pub struct PxbSettings {
     /// http(s)://host:port, without a trailing slash.
     pub url: String,
     pub token_file: Option<PathBuf>,
+    /// The source's own Keycloak session, when OIDC credentials are given (never together
+    /// with `token_file`).
+    pub oidc: Option<OidcSettings>,
     /// The PEM of --pxb-ca-file, read and checked at start.
     pub ca_pem: Option<Vec<u8>>,
     pub poll_interval: Duration,
@@ -340,11 +390,25 @@ pub struct PxbSettings {
     pub request_timeout: Duration,
 }
 
+/// Where the pxb source logs in to Keycloak, and the files its credentials are read from (the
+/// secrets themselves are read by the session, and again when the files change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The realm's URL (the issuer), without a trailing slash.
+    pub url: String,
+    pub client_id: String,
+    /// The password grant: the files of the username and of the password.
+    pub user_files: Option<(PathBuf, PathBuf)>,
+    /// A confidential client's secret: the client-credentials grant when there is no user.
+    pub client_secret_file: Option<PathBuf>,
+}
+
 impl Default for PxbSettings {
     fn default() -> Self {
         PxbSettings {
             url: DEFAULT_PXB_URL.to_owned(),
             token_file: None,
+            oidc: None,
             ca_pem: None,
             poll_interval: Duration::from_secs(30),
             orgs: Vec::new(),
@@ -545,9 +609,11 @@ fn pxb_settings(a: &RunArgs, enabled: bool) -> Result<PxbSettings, ConfigError> 
             orgs.push(org.to_owned());
         }
     }
+    let oidc = oidc_settings(a)?;
     let mut settings = PxbSettings {
         url: url.as_str().trim_end_matches('/').to_owned(),
         token_file: a.pxb_token_file.clone(),
+        oidc,
         ca_pem: None,
         poll_interval,
         orgs,
@@ -565,6 +631,21 @@ fn pxb_settings(a: &RunArgs, enabled: bool) -> Result<PxbSettings, ConfigError> 
         let token = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         if token.trim().is_empty() {
             return Err(err("the file is empty".into()));
+        }
+    }
+    if let Some(oidc) = &settings.oidc {
+        let user_files = oidc.user_files.iter().flat_map(|(u, p)| {
+            [
+                ("--pxb-oidc-username-file", u),
+                ("--pxb-oidc-password-file", p),
+            ]
+        });
+        let secret_file = oidc
+            .client_secret_file
+            .iter()
+            .map(|s| ("--pxb-oidc-client-secret-file", s));
+        for (flag, path) in user_files.chain(secret_file) {
+            check_secret_file(flag, path)?;
         }
     }
     if let Some(path) = &a.pxb_ca_file {
@@ -586,6 +667,98 @@ fn pxb_settings(a: &RunArgs, enabled: bool) -> Result<PxbSettings, ConfigError> 
         }
     }
     Ok(settings)
+}
+
+/// The OIDC flags: `None` without credentials. The URL and client id have defaults and are
+/// checked always, as is a token file given with OIDC credentials; the files are read only
+/// when the source is on.
+fn oidc_settings(a: &RunArgs) -> Result<Option<OidcSettings>, ConfigError> {
+    let url_error =
+        |reason: &str| ConfigError::PxbOidcUrl(a.pxb_oidc_url.clone(), reason.to_owned());
+    let url = reqwest::Url::parse(a.pxb_oidc_url.trim()).map_err(|e| url_error(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(url_error("must start with http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(url_error("has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(url_error(
+            "must not carry credentials; they go in --pxb-oidc-username-file and --pxb-oidc-password-file",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(url_error("must not have a query or a fragment"));
+    }
+    let client_id = a.pxb_oidc_client_id.trim();
+    if client_id.is_empty() {
+        return Err(ConfigError::PxbOidcClientId(
+            a.pxb_oidc_client_id.clone(),
+            "is empty".into(),
+        ));
+    }
+    if client_id.chars().any(char::is_control) {
+        return Err(ConfigError::PxbOidcClientId(
+            a.pxb_oidc_client_id.clone(),
+            "holds a control character".into(),
+        ));
+    }
+    let given: Vec<&str> = [
+        (&a.pxb_oidc_username_file, "--pxb-oidc-username-file"),
+        (&a.pxb_oidc_password_file, "--pxb-oidc-password-file"),
+        (
+            &a.pxb_oidc_client_secret_file,
+            "--pxb-oidc-client-secret-file",
+        ),
+    ]
+    .into_iter()
+    .filter(|(file, _)| file.is_some())
+    .map(|(_, flag)| flag)
+    .collect();
+    if given.is_empty() {
+        return Ok(None);
+    }
+    if a.pxb_token_file.is_some() {
+        return Err(ConfigError::PxbAuthConflict {
+            oidc: given.join(", "),
+        });
+    }
+    let user_files = match (&a.pxb_oidc_username_file, &a.pxb_oidc_password_file) {
+        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::PxbOidcIncomplete {
+                given: "--pxb-oidc-username-file",
+                missing: "--pxb-oidc-password-file",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::PxbOidcIncomplete {
+                given: "--pxb-oidc-password-file",
+                missing: "--pxb-oidc-username-file",
+            })
+        }
+    };
+    Ok(Some(OidcSettings {
+        url: url.as_str().trim_end_matches('/').to_owned(),
+        client_id: client_id.to_owned(),
+        user_files,
+        client_secret_file: a.pxb_oidc_client_secret_file.clone(),
+    }))
+}
+
+/// A credential file must be readable and not empty; what it holds is never quoted.
+fn check_secret_file(flag: &'static str, path: &std::path::Path) -> Result<(), ConfigError> {
+    let err = |reason: String| ConfigError::PxbOidcFile {
+        flag,
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Err(err("the file is empty".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -755,6 +928,174 @@ mod tests {
         assert!(e.to_string().contains(ca), "{e}");
         let e = settings(&["--source", "pxb", "--pxb-ca-file", ca]).unwrap_err();
         assert!(e.to_string().contains("https only"), "{e}");
+    }
+
+    #[test]
+    fn oidc_flags_default_to_px_centrals_keycloak() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_str().unwrap().to_owned()
+        };
+        let (user, password) = (file("username", "reader\n"), file("password", "pa55\n"));
+        let s = settings(&[
+            "--source",
+            "pxb",
+            "--pxb-oidc-username-file",
+            &user,
+            "--pxb-oidc-password-file",
+            &password,
+        ])
+        .unwrap();
+        let oidc = s.pxb.oidc.clone().unwrap();
+        assert_eq!(
+            oidc.url,
+            "http://pxcentral-keycloak-http/auth/realms/master"
+        );
+        assert_eq!(oidc.client_id, "pxcentral");
+        assert_eq!(
+            oidc.user_files,
+            Some((user.clone().into(), password.clone().into()))
+        );
+        assert!(oidc.client_secret_file.is_none() && s.pxb.token_file.is_none());
+        assert!(!format!("{s:?}").contains("pa55"));
+
+        let secret = file("secret", "s3cr3t");
+        let s = settings(&[
+            "--source",
+            "pxb",
+            "--pxb-oidc-url",
+            "https://keycloak.example:8443/auth/realms/px/",
+            "--pxb-oidc-client-id",
+            " pxb-sidecar ",
+            "--pxb-oidc-client-secret-file",
+            &secret,
+        ])
+        .unwrap();
+        let oidc = s.pxb.oidc.unwrap();
+        assert_eq!(oidc.url, "https://keycloak.example:8443/auth/realms/px");
+        assert_eq!(oidc.client_id, "pxb-sidecar");
+        assert!(oidc.user_files.is_none());
+        assert_eq!(oidc.client_secret_file, Some(secret.into()));
+        // Without credentials there is no session, whatever the URL.
+        assert!(settings(&["--source", "pxb"]).unwrap().pxb.oidc.is_none());
+    }
+
+    #[test]
+    fn oidc_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_str().unwrap().to_owned()
+        };
+        let (user, password, token) = (file("u", "reader"), file("p", "pa55"), file("t", "tok"));
+        let empty = file("empty", "\n");
+        let on = ["--source", "pxb"];
+        for (args, needles) in [
+            (
+                vec![
+                    "--pxb-token-file",
+                    &token,
+                    "--pxb-oidc-username-file",
+                    &user,
+                    "--pxb-oidc-password-file",
+                    &password,
+                ],
+                vec![
+                    "--pxb-token-file",
+                    "--pxb-oidc-username-file, --pxb-oidc-password-file",
+                    "give one",
+                ],
+            ),
+            (
+                vec![
+                    "--pxb-token-file",
+                    &token,
+                    "--pxb-oidc-client-secret-file",
+                    &password,
+                ],
+                vec!["--pxb-token-file", "--pxb-oidc-client-secret-file"],
+            ),
+            (
+                vec!["--pxb-oidc-username-file", &user],
+                vec!["--pxb-oidc-username-file is given without --pxb-oidc-password-file"],
+            ),
+            (
+                vec!["--pxb-oidc-password-file", &password],
+                vec!["--pxb-oidc-password-file is given without --pxb-oidc-username-file"],
+            ),
+            (
+                vec!["--pxb-oidc-url", "pxcentral-keycloak-http/auth"],
+                vec!["\"pxcentral-keycloak-http/auth\""],
+            ),
+            (
+                vec!["--pxb-oidc-url", "ftp://kc/auth"],
+                vec!["\"ftp://kc/auth\"", "http://"],
+            ),
+            (
+                vec!["--pxb-oidc-url", "http://admin:pw@kc/auth"],
+                vec!["credentials"],
+            ),
+            (vec!["--pxb-oidc-url", "http://kc/auth?x=1"], vec!["query"]),
+            (
+                vec!["--pxb-oidc-client-id", " "],
+                vec!["--pxb-oidc-client-id", "empty"],
+            ),
+        ] {
+            let e = settings(&[&on[..], &args[..]].concat())
+                .unwrap_err()
+                .to_string();
+            for needle in needles {
+                assert!(e.contains(needle), "{args:?}: {e}");
+            }
+            assert!(!e.contains("pa55"), "{e}");
+        }
+        // Giving both is wrong even with the source off; the files are read only when on.
+        let e = settings(&[
+            "--pxb-token-file",
+            &token,
+            "--pxb-oidc-client-secret-file",
+            "/nonexistent/s",
+        ])
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::PxbAuthConflict { .. }), "{e}");
+        assert!(settings(&["--pxb-oidc-client-secret-file", "/nonexistent/s"]).is_ok());
+        for (flag, path, reason) in [
+            (
+                "--pxb-oidc-client-secret-file",
+                "/nonexistent/s",
+                "No such file",
+            ),
+            ("--pxb-oidc-client-secret-file", empty.as_str(), "empty"),
+        ] {
+            let e = settings(&[&on[..], &[flag, path][..]].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(flag) && e.contains(path) && e.contains(reason),
+                "{e}"
+            );
+        }
+        let e = settings(
+            &[
+                &on[..],
+                &[
+                    "--pxb-oidc-username-file",
+                    &empty,
+                    "--pxb-oidc-password-file",
+                    &password,
+                ][..],
+            ]
+            .concat(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--pxb-oidc-username-file") && e.contains("empty"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,10 +55,13 @@ const BOTTOM: &[&str] = &["model", "clock", "families", "persistence", "priority
 
 /// What of the sources a reader may name: telemetry the status only (the health bundle gets
 /// the sidecar's own metrics as a Collector, not the ingest counters); the exposition also the
-/// ingest counters, for the self metrics.
+/// ingest counters and the pxb source's Keycloak counters, for the self metrics.
 const SOURCES_READ_BY: &[(&str, &[&str])] = &[
     ("telemetry", &["sources::SourceStatus"]),
-    ("exposition", &["sources::SourceStatus", "sources::ingest"]),
+    (
+        "exposition",
+        &["sources::SourceStatus", "sources::ingest", "sources::pxb"],
+    ),
 ];
 
 #[test]

@@ -10,6 +10,7 @@ use crate::families::sidecar as catalog;
 use crate::inventory::{IgnoreReason, Inventory};
 use crate::model::{Kind, SourceId};
 use crate::sources::ingest::IngestStats;
+use crate::sources::pxb::auth::{AuthStats, GrantResult};
 use crate::sources::SourceStatus;
 
 /// How long the previous scrape took to assemble: the server records it after each scrape,
@@ -35,6 +36,7 @@ pub struct SelfMetrics {
     pub sources: Arc<SourceStatus>,
     pub ingest: Arc<IngestStats>,
     pub scrape_duration: Arc<ScrapeDuration>,
+    pub pxb_auth: Arc<AuthStats>,
 }
 
 impl Collector for SelfMetrics {
@@ -125,5 +127,18 @@ fn write(w: &mut FamilyWriter<'_>, own: &SelfMetrics) {
     w.single(
         &catalog::SCRAPE_DURATION,
         Value::Float(own.scrape_duration.seconds()),
+    );
+    let auth = &own.pxb_auth;
+    w.by_label(
+        &catalog::PXB_OIDC_LOGINS,
+        GrantResult::ALL.map(|r| (r.as_str(), Value::Uint(auth.logins(r)))),
+    );
+    w.by_label(
+        &catalog::PXB_OIDC_REFRESHES,
+        GrantResult::ALL.map(|r| (r.as_str(), Value::Uint(auth.refreshes(r)))),
+    );
+    w.single(
+        &catalog::PXB_TOKEN_EXPIRY,
+        Value::Uint(auth.token_expiry_unix_seconds()),
     );
 }

@@ -112,6 +112,23 @@ pub static RESOURCE_SERIES_DROPPED: Family = Family::counter(
     "Resource series (VM resources, namespace resource types) left out because a backup had more than --max-resource-series-per-backup",
     &[],
 );
+// The pxb source's own Keycloak session.
+pub static PXB_OIDC_LOGINS: Family = Family::counter(
+    "pxbackup_sidecar_pxb_oidc_logins",
+    "Logins of the pxb source to PX-Backup's Keycloak (password or client-credentials grant) by result: success, refused (an OAuth error such as invalid_grant), failed (no usable answer, or unreadable credential files)",
+    &["result"],
+);
+pub static PXB_OIDC_REFRESHES: Family = Family::counter(
+    "pxbackup_sidecar_pxb_oidc_refreshes",
+    "Refreshes of the pxb source's PX-Backup token with its refresh token, by result: success, refused (then it logs in again), failed",
+    &["result"],
+);
+pub static PXB_TOKEN_EXPIRY: Family = Family::gauge(
+    "pxbackup_sidecar_pxb_token_expiry_timestamp_seconds",
+    "Unix time at which the PX-Backup token the pxb source got from Keycloak expires; 0 when it has none",
+    &[],
+);
+
 pub static BACKFILL_WINDOW: Family = Family::gauge(
     "pxbackup_sidecar_backfill_window_seconds",
     "How long a deleted backup stays exported as a tombstone, and the PX-Backup mode (classic or federated) that set the default",
@@ -119,7 +136,7 @@ pub static BACKFILL_WINDOW: Family = Family::gauge(
 );
 
 /// In exposition order.
-pub static ALL: [&Family; 22] = [
+pub static ALL: [&Family; 25] = [
     &BACKFILL_WINDOW,
     &BUILD_INFO,
     &SOURCE_UP,
@@ -134,6 +151,9 @@ pub static ALL: [&Family; 22] = [
     &SCRAPE_DURATION,
     &SOURCE_OBJECTS_INVALID,
     &RESOURCE_SERIES_DROPPED,
+    &PXB_OIDC_LOGINS,
+    &PXB_OIDC_REFRESHES,
+    &PXB_TOKEN_EXPIRY,
     &TELEMETRY_ENABLED,
     &TELEMETRY_PAUSED,
     &TELEMETRY_REGISTERED,

@@ -36,16 +36,26 @@ VALUE_SETS = {
                                          "ingestFrom": [{"podSelector": {"matchLabels": {"app": "px-backup"}}}]}},
     "kube-namespaces": {"kube": {"clusterName": "prod-east", "namespaces": ["shop", "crm"]}},
     "demo": {"sources": ["demo"], "telemetry": {"source": "none"}},
-    "pxb": {"sources": ["pxb"], "pxb": {"tokenSecret": {"name": "px-backup-api-token"}}},
+    "pxb": {"sources": ["pxb"], "pxb": {"auth": {"mode": "tokenSecret"},
+                                        "tokenSecret": {"name": "px-backup-api-token"}}},
     "pxb-https-ca": {"sources": ["pxb", "ingest"], "telemetry": {"source": "none"},
                      "networkPolicy": {"enabled": True},
                      "pxb": {"url": "https://px-backup.px-backup.svc:10001",
+                             "auth": {"mode": "tokenSecret"},
                              "tokenSecret": {"name": "px-backup-api-token", "key": "bearer"},
                              "caSecret": {"name": "px-backup-ca"},
                              "orgs": ["default", "finance"], "pollInterval": "1m",
                              "pageSize": 250}},
     "pxb-sidecar-mode": {"mode": "sidecar", "sources": ["pxb"],
-                         "pxb": {"tokenSecret": {"name": "px-backup-api-token"}}},
+                         "pxb": {"auth": {"oidc": {"credentialsSecret": {"name": "pxb-keycloak"}}}}},
+    "pxb-oidc": {"sources": ["pxb"],
+                 "pxb": {"auth": {"oidc": {"credentialsSecret": {"name": "pxb-keycloak"}}}}},
+    "pxb-oidc-client-credentials": {
+        "sources": ["pxb"], "telemetry": {"source": "none"}, "networkPolicy": {"enabled": True},
+        "pxb": {"namespace": "central",
+                "auth": {"mode": "oidc",
+                         "oidc": {"clientId": "pxbackup-sidecar", "grant": "clientCredentials",
+                                  "credentialsSecret": {"name": "pxb-keycloak-client"}}}}},
 }
 
 
@@ -486,15 +496,84 @@ def test_pxb_https_with_a_private_ca_and_chosen_orgs(chart):
     # The service of another namespace when PX-Backup lives elsewhere.
     _, c = deployment_container(render(chart, {**VALUE_SETS["pxb"],
                                                "pxb": {"namespace": "central",
+                                                       "auth": {"mode": "tokenSecret"},
                                                        "tokenSecret": {"name": "t"}}}))
     assert env_of(c)["PXBACKUP_PXB_URL"] == "http://px-backup.central.svc:10001"
 
 
-def test_pxb_source_without_a_token_secret_does_not_render(chart):
+def test_pxb_source_without_its_secret_does_not_render(chart):
     for mode in ("standalone", "sidecar"):
-        with pytest.raises(helm.HelmError) as err:
-            chart.render({"mode": mode, "sources": ["pxb"]}, name="pxb", namespace=NS)
-        assert "pxb.tokenSecret.name" in str(err.value), f"{mode}: {err.value}"
+        for auth, needle in [({}, "pxb.auth.oidc.credentialsSecret.name"),
+                             ({"mode": "tokenSecret"}, "pxb.tokenSecret.name")]:
+            with pytest.raises(helm.HelmError) as err:
+                chart.render({"mode": mode, "sources": ["pxb"], "pxb": {"auth": auth}},
+                             name="pxb", namespace=NS)
+            assert needle in str(err.value), f"{mode} {auth}: {err.value}"
+    # Both ways at once: the binary would exit 64; the chart says so first.
+    with pytest.raises(helm.HelmError) as err:
+        chart.render({"sources": ["pxb"],
+                      "pxb": {"tokenSecret": {"name": "t"},
+                              "auth": {"oidc": {"credentialsSecret": {"name": "c"}}}}},
+                     name="pxb", namespace=NS)
+    assert "pxb.tokenSecret.name is set while pxb.auth.mode is oidc" in str(err.value)
+
+
+PXB_OIDC_DIR = "/etc/pxbackup-sidecar/pxb-oidc"
+
+
+def test_pxb_oidc_logs_in_to_px_centrals_keycloak_with_a_mounted_secret(chart):
+    docs = render(chart, VALUE_SETS["pxb-oidc"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    # px-central's Keycloak: the Service pxcentral-keycloak-http (port 80, path /auth), realm
+    # master, as px-central gives it to PX-Backup; its public client pxcentral.
+    assert env["PXBACKUP_PXB_OIDC_URL"] == "http://pxcentral-keycloak-http/auth/realms/master"
+    assert env["PXBACKUP_PXB_OIDC_CLIENT_ID"] == "pxcentral"
+    assert env["PXBACKUP_PXB_OIDC_USERNAME_FILE"] == f"{PXB_OIDC_DIR}/username"
+    assert env["PXBACKUP_PXB_OIDC_PASSWORD_FILE"] == f"{PXB_OIDC_DIR}/password"
+    assert "PXBACKUP_PXB_OIDC_CLIENT_SECRET_FILE" not in env
+    assert "PXBACKUP_PXB_TOKEN_FILE" not in env, "the binary refuses both (exit 64)"
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert "pxbackup-sidecar-pxb-token" not in vols
+    secret = vols["pxbackup-sidecar-pxb-oidc"]["secret"]
+    assert secret["secretName"] == "pxb-keycloak"
+    assert secret["items"] == [{"key": "username", "path": "username"},
+                               {"key": "password", "path": "password"}]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "pxbackup-sidecar-pxb-oidc"]
+    # A directory, not subPath: kubelet refreshes a rotated Secret only there.
+    assert mount["mountPath"] == PXB_OIDC_DIR and mount["readOnly"] and "subPath" not in mount
+    # Still nothing of Kubernetes read for it.
+    (cr,) = by_kind(docs, "ClusterRole")
+    assert [r["resources"] for r in cr["rules"]] == [["namespaces"]]
+    # The notes say where it logs in, and the token Secret's mode says its Secret.
+    for case, needles in [("pxb-oidc", ["Keycloak http://pxcentral-keycloak-http/auth/realms/master",
+                                        "client pxcentral", "Secret pxb-keycloak"]),
+                          ("pxb", ["token in Secret px-backup-api-token"])]:
+        out = chart.render(VALUE_SETS[case], name="pxb", namespace=NS, is_install=True)
+        (notes,) = [v for p, v in out.items() if p.endswith("NOTES.txt")]
+        for needle in needles:
+            assert needle in " ".join(notes.split()), f"{case}: {needle}: {notes}"
+
+
+def test_pxb_oidc_client_credentials_in_another_namespace(chart):
+    docs = render(chart, VALUE_SETS["pxb-oidc-client-credentials"])
+    dep, c = deployment_container(docs)
+    env = env_of(c)
+    assert env["PXBACKUP_PXB_URL"] == "http://px-backup.central.svc:10001"
+    assert env["PXBACKUP_PXB_OIDC_URL"] == \
+        "http://pxcentral-keycloak-http.central.svc/auth/realms/master"
+    assert env["PXBACKUP_PXB_OIDC_CLIENT_ID"] == "pxbackup-sidecar"
+    assert env["PXBACKUP_PXB_OIDC_CLIENT_SECRET_FILE"] == f"{PXB_OIDC_DIR}/clientSecret"
+    assert "PXBACKUP_PXB_OIDC_USERNAME_FILE" not in env
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert vols["pxbackup-sidecar-pxb-oidc"]["secret"]["items"] == \
+        [{"key": "clientSecret", "path": "clientSecret"}]
+    assert not [d for d in docs if d["kind"].endswith(("Role", "RoleBinding"))]
+    # A URL given is passed as it is.
+    _, c = deployment_container(render(chart, {"sources": ["pxb"], "pxb": {"auth": {"oidc": {
+        "url": "https://keycloak.example.com/auth/realms/px",
+        "credentialsSecret": {"name": "k"}}}}}))
+    assert env_of(c)["PXBACKUP_PXB_OIDC_URL"] == "https://keycloak.example.com/auth/realms/px"
 
 
 def test_schema_rejects_bad_pxb_values(chart):
@@ -508,6 +587,14 @@ def test_schema_rejects_bad_pxb_values(chart):
         ({"pxb": {"orgs": ["a,b"]}}, "/pxb/orgs/0"),
         ({"pxb": {"tokenSecret": "px-backup-api-token"}}, "/pxb/tokenSecret"),
         ({"pxb": {"tokenSecrets": {"name": "x"}}}, "tokenSecrets"),
+        ({"pxb": {"auth": {"mode": "token"}}}, "/pxb/auth/mode"),
+        ({"pxb": {"auth": {"oidc": {"grant": "implicit"}}}}, "/pxb/auth/oidc/grant"),
+        ({"pxb": {"auth": {"oidc": {"clientId": ""}}}}, "/pxb/auth/oidc/clientId"),
+        ({"pxb": {"auth": {"oidc": {"url": "ftp://kc/auth"}}}}, "/pxb/auth/oidc/url"),
+        ({"pxb": {"auth": {"oidc": {"url": "http://admin:pw@kc/auth"}}}}, "/pxb/auth/oidc/url"),
+        ({"pxb": {"auth": {"oidc": {"credentialsSecret": "pxb-keycloak"}}}},
+         "/pxb/auth/oidc/credentialsSecret"),
+        ({"pxb": {"auth": {"oidc": {"password": "x"}}}}, "password"),
     ]
     for values, needle in bad_values:
         with pytest.raises(helm.HelmValuesError) as err:
@@ -517,7 +604,8 @@ def test_schema_rejects_bad_pxb_values(chart):
 
 def test_the_readme_sidecar_example_uses_the_pxb_source(tmp_path):
     """The chart README's parent chart, with its parent values, renders a PX-Backup pod whose
-    sidecar polls PX-Backup on the pod's loopback with the token Secret mounted."""
+    sidecar polls PX-Backup on the pod's loopback, logging in to Keycloak with the credentials
+    Secret mounted."""
     readme = (CHART / "README.md").read_text()
     parent_values = readme.split("```yaml parent-values")[1].split("```")[0]
     parent = tmp_path / "px-backup"
@@ -539,9 +627,10 @@ def test_the_readme_sidecar_example_uses_the_pxb_source(tmp_path):
     env = env_of(side)
     assert env["PXBACKUP_SOURCES"] == "pxb"
     assert env["PXBACKUP_PXB_URL"] == "http://127.0.0.1:10001"
-    assert env["PXBACKUP_PXB_TOKEN_FILE"] == f"{PXB_TOKEN_DIR}/token"
+    assert env["PXBACKUP_PXB_OIDC_URL"] == "http://pxcentral-keycloak-http/auth/realms/master"
+    assert env["PXBACKUP_PXB_OIDC_PASSWORD_FILE"] == f"{PXB_OIDC_DIR}/password"
     vols = {v["name"]: v for v in pod["volumes"]}
-    assert vols["pxbackup-sidecar-pxb-token"]["secret"]["secretName"] == "px-backup-api-token"
+    assert vols["pxbackup-sidecar-pxb-oidc"]["secret"]["secretName"] == "pxbackup-sidecar-keycloak"
     assert {m["name"] for m in side["volumeMounts"]} <= set(vols)
     # Nothing of Stork is granted; the subchart's objects are valid.
     for path, text in out.items():

@@ -68,11 +68,16 @@ impl Failure {
     }
 }
 
+/// Whether a bearer token is live (a fake Keycloak's answer).
+pub type TokenCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     /// org -> kind -> objects, in the order they are listed.
     orgs: BTreeMap<String, BTreeMap<String, Vec<Value>>>,
     token: Option<String>,
+    /// Judges tokens instead of `token` (a fake Keycloak's: live tokens only).
+    valid: Option<TokenCheck>,
     /// The status a missing or wrong token gets (PX-Backup answers 401 or 403).
     refusal: Option<StatusCode>,
     failure: Option<Failure>,
@@ -237,6 +242,11 @@ impl FakePxb {
         self.lock().token = token.map(str::to_owned);
     }
 
+    /// Accepts the tokens `valid` says are live, and only those.
+    pub fn accept_tokens(&self, valid: TokenCheck) {
+        self.lock().valid = Some(valid);
+    }
+
     /// A missing or wrong token gets `status` (401 when never set).
     pub fn refuse_with(&self, status: u16) {
         self.lock().refusal = StatusCode::from_u16(status).ok();
@@ -328,9 +338,13 @@ fn admit(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let refusal = inner.refusal.unwrap_or(StatusCode::UNAUTHORIZED);
-    let ok = match &inner.token {
-        None => true,
-        Some(t) => authorization.as_deref() == Some(&format!("Bearer {t}")),
+    let ok = match (&inner.valid, &inner.token) {
+        (Some(valid), _) => authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| valid(t)),
+        (None, None) => true,
+        (None, Some(t)) => authorization.as_deref() == Some(&format!("Bearer {t}")),
     };
     inner.requests.push(Recorded {
         path,

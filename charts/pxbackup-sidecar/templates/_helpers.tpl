@@ -79,9 +79,49 @@ the Service would wait for itself.
 {{- end }}
 {{- end }}
 
-{{/* The pxb source needs PX-Backup's bearer token: rendering fails without it. */}}
+{{/*
+How the pxb source gets PX-Backup's bearer token: rendering fails when the values leave it
+without one. mode oidc: a Secret with the credentials it logs in to Keycloak with, and no token
+Secret beside it (the binary refuses both, exit 64); mode tokenSecret: the token Secret.
+*/}}
 {{- define "pxbackup-sidecar.pxbTokenSecret" -}}
-{{- required "pxb.tokenSecret.name: the pxb source needs a Secret holding PX-Backup's bearer token (see the README: PX-Backup source)" .Values.pxb.tokenSecret.name }}
+{{- required "pxb.tokenSecret.name: with pxb.auth.mode tokenSecret the pxb source needs a Secret holding PX-Backup's bearer token (or let it log in itself: pxb.auth.mode oidc, see the chart README)" .Values.pxb.tokenSecret.name }}
+{{- end }}
+
+{{- define "pxbackup-sidecar.pxbOidcSecret" -}}
+{{- if .Values.pxb.tokenSecret.name }}
+{{- fail "pxb.tokenSecret.name is set while pxb.auth.mode is oidc (the default): set pxb.auth.mode=tokenSecret to use that token, or remove pxb.tokenSecret.name and let the sidecar log in to Keycloak" }}
+{{- end }}
+{{- required "pxb.auth.oidc.credentialsSecret.name: with pxb.auth.mode oidc (the default) the pxb source needs a Secret with the username and password of a read-only PX-Backup user (or a clientSecret); see the chart README" .Values.pxb.auth.oidc.credentialsSecret.name }}
+{{- end }}
+
+{{/* The Secret volume of the pxb source's credentials or token. */}}
+{{- define "pxbackup-sidecar.pxbAuthSecret" -}}
+{{- if eq .Values.pxb.auth.mode "oidc" }}
+{{- include "pxbackup-sidecar.pxbOidcSecret" . }}
+{{- else }}
+{{- include "pxbackup-sidecar.pxbTokenSecret" . }}
+{{- end }}
+{{- end }}
+
+{{/* The keys of the credentials Secret the grant reads. */}}
+{{- define "pxbackup-sidecar.pxbOidcKeys" -}}
+{{- if eq .Values.pxb.auth.oidc.grant "clientCredentials" }}clientSecret{{ else }}username,password{{ end }}
+{{- end }}
+
+{{/*
+px-central's Keycloak realm: the URL px-central gives PX-Backup itself (the Service
+pxcentral-keycloak-http, port 80, path /auth), resolved in the sidecar's namespace; in another
+namespace the Service's name there.
+*/}}
+{{- define "pxbackup-sidecar.pxbOidcUrl" -}}
+{{- if .Values.pxb.auth.oidc.url }}
+{{- .Values.pxb.auth.oidc.url }}
+{{- else if and .Values.pxb.namespace (ne .Values.pxb.namespace .Release.Namespace) }}
+{{- printf "http://pxcentral-keycloak-http.%s.svc/auth/realms/master" .Values.pxb.namespace }}
+{{- else }}
+{{- "http://pxcentral-keycloak-http/auth/realms/master" }}
+{{- end }}
 {{- end }}
 
 {{- define "pxbackup-sidecar.tokenSecretName" -}}
@@ -135,8 +175,24 @@ env:
   {{- if has "pxb" .Values.sources }}
   - name: PXBACKUP_PXB_URL
     value: {{ include "pxbackup-sidecar.pxbUrl" . | quote }}
+  {{- if eq .Values.pxb.auth.mode "oidc" }}
+  - name: PXBACKUP_PXB_OIDC_URL
+    value: {{ include "pxbackup-sidecar.pxbOidcUrl" . | quote }}
+  - name: PXBACKUP_PXB_OIDC_CLIENT_ID
+    value: {{ .Values.pxb.auth.oidc.clientId | quote }}
+  {{- if eq .Values.pxb.auth.oidc.grant "clientCredentials" }}
+  - name: PXBACKUP_PXB_OIDC_CLIENT_SECRET_FILE
+    value: /etc/pxbackup-sidecar/pxb-oidc/clientSecret
+  {{- else }}
+  - name: PXBACKUP_PXB_OIDC_USERNAME_FILE
+    value: /etc/pxbackup-sidecar/pxb-oidc/username
+  - name: PXBACKUP_PXB_OIDC_PASSWORD_FILE
+    value: /etc/pxbackup-sidecar/pxb-oidc/password
+  {{- end }}
+  {{- else }}
   - name: PXBACKUP_PXB_TOKEN_FILE
     value: /etc/pxbackup-sidecar/pxb-token/{{ .Values.pxb.tokenSecret.key }}
+  {{- end }}
   {{- if .Values.pxb.caSecret.name }}
   - name: PXBACKUP_PXB_CA_FILE
     value: /etc/pxbackup-sidecar/pxb-ca/{{ .Values.pxb.caSecret.key }}
@@ -229,9 +285,15 @@ volumeMounts:
   {{- end }}
   {{- /* Whole directories, never subPath: kubelet updates a rotated Secret only there. */}}
   {{- if has "pxb" .Values.sources }}
+  {{- if eq .Values.pxb.auth.mode "oidc" }}
+  - name: pxbackup-sidecar-pxb-oidc
+    mountPath: /etc/pxbackup-sidecar/pxb-oidc
+    readOnly: true
+  {{- else }}
   - name: pxbackup-sidecar-pxb-token
     mountPath: /etc/pxbackup-sidecar/pxb-token
     readOnly: true
+  {{- end }}
   {{- if .Values.pxb.caSecret.name }}
   - name: pxbackup-sidecar-pxb-ca
     mountPath: /etc/pxbackup-sidecar/pxb-ca
@@ -271,6 +333,17 @@ volumeMounts:
     optional: true
 {{- end }}
 {{- if has "pxb" .Values.sources }}
+{{- if eq .Values.pxb.auth.mode "oidc" }}
+- name: pxbackup-sidecar-pxb-oidc
+  secret:
+    secretName: {{ include "pxbackup-sidecar.pxbOidcSecret" . }}
+    defaultMode: 0440
+    items:
+      {{- range splitList "," (include "pxbackup-sidecar.pxbOidcKeys" .) }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- else }}
 - name: pxbackup-sidecar-pxb-token
   secret:
     secretName: {{ include "pxbackup-sidecar.pxbTokenSecret" . }}
@@ -278,6 +351,7 @@ volumeMounts:
     items:
       - key: {{ .Values.pxb.tokenSecret.key }}
         path: {{ .Values.pxb.tokenSecret.key }}
+{{- end }}
 {{- if .Values.pxb.caSecret.name }}
 - name: pxbackup-sidecar-pxb-ca
   secret:

@@ -1,15 +1,14 @@
-//! HTTP to PX-Backup's REST gateway: the bearer token from a file (re-read when the file
-//! changes, as a rotated Secret mount does, and when PX-Backup refuses it), a timeout on every
+//! HTTP to PX-Backup's REST gateway: the bearer token from the source's `TokenSource` (a
+//! file, or its own Keycloak session; a refused token is replaced once), a timeout on every
 //! request, and a cap on the size of an answer.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
 
+use super::auth::{BearerToken, SetupError, TokenError, TokenSource};
 use crate::config::PxbSettings;
 
 /// The most one answer may weigh: a page of 1,000 backups with their resource details is
@@ -17,105 +16,10 @@ use crate::config::PxbSettings;
 pub const MAX_ANSWER_BYTES: usize = 512 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A bearer token. It is never printed: neither `Debug` nor `Display` shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(Arc<str>);
-
-impl BearerToken {
-    fn header_value(&self) -> Option<reqwest::header::HeaderValue> {
-        let mut v = reqwest::header::HeaderValue::try_from(format!("Bearer {}", self.0)).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BearerToken(<redacted>)")
-    }
-}
-
-/// What identifies a version of the token file: a kubelet update swaps the `..data` symlink,
-/// which changes the inode behind the path; an in-place edit changes the size or mtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    dev: u64,
-    ino: u64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> std::io::Result<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path)?;
-        Ok(FileStamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            dev: m.dev(),
-            ino: m.ino(),
-        })
-    }
-}
-
-/// The token file and the last token read from it.
-#[derive(Debug)]
-struct TokenFile {
-    path: PathBuf,
-    stamp: Option<FileStamp>,
-    token: Option<BearerToken>,
-}
-
-impl TokenFile {
-    fn open(path: &Path) -> Result<TokenFile, ClientError> {
-        let mut f = TokenFile {
-            path: path.to_owned(),
-            stamp: None,
-            token: None,
-        };
-        f.read().map_err(|reason| ClientError::TokenFile {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        Ok(f)
-    }
-
-    fn read(&mut self) -> Result<(), String> {
-        let stamp = FileStamp::of(&self.path).map_err(|e| e.to_string())?;
-        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err("the file is empty".into());
-        }
-        self.stamp = Some(stamp);
-        self.token = Some(BearerToken(Arc::from(token)));
-        Ok(())
-    }
-
-    /// Re-reads the file when it changed, or always with `force`. A file that cannot be read
-    /// (mid-rotation, deleted) leaves the last good token in use.
-    fn refresh(&mut self, force: bool) {
-        let changed = match FileStamp::of(&self.path) {
-            Ok(stamp) => Some(stamp) != self.stamp,
-            Err(_) => true,
-        };
-        if !(changed || force) {
-            return;
-        }
-        match self.read() {
-            Ok(()) => tracing::debug!(file = %self.path.display(), "PX-Backup token (re-)read"),
-            Err(reason) => tracing::warn!(
-                file = %self.path.display(), %reason,
-                "cannot re-read the PX-Backup token file; the last token read stays in use"
-            ),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("--pxb-token-file {path}: {reason}")]
-    TokenFile { path: String, reason: String },
+    #[error(transparent)]
+    Auth(#[from] SetupError),
     #[error("--pxb-ca-file: {0}")]
     Ca(String),
     #[error("cannot build the HTTP client for PX-Backup: {0}")]
@@ -125,14 +29,17 @@ pub enum ClientError {
 /// Why one call to PX-Backup failed. Never carries the token.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("{url}: PX-Backup refused the bearer token (HTTP {status}) after the token file was re-read; put a valid token in {token_file}")]
+    #[error("{url}: PX-Backup refused the bearer token (HTTP {status}) {hint}")]
     Refused {
         url: String,
         status: u16,
-        token_file: String,
+        /// What was done before the second refusal, and what to check.
+        hint: String,
     },
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error(
-        "{url}: PX-Backup asks for a bearer token (HTTP {status}); give one with --pxb-token-file"
+        "{url}: PX-Backup asks for a bearer token (HTTP {status}); give OIDC credentials (--pxb-oidc-*) or --pxb-token-file"
     )]
     NoToken { url: String, status: u16 },
     #[error("{url}: HTTP {status}: {message}")]
@@ -153,7 +60,7 @@ pub enum CallError {
 pub struct PxbClient {
     http: reqwest::Client,
     base: reqwest::Url,
-    token: Option<TokenFile>,
+    token: TokenSource,
     timeout: Duration,
 }
 
@@ -161,13 +68,22 @@ impl fmt::Debug for PxbClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PxbClient")
             .field("base", &self.base.as_str())
-            .field("token_file", &self.token.as_ref().map(|t| &t.path))
+            .field("token", &self.token)
             .finish()
     }
 }
 
 impl PxbClient {
+    /// A client whose token source is counted nowhere (tests, tools).
     pub fn new(settings: &PxbSettings) -> Result<PxbClient, ClientError> {
+        let token = TokenSource::new(settings, Default::default())?;
+        PxbClient::with_token(settings, token)
+    }
+
+    pub fn with_token(
+        settings: &PxbSettings,
+        token: TokenSource,
+    ) -> Result<PxbClient, ClientError> {
         crate::tls::install_crypto_provider();
         let base =
             reqwest::Url::parse(&settings.url).map_err(|e| ClientError::Build(e.to_string()))?;
@@ -184,13 +100,8 @@ impl PxbClient {
             b = b.tls_certs_merge(certs);
         }
         let http = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
-        let token = settings
-            .token_file
-            .as_deref()
-            .map(TokenFile::open)
-            .transpose()?;
         if token.is_none() {
-            tracing::warn!(url = %settings.url, "no --pxb-token-file: calls to PX-Backup carry no bearer token");
+            tracing::warn!(url = %settings.url, "neither OIDC credentials nor --pxb-token-file: calls to PX-Backup carry no bearer token");
         }
         Ok(PxbClient {
             http,
@@ -212,31 +123,28 @@ impl PxbClient {
         url
     }
 
-    /// GETs `url` and returns the body of a 2xx answer. On 401/403 the token file is re-read
-    /// and the call made once more.
+    /// GETs `url` and returns the body of a 2xx answer. On 401/403 the token is replaced
+    /// once (`TokenSource::refused`) and the call made once more.
     pub async fn get(&mut self, url: reqwest::Url) -> Result<Bytes, CallError> {
-        if let Some(t) = self.token.as_mut() {
-            t.refresh(false);
-        }
-        let first = self.send(&url).await?;
+        let token = self.token.current().await?;
+        let first = self.send(&url, token.as_ref()).await?;
         let status = first.status();
         let response = if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             drop(first);
-            let Some(t) = self.token.as_mut() else {
+            let Some(used) = token else {
                 return Err(CallError::NoToken {
                     url: url.to_string(),
                     status: status.as_u16(),
                 });
             };
-            t.refresh(true);
-            let token_file = t.path.display().to_string();
-            let again = self.send(&url).await?;
+            let fresh = self.token.refused(&used).await?;
+            let again = self.send(&url, Some(&fresh)).await?;
             let status = again.status();
             if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 return Err(CallError::Refused {
                     url: url.to_string(),
                     status: status.as_u16(),
-                    token_file,
+                    hint: self.token.refusal_hint(),
                 });
             }
             again
@@ -246,17 +154,16 @@ impl PxbClient {
         self.body(&url, response).await
     }
 
-    async fn send(&self, url: &reqwest::Url) -> Result<reqwest::Response, CallError> {
+    async fn send(
+        &self,
+        url: &reqwest::Url,
+        token: Option<&BearerToken>,
+    ) -> Result<reqwest::Response, CallError> {
         let mut req = self
             .http
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(v) = self
-            .token
-            .as_ref()
-            .and_then(|t| t.token.as_ref())
-            .and_then(BearerToken::header_value)
-        {
+        if let Some(v) = token.and_then(BearerToken::header_value) {
             req = req.header(reqwest::header::AUTHORIZATION, v);
         }
         req.send().await.map_err(|e| self.transport(url, &e))
@@ -351,38 +258,6 @@ fn gateway_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_token_never_prints() {
-        let t = BearerToken(Arc::from("s3cr3t-token"));
-        assert!(!format!("{t:?}").contains("s3cr3t"));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "s3cr3t-token\n").unwrap();
-        let f = TokenFile::open(&path).unwrap();
-        assert!(!format!("{f:?}").contains("s3cr3t"), "{f:?}");
-        assert_eq!(f.token, Some(t));
-    }
-
-    #[test]
-    fn a_replaced_file_is_read_again_and_a_bad_one_keeps_the_last_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        std::fs::write(&path, "one").unwrap();
-        let mut f = TokenFile::open(&path).unwrap();
-        // What kubelet does: write elsewhere, then rename over (a new inode).
-        let next = dir.path().join("token.new");
-        std::fs::write(&next, "two").unwrap();
-        std::fs::rename(&next, &path).unwrap();
-        f.refresh(false);
-        assert_eq!(f.token.as_ref().map(|t| &*t.0), Some("two"));
-        std::fs::write(&path, "").unwrap();
-        f.refresh(false);
-        assert_eq!(f.token.as_ref().map(|t| &*t.0), Some("two"));
-        std::fs::remove_file(&path).unwrap();
-        f.refresh(true);
-        assert_eq!(f.token.as_ref().map(|t| &*t.0), Some("two"));
-    }
 
     #[test]
     fn urls_escape_their_segments() {

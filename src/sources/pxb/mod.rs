@@ -24,6 +24,7 @@
 //! (the mapping is deterministic), and the source does not upsert again a restore, schedule,
 //! cluster or backup location equal to the one it applied last.
 
+pub mod auth;
 pub mod client;
 pub mod mapping;
 pub mod schedule_policy;
