@@ -141,6 +141,20 @@ fn open_own(path: &Path, options: &mut OpenOptions, create: bool) -> io::Result<
     Ok(file)
 }
 
+/// Opens a file for reading that may be anyone's (a log file the sidecar uploads), never
+/// through a link: it must be a regular file itself (a FIFO or device is refused at once).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)
+        .map_err(|e| named(path, e))?;
+    if !file.metadata()?.is_file() {
+        return Err(error(path, "is not a regular file"));
+    }
+    Ok(file)
+}
+
 /// Opens an existing file of the state dir for reading (see `open_own`).
 pub fn open_read(path: &Path) -> io::Result<File> {
     open_own(path, OpenOptions::new().read(true), false)
@@ -193,10 +207,21 @@ pub fn replace_new(path: &Path, read: bool) -> io::Result<File> {
 /// replaces a link planted there, it does not write through it). A crash leaves the old file
 /// or the new one.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with_mode(dir, name, bytes, FILE_MODE)
+}
+
+/// `write_atomically` with another mode (before the umask): for a file meant to be read by
+/// others, such as a bundle for an air-gapped site's collector.
+pub fn write_atomically_with_mode(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
-        .permissions(Permissions::from_mode(FILE_MODE))
+        .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
