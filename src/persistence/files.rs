@@ -76,8 +76,9 @@ fn tighten(path: &Path, meta: &std::fs::Metadata, mode: u32) -> io::Result<()> {
 }
 
 /// Creates the state dir 0700 (with any missing parents), or checks the one there: a
-/// directory owned by the sidecar's user, then made 0700, or one owned by root (a volume's
-/// mount point), left as it is.
+/// directory owned by the sidecar's user, or by root (a volume's mount point). The mode of
+/// one that was there is left as it is: it may be a directory others use too (`/tmp` named
+/// by mistake), which the sidecar must not close to them; what it makes inside is its own.
 pub fn state_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new()
         .recursive(true)
@@ -88,8 +89,8 @@ pub fn state_dir(dir: &Path) -> io::Result<()> {
         return Err(error(dir, "is not a directory"));
     }
     match meta.uid() {
-        0 if own_uid() != 0 => Ok(()),
-        _ => owned_by_us(dir, &meta).and_then(|()| tighten(dir, &meta, DIR_MODE)),
+        0 => Ok(()),
+        _ => owned_by_us(dir, &meta),
     }
 }
 
@@ -325,6 +326,23 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         assert_eq!(std::fs::read(&link).unwrap(), b"replaced");
         assert_eq!(mode(&link), FILE_MODE);
+    }
+
+    /// A state dir that was there keeps its mode (a shared directory named by mistake is not
+    /// closed to others); one that was not is made 0700.
+    #[test]
+    fn the_state_dir_is_made_0700_and_an_existing_one_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, Permissions::from_mode(0o1777)).unwrap();
+        state_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o1777);
+        let new = dir.path().join("a").join("state");
+        state_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        assert!(state_dir(&dir.path().join("file")).is_err());
     }
 
     #[test]

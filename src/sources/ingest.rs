@@ -196,6 +196,27 @@ impl FileStamp {
     }
 }
 
+/// A token file's text, at most `MAX_TOKEN_FILE_BYTES` of it (a token is far shorter; a file
+/// swapped for something huge is not read whole on every request's behalf). A regular file
+/// only, opened without waiting: this runs on the request's worker, which a FIFO put in the
+/// file's place must not hang.
+fn read_token(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
 /// The token file (`--ingest-token-file`) and the last token read from it. Looked at (one
 /// `stat`) on every request; read again when it changed. A file that cannot be read or is
 /// empty (mid-rotation) leaves the last good token in use, and says so once.
@@ -219,7 +240,7 @@ impl TokenFile {
         let stamp = FileStamp::of(&self.path).ok();
         if stamp.is_some() && stamp != read.0 {
             read.0 = stamp;
-            match std::fs::read_to_string(&self.path) {
+            match read_token(&self.path) {
                 Ok(text) if !text.trim().is_empty() => {
                     read.1 = SecretString::from(text.trim());
                     tracing::info!(file = %self.path.display(), "ingest token file read again");
