@@ -447,6 +447,17 @@ mod tests {
         assert_eq!(got.files[0].lines, vec!["partial", "three"]);
         c.commit(&got).unwrap();
         assert!(c.collect(1 << 20, &red()).is_empty());
+        // The cursors are the sidecar's alone, and no temp file is left beside them.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&cur).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     #[test]
