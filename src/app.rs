@@ -283,15 +283,25 @@ pub async fn run(settings: Settings) -> Result<(), AppError> {
     if let Some(listener) = ingest_listener {
         tracing::info!(addr = %settings.ingest_listen, "ingest listening");
         let limits = sources::ingest::Limits::default();
-        let router = sources::ingest::router_with(
-            source_ctx.clone(),
-            parts.ingest.clone(),
-            settings.ingest_token.clone(),
-            limits,
-        );
+        let token = match (&settings.ingest_token, &settings.ingest_token_file) {
+            (Some(token), Some(file)) => sources::ingest::IngestToken::File(Arc::new(
+                sources::ingest::TokenFile::new(file, token.clone()),
+            )),
+            (Some(token), None) => sources::ingest::IngestToken::Fixed(token.clone()),
+            (None, _) => sources::ingest::IngestToken::None,
+        };
+        let router =
+            sources::ingest::router_with(source_ctx.clone(), parts.ingest.clone(), token, limits);
+        let places = sources::ingest::ConnectionPlaces::new(&limits);
         let stop = stop.clone();
         tasks.spawn(async move {
-            server::serve_capped(listener, router, limits.connections, stop.cancelled_owned()).await
+            server::serve_admitting(
+                listener,
+                router,
+                move || places.admit(),
+                stop.cancelled_owned(),
+            )
+            .await
         });
     }
     let backfill = settings.inventory_options().backfill;

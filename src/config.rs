@@ -353,6 +353,8 @@ pub struct Settings {
     pub ingest_listen: SocketAddr,
     /// A secret type: `Debug` (and so any log line) shows it as redacted.
     pub ingest_token: Option<SecretString>,
+    /// Where `ingest_token` was read from: read again when it changes.
+    pub ingest_token_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub federated: bool,
     pub backfill: Duration,
@@ -547,6 +549,7 @@ impl Settings {
             listen: address("listen", &a.listen)?,
             ingest_listen: address("ingest-listen", &a.ingest_listen)?,
             ingest_token,
+            ingest_token_file: a.ingest_token_file.clone(),
             state_dir: a.state_dir,
             federated,
             backfill: Duration::from_secs(hours * 3600),

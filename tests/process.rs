@@ -416,13 +416,14 @@ async fn ingest_token_is_enforced() {
 
 #[tokio::test]
 async fn ingest_connections_beyond_the_cap_are_closed_at_once() {
-    let cap = pxbackup_sidecar::sources::ingest::Limits::default().connections;
+    let cap = pxbackup_sidecar::sources::ingest::Limits::default().unauthenticated_connections;
     let logs = tempfile::tempdir().unwrap();
     let mut sc = Sidecar::spawn(&["--source", "ingest"], logs.path());
     sc.ready().await;
     let addr = sc.ingest_url.trim_start_matches("http://").to_owned();
-    // `cap` idle connections (no request sent) take every place; the next ones are closed by
-    // the sidecar at once, well before the 10 s an idle connection is otherwise given.
+    // `cap` idle connections (no request sent, so no token presented) take every place of a
+    // connection not yet authenticated; the next ones are closed by the sidecar at once, well
+    // before the 10 s an idle connection is otherwise given.
     let idle = tokio::task::spawn_blocking(move || {
         use std::io::ErrorKind;
         let quiet = |conn: &mut std::net::TcpStream| {

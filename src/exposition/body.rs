@@ -435,11 +435,12 @@ impl http_body::Body for TextBody {
     }
 }
 
-/// A response body that keeps its scrape counted as in flight until it is dropped: sent,
-/// or the scraper went away.
+/// A response body that keeps its scrape counted as in flight, and its place among the
+/// scrapes in flight, until it is dropped: sent, or the scraper went away (or was cut off).
 pub struct InFlight<B> {
     body: B,
     _scrape: crate::inventory::give_way::ScrapeInFlight,
+    _slot: Option<super::slots::ScrapeSlot>,
 }
 
 impl<B> InFlight<B> {
@@ -447,7 +448,14 @@ impl<B> InFlight<B> {
         InFlight {
             body,
             _scrape: scrape,
+            _slot: None,
         }
+    }
+
+    /// Holding `slot` until the body is dropped.
+    pub fn holding(mut self, slot: super::slots::ScrapeSlot) -> Self {
+        self._slot = Some(slot);
+        self
     }
 }
 

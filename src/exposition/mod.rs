@@ -1,11 +1,13 @@
 //! Exposition: serving what the inventory keeps. `body` assembles a scrape: gzip from the
 //! stored compressed segments as they are, plain text written from the stored objects a family
 //! at a time; `self_metrics` and the collectors add the sidecar's own families, `server` speaks
-//! HTTP.
+//! HTTP, `slots` bounds the scrapes in flight and `stall` cuts clients that stop reading.
 
 pub mod body;
 pub mod self_metrics;
 pub mod server;
+pub mod slots;
+pub mod stall;
 
 pub use crate::families::text::{accepts_gzip, header_accepts, Format, Value};
 use crate::families::{text, Family};

@@ -1,5 +1,12 @@
 //! HTTP serving: `/metrics`, `/healthz`, `/readyz`, and the listener loop shared with the
-//! ingest endpoint (header read timeout, graceful drain on shutdown).
+//! ingest endpoint (header read timeout, write stall timeout, graceful drain on shutdown).
+//!
+//! A client that asks for `/metrics` and never reads must not take the scrapes, or the pod,
+//! down: at most `MAX_SCRAPES_IN_FLIGHT` scrapes are made and sent at once, each holding at
+//! most its writers' buffers (a few chunks of `TEXT_CHUNK`, or one gzip frame); the rest
+//! wait up to `SCRAPE_QUEUE_WAIT`, newest first (`slots`), and are answered 503 when no place
+//! comes; and a connection whose client stops reading is cut after `WRITE_STALL_TIMEOUT`
+//! (`stall`), which frees its place. `/healthz` and `/readyz` take no place.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,10 +25,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::body::{GzipBody, InFlight, Scrape, TextBody, TextScrape};
 use super::self_metrics::ScrapeDuration;
+use super::slots::ScrapeSlots;
+use super::stall::StallGuard;
 use super::{accepts_gzip, collect, Collector, Format};
 use crate::inventory::Inventory;
 use crate::sources::SourceStatus;
@@ -32,6 +40,24 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client whose socket takes less than `stall::MIN_PROGRESS` (64 KiB) in this long, once a
+/// write waits for it, is cut off: well under Prometheus's default scrape timeout (10 s), so
+/// a scrape stuck behind clients that never read gets a place in time; far above what a
+/// client that reads at all needs (13 KB/s).
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes made and sent at once. Scrapers are few (a Prometheus pair, an agent, a person
+/// with curl); on the 2 cores the sidecar is sized for, more at once would only share the
+/// cores and memory. Each holds at most its writers' chunks: a plain-text scrape
+/// `(writers + 1) x TEXT_CHUNK` (1.5 MB with one writer, 4 MB with seven on eight cores),
+/// a gzip scrape one frame (80 KB) beyond the segments the store shares.
+pub const MAX_SCRAPES_IN_FLIGHT: usize = 4;
+/// Scrapes that wait for a place, at most: a newer one pushes the oldest out (503), so a
+/// crowd of clients that never read cannot keep a fresh scrape from the queue.
+pub const MAX_SCRAPES_WAITING: usize = 64;
+/// How long a scrape waits for a place before it is answered 503: under Prometheus's
+/// default scrape timeout (10 s), with time left to send the body; longer than
+/// `WRITE_STALL_TIMEOUT`, so that it outlasts places held by clients that stopped reading.
+pub const SCRAPE_QUEUE_WAIT: Duration = Duration::from_secs(8);
 
 /// What the metrics endpoint serves: the inventory's series, then the collectors' families in
 /// order (the sidecar's own, telemetry's); readiness from the sources' status.
@@ -44,6 +70,12 @@ pub struct MetricsContext {
     pub scrape_duration: Arc<ScrapeDuration>,
 }
 
+/// What the routes are handed: the context, and the places of the scrapes in flight.
+struct Served {
+    ctx: Arc<MetricsContext>,
+    slots: ScrapeSlots,
+}
+
 pub fn metrics_router(ctx: MetricsContext) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -53,7 +85,14 @@ pub fn metrics_router(ctx: MetricsContext) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(Arc::new(ctx))
+        .with_state(Arc::new(Served {
+            ctx: Arc::new(ctx),
+            slots: ScrapeSlots::new(
+                MAX_SCRAPES_IN_FLIGHT,
+                MAX_SCRAPES_WAITING,
+                SCRAPE_QUEUE_WAIT,
+            ),
+        }))
 }
 
 /// Assembles one gzip scrape: the inventory's series (stale groups rendered again first) and
@@ -99,7 +138,7 @@ enum Prepared {
     Text(TextScrape),
 }
 
-async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> Response {
+async fn metrics(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let header = |name| {
         headers
             .get(name)
@@ -107,6 +146,20 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     };
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    let Some(slot) = served.slots.acquire().await else {
+        tracing::debug!("every scrape place is taken; a scrape was refused (503)");
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes at once; try again\n",
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+        return resp;
+    };
+    let ctx = served.ctx.clone();
     // From here until the body is sent, the applier and the background refresher give way.
     let scrape = ctx.inventory.scrape_started();
     let prepared = tokio::task::spawn_blocking(move || {
@@ -120,7 +173,10 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     let (body, len) = match prepared {
         Ok(Prepared::Gzip(body)) => {
             let len = body.len();
-            (Body::new(InFlight::new(body, scrape)), Some(len))
+            (
+                Body::new(InFlight::new(body, scrape).holding(slot)),
+                Some(len),
+            )
         }
         Ok(Prepared::Text(text)) => {
             // One core is left to the sending (the kernel's copy into the socket, on the
@@ -132,7 +188,7 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
                 .saturating_sub(1)
                 .max(1);
             let body = TextBody::spawn(text, TEXT_CHUNK, producers, TEXT_CHUNKS_AHEAD);
-            (Body::new(InFlight::new(body, scrape)), None)
+            (Body::new(InFlight::new(body, scrape).holding(slot)), None)
         }
         Err(e) => {
             tracing::error!(error = %e, "scrape task failed");
@@ -157,8 +213,8 @@ async fn metrics(State(ctx): State<Arc<MetricsContext>>, headers: HeaderMap) -> 
     resp
 }
 
-async fn readyz(State(ctx): State<Arc<MetricsContext>>) -> Response {
-    let waiting = ctx.sources.not_synced();
+async fn readyz(State(served): State<Arc<Served>>) -> Response {
+    let waiting = served.ctx.sources.not_synced();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -174,26 +230,18 @@ async fn readyz(State(ctx): State<Arc<MetricsContext>>) -> Response {
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and drains
 /// requests in flight for at most `DRAIN_TIMEOUT`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
-    serve_with(listener, router, None, shutdown).await;
+    serve_admitting(listener, router, || Some(()), shutdown).await;
 }
 
-/// `serve`, with at most `max_connections` connections open at once. One beyond the cap is
-/// accepted and closed at once: the producer fails fast and tries again, instead of waiting
-/// unanswered in the kernel's backlog behind connections that may never send anything.
-pub async fn serve_capped(
+/// `serve`, admitting each connection through `admit`: one it gives nothing for (every place
+/// is taken) is accepted and closed at once, so the client fails fast and tries again instead
+/// of waiting unanswered in the kernel's backlog behind connections that may never send
+/// anything; what it gives (a place) is held by the connection until it ends, and handed to
+/// each of its requests as an extension.
+pub async fn serve_admitting<P: Clone + Send + Sync + 'static>(
     listener: TcpListener,
     router: Router,
-    max_connections: usize,
-    shutdown: impl Future<Output = ()>,
-) {
-    let places = Arc::new(Semaphore::new(max_connections));
-    serve_with(listener, router, Some((places, max_connections)), shutdown).await;
-}
-
-async fn serve_with(
-    listener: TcpListener,
-    router: Router,
-    cap: Option<(Arc<Semaphore>, usize)>,
+    admit: impl Fn() -> Option<P>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -213,27 +261,23 @@ async fn serve_with(
                         continue;
                     }
                 };
-                // Held by the connection's task until the connection ends.
-                let place = match &cap {
-                    None => None,
-                    Some((places, max)) => match places.clone().try_acquire_owned() {
-                        Ok(place) => {
-                            at_cap = false;
-                            Some(place)
+                // Held by the connection (its service) until the connection ends.
+                let place = match admit() {
+                    Some(place) => {
+                        at_cap = false;
+                        place
+                    }
+                    None => {
+                        if !at_cap {
+                            at_cap = true;
+                            tracing::warn!(
+                                addr = ?listener.local_addr().ok(),
+                                "every connection place is taken; further connections are closed at once until one ends"
+                            );
                         }
-                        Err(_) => {
-                            if !at_cap {
-                                at_cap = true;
-                                tracing::warn!(
-                                    addr = ?listener.local_addr().ok(),
-                                    max_connections = max,
-                                    "every connection place is taken; further connections are closed at once until one ends"
-                                );
-                            }
-                            drop(stream);
-                            continue;
-                        }
-                    },
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
@@ -245,13 +289,19 @@ async fn serve_with(
                     // copy all of them into its own write buffer first (a third of a gzip
                     // scrape's CPU at 100,000 backups).
                     .writev(true);
+                let service = tower::ServiceExt::map_request(
+                    router.clone(),
+                    move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(place.clone());
+                        request
+                    },
+                );
                 let conn = builder.serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(router.clone()),
+                    TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT)),
+                    TowerToHyperService::new(service),
                 );
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _place = place;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }

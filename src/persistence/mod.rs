@@ -44,6 +44,7 @@
 //!   the whole file.
 //! - A format 1 journal (the previous release) is read and rewritten as format 2.
 
+pub mod files;
 mod frame;
 mod object;
 mod record;
@@ -52,7 +53,7 @@ mod v1;
 mod view;
 mod writer;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,8 @@ pub enum JournalError {
     Closed { path: PathBuf },
     #[error("journal {path}: the writer thread panicked")]
     WriterPanicked { path: PathBuf },
+    #[error("state dir {dir} is in use by another pxbackup-sidecar ({holder}); one sidecar per state dir, this one stops")]
+    InUse { dir: PathBuf, holder: String },
 }
 
 /// Maps an I/O error to one naming the file, the operation and the offset.
@@ -183,6 +186,9 @@ impl<F: FnMut(Record)> ReplaySink for F {
 pub struct Journal {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
+    /// The state dir is this process's while the journal is open (released after the writer
+    /// has stopped: fields drop after `Drop::drop`).
+    _lock: files::StateDirLock,
 }
 
 /// What a compaction calls between runs of records it writes: it returns when the compaction
@@ -209,16 +215,11 @@ impl Journal {
         dir: &Path,
         mut sink: impl ReplaySink,
     ) -> Result<(Journal, ReplayReport), JournalError> {
-        prepare_dir(dir)?;
+        let lock = prepare_dir(dir)?;
         let path = dir.join(FILE_NAME);
         remove_stale_temp(&path)?;
-        let created = !path.try_exists().map_err(io_error(&path, 0, "look up"))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_error(&path, 0, "open"))?;
+        let (file, created) =
+            files::open_append(&path, true).map_err(io_error(&path, 0, "open"))?;
         if created {
             writer::fsync_dir(dir)?;
         }
@@ -266,6 +267,7 @@ impl Journal {
             Journal {
                 shared,
                 writer: Some(writer),
+                _lock: lock,
             },
             report,
         ))
@@ -398,19 +400,32 @@ fn not_a_journal(path: &Path, head: &[u8]) -> JournalError {
     }
 }
 
-/// Creates the state dir and proves it writable: better to refuse to start than to lose
-/// tombstones silently later.
-fn prepare_dir(dir: &Path) -> Result<(), JournalError> {
+/// Creates (or checks) the state dir, takes it for this process, and proves it writable:
+/// better to refuse to start than to lose tombstones silently later. The lock comes before
+/// anything else is touched in it: a second sidecar must not even remove the first one's
+/// compaction temp file.
+fn prepare_dir(dir: &Path) -> Result<files::StateDirLock, JournalError> {
     let state_dir_err = |source| JournalError::StateDir {
         path: dir.to_owned(),
         source: Arc::new(source),
     };
-    std::fs::create_dir_all(dir).map_err(state_dir_err)?;
+    files::state_dir(dir).map_err(state_dir_err)?;
+    let lock = files::StateDirLock::acquire(dir).map_err(|e| match e {
+        files::LockError::Held { holder } => JournalError::InUse {
+            dir: dir.to_owned(),
+            holder,
+        },
+        files::LockError::Io(path, source) => JournalError::StateDir {
+            path,
+            source: Arc::new(source),
+        },
+    })?;
     let probe = dir.join(".write-probe");
-    File::create(&probe)
+    files::replace_new(&probe, false)
         .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(state_dir_err)
+        .map_err(state_dir_err)?;
+    Ok(lock)
 }
 
 /// A temp file left by a crash mid-compaction or mid-upgrade: the rename is the commit point,

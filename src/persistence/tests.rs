@@ -11,6 +11,7 @@ use super::frame::{HEADER_LEN, SYNC};
 use super::*;
 use crate::model::{Backup, BackupStatus, Origin, Owner, SourceId, Timestamp, Volume};
 use crate::sources::demo::uuid;
+use std::fs::OpenOptions;
 
 const CHILD_ENV: &str = "PXB_JOURNAL_KILL_CHILD";
 
@@ -104,6 +105,14 @@ fn write_journal(dir: &Path, records: &[OwnedRecordRef]) {
         t.wait().unwrap();
     }
     j.close().unwrap();
+}
+
+/// Entries of the state dir other than its lock file.
+fn files_beside_the_lock(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != files::LOCK_FILE)
+        .count()
 }
 
 fn journal_path(dir: &Path) -> std::path::PathBuf {
@@ -947,11 +956,7 @@ fn a_format_1_journal_is_upgraded_with_nothing_lost() {
     // Replay folds a uid's records into its last: fewer reach the sink, adding up the same.
     assert!(records_again.len() < records.len());
     assert_eq!(fold(&records_again), fold(&records));
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        1,
-        "no copy kept"
-    );
+    assert_eq!(files_beside_the_lock(dir.path()), 1, "no copy kept");
 }
 
 #[test]
@@ -964,7 +969,7 @@ fn a_format_1_torn_tail_is_dropped_and_damage_keeps_the_original() {
     let (report, records) = reopen(dir.path());
     assert_eq!(records.len(), frames - 1);
     assert!(report.truncated_tail_bytes > 0);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(files_beside_the_lock(dir.path()), 1);
     // Damaged in the middle: format 1 cannot resync, so the original is kept next to it.
     let dir = tempfile::tempdir().unwrap();
     let mut damaged = v1.clone();
@@ -1167,4 +1172,114 @@ fn a_compaction_pauses_between_runs_of_records() {
     assert_eq!(calls.try_iter().count() + 1, 3);
     j.close().unwrap();
     assert_eq!(reopen(dir.path()).1.len(), 10_000);
+}
+
+// ---- The state dir is the sidecar's own ----
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Links planted in the state dir, where the sidecar creates, probes, appends and rewrites,
+/// are never followed: their targets stay as they were.
+#[test]
+fn links_planted_in_the_state_dir_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    let link = |state: &Path, name: &str| {
+        std::fs::create_dir_all(state).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join(name)).unwrap();
+    };
+
+    // The probe proving the dir writable.
+    std::fs::write(&victim, b"precious").unwrap();
+    let state = dir.path().join("probe");
+    link(&state, ".write-probe");
+    if let Ok((j, _)) = Journal::open(&state, |_| {}) {
+        j.close().unwrap();
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+
+    // The journal itself, pointing at an empty file (which would pass for a new journal).
+    std::fs::write(&victim, b"").unwrap();
+    let state = dir.path().join("journal");
+    link(&state, FILE_NAME);
+    let err = Journal::open(&state, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("link"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"");
+
+    // The compaction's temp file, planted while the journal is open.
+    std::fs::write(&victim, b"precious").unwrap();
+    let state = dir.path().join("compaction");
+    let records = tombstones(10, 21);
+    write_journal(&state, &records);
+    let (j, _, _) = open(&state);
+    link(&state, &format!("{FILE_NAME}.tmp"));
+    let _ = j.compact(records.clone()).wait();
+    j.close().unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(reopen(&state).1.len(), 10);
+}
+
+/// The state dir is made 0700 and the journal 0600: acknowledged data is the sidecar's alone.
+#[test]
+fn the_state_dir_is_private_and_the_journal_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("new").join("state");
+    write_journal(&state, &tombstones(3, 22));
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&journal_path(&state)), 0o600);
+    // Compacted (a temp file renamed over it): still 0600.
+    let (j, _, records) = open(&state);
+    j.compact(records.iter().map(owned).collect())
+        .wait()
+        .unwrap();
+    j.close().unwrap();
+    assert_eq!(mode(&journal_path(&state)), 0o600);
+    // A journal of an earlier release, made 0644, is made 0600 when opened.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(journal_path(&state), std::fs::Permissions::from_mode(0o644)).unwrap();
+    reopen(&state);
+    assert_eq!(mode(&journal_path(&state)), 0o600);
+}
+
+/// A state dir owned by another user (not root, which owns a volume's mount point) is
+/// refused before anything is written into it.
+#[test]
+fn a_state_dir_owned_by_another_user_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var_os("PXB_SKIP_ROOT_TESTS").is_some(),
+            "needs root to give a directory to another user (PXB_SKIP_ROOT_TESTS=1 skips it)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("theirs");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(4242), Some(4242)).unwrap();
+    let err = Journal::open(&state, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("4242"), "{err}");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}
+
+/// One journal per state dir: a second open while the first is held fails naming the
+/// holder's pid; once the first is closed, the dir can be opened again.
+#[test]
+fn a_second_open_of_a_held_state_dir_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _, _) = open(dir.path());
+    let err = Journal::open(dir.path(), |_| {}).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    j.close().unwrap();
+    reopen(dir.path());
 }

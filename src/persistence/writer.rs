@@ -43,7 +43,8 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), JournalError> {
 
 /// Creates (truncating a stale one) the temp file and writes the format 2 magic.
 pub(crate) fn create_temp(tmp: &Path) -> Result<io::BufWriter<File>, JournalError> {
-    let f = File::create(tmp).map_err(io_error(tmp, 0, "create"))?;
+    // A stale temp file (or a link planted in its name) is removed, never written through.
+    let f = super::files::replace_new(tmp, false).map_err(io_error(tmp, 0, "create"))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, f);
     w.write_all(&MAGIC_V2).map_err(io_error(tmp, 0, "write"))?;
     Ok(w)
@@ -635,7 +636,8 @@ fn write_snapshot(
         if !preserved.is_empty() {
             // Frames a later build wrote go first: this build's own records, written after
             // them, supersede them at replay.
-            let src = File::open(&*shared.path).map_err(io_error(&shared.path, 0, "open"))?;
+            let src =
+                super::files::open_read(&shared.path).map_err(io_error(&shared.path, 0, "open"))?;
             let mut buf = Vec::new();
             for &(at, len) in preserved {
                 buf.resize(len as usize, 0);

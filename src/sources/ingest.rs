@@ -5,29 +5,34 @@
 //! line gets 400 naming its line number and the reason, and nothing of the batch is applied.
 //!
 //! The endpoint defends itself before it spends anything on a request: the bearer token is
-//! checked (in constant time) before a byte of the body is read; the body must arrive within
-//! a deadline and without long stalls; only so many requests are served at once, the excess
-//! is answered 503 at once; only so many connections are open at once (the listener closes
-//! the excess, see `Limits::connections`). A batch that is applied but could not be written to
-//! the journal is answered 503 too: the producer sends it again, and applying it again is
-//! idempotent.
+//! checked (in constant time, the scheme in any case, the file read again when it changes)
+//! before anything else, and a request without it is answered 401 and its connection closed;
+//! the body must arrive within a deadline and without long stalls; only so many authenticated
+//! requests are served at once, the excess is answered 503 at once; only so many connections
+//! that presented the token stay open, and only so many that did not yet (`ConnectionPlaces`):
+//! clients without the token cannot keep a producer out. A batch that is applied but could
+//! not be written to the journal is answered 503 too: the producer sends it again, and
+//! applying it again is idempotent.
 
 use std::error::Error as StdError;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{BoxError, Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceBuilder;
 
 use crate::inventory::ApplyError;
@@ -49,14 +54,20 @@ pub struct Limits {
     pub body_deadline: Duration,
     /// Longest silence between two chunks of a body (a stalled client is cut off early).
     pub body_idle: Duration,
-    /// Requests served at once; more are answered 503 at once. HTTP/1 carries one request
-    /// at a time per connection.
+    /// Authenticated requests served at once; more are answered 503 at once. HTTP/1 carries
+    /// one request at a time per connection.
     pub in_flight: usize,
-    /// Connections open at once, idle ones included (each costs a task, a socket and
-    /// hyper's buffers until the header read timeout closes it); more are closed as soon as
-    /// they are accepted. Several times `in_flight`, so that producers keeping their
-    /// connection alive between batches are not refused while requests have room.
+    /// Connections that presented the token, open at once, idle ones included: a producer
+    /// keeps its connection alive between batches. Several times `in_flight`, so that such
+    /// producers are not refused while requests have room. One more that presents the token
+    /// is answered 503 and closed.
     pub connections: usize,
+    /// Connections that have not presented the token yet (just accepted, sending their first
+    /// request): each costs a task, a socket and hyper's buffers for at most the header read
+    /// timeout, and one without the token is answered 401 and closed. More are closed as soon
+    /// as they are accepted. Four times `connections`: clients without the token, however
+    /// many connect again and again, take these places, never a producer's.
+    pub unauthenticated_connections: usize,
 }
 
 impl Default for Limits {
@@ -66,7 +77,185 @@ impl Default for Limits {
             body_idle: Duration::from_secs(10),
             in_flight: 16,
             connections: 64,
+            unauthenticated_connections: 256,
         }
+    }
+}
+
+/// The places of the ingest listener's connections: one from the unauthenticated ones when a
+/// connection is accepted (`admit`), traded for an authenticated one when its first request
+/// presents the token. Held until the connection ends.
+#[derive(Clone, Debug)]
+pub struct ConnectionPlaces {
+    unauthenticated: Arc<Semaphore>,
+    authenticated: Arc<Semaphore>,
+}
+
+impl ConnectionPlaces {
+    pub fn new(limits: &Limits) -> ConnectionPlaces {
+        ConnectionPlaces {
+            unauthenticated: Arc::new(Semaphore::new(limits.unauthenticated_connections)),
+            authenticated: Arc::new(Semaphore::new(limits.connections)),
+        }
+    }
+
+    /// A place for a connection just accepted; None when every unauthenticated place is
+    /// taken (the listener then closes it at once).
+    pub fn admit(&self) -> Option<ConnectionPlace> {
+        let permit = self.unauthenticated.clone().try_acquire_owned().ok()?;
+        Some(ConnectionPlace {
+            state: Arc::new(Mutex::new(Place::Unauthenticated(permit))),
+            authenticated: self.authenticated.clone(),
+        })
+    }
+}
+
+/// One connection's place; each of its requests carries it (a request extension).
+#[derive(Clone, Debug)]
+pub struct ConnectionPlace {
+    state: Arc<Mutex<Place>>,
+    authenticated: Arc<Semaphore>,
+}
+
+#[derive(Debug)]
+enum Place {
+    Unauthenticated(#[allow(dead_code)] OwnedSemaphorePermit),
+    Authenticated(#[allow(dead_code)] OwnedSemaphorePermit),
+}
+
+impl ConnectionPlace {
+    /// The connection presented the token: it takes an authenticated place (once), giving
+    /// back its unauthenticated one. False when none is left.
+    fn authenticate(&self) -> bool {
+        let mut place = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*place, Place::Authenticated(_)) {
+            return true;
+        }
+        match self.authenticated.clone().try_acquire_owned() {
+            Ok(permit) => {
+                *place = Place::Authenticated(permit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The bearer token ingest requests must present.
+#[derive(Clone, Debug, Default)]
+pub enum IngestToken {
+    /// None is asked for (ingest listens on loopback by default).
+    #[default]
+    None,
+    /// This one (tests, tools).
+    Fixed(SecretString),
+    /// The one in a file, read again when the file changes: a rotated Secret volume is taken
+    /// up without a restart, the old token refused from then on.
+    File(Arc<TokenFile>),
+}
+
+impl IngestToken {
+    pub fn fixed(token: &str) -> IngestToken {
+        IngestToken::Fixed(SecretString::from(token))
+    }
+
+    /// Whether `headers` carry the token (any request does when none is asked for).
+    fn accepts(&self, headers: &HeaderMap) -> bool {
+        match self {
+            IngestToken::None => true,
+            IngestToken::Fixed(token) => authorized(Some(token.expose_secret()), headers),
+            IngestToken::File(file) => {
+                let token = file.current();
+                authorized(Some(token.expose_secret()), headers)
+            }
+        }
+    }
+}
+
+/// What identifies a version of the token file: kubelet's update of a Secret volume swaps
+/// the `..data` link, which changes the inode behind the path; an edit in place changes the
+/// size or the modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// A token file's text, at most `MAX_TOKEN_FILE_BYTES` of it (a token is far shorter; a file
+/// swapped for something huge is not read whole on every request's behalf). A regular file
+/// only, opened without waiting: this runs on the request's worker, which a FIFO put in the
+/// file's place must not hang.
+fn read_token(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE_BYTES).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// The token file (`--ingest-token-file`) and the last token read from it. Looked at (one
+/// `stat`) on every request; read again when it changed. A file that cannot be read or is
+/// empty (mid-rotation) leaves the last good token in use, and says so once.
+#[derive(Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    read: Mutex<(Option<FileStamp>, SecretString)>,
+}
+
+impl TokenFile {
+    /// The file at `path`, whose token `token` was read at start (and checked there).
+    pub fn new(path: &Path, token: SecretString) -> TokenFile {
+        TokenFile {
+            path: path.to_owned(),
+            read: Mutex::new((FileStamp::of(path).ok(), token)),
+        }
+    }
+
+    fn current(&self) -> SecretString {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        let stamp = FileStamp::of(&self.path).ok();
+        if stamp.is_some() && stamp != read.0 {
+            read.0 = stamp;
+            match read_token(&self.path) {
+                Ok(text) if !text.trim().is_empty() => {
+                    read.1 = SecretString::from(text.trim());
+                    tracing::info!(file = %self.path.display(), "ingest token file read again");
+                }
+                Ok(_) => tracing::warn!(
+                    file = %self.path.display(),
+                    "the ingest token file is empty; the last token read stays in use"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %self.path.display(), error = %e,
+                    "cannot read the ingest token file again; the last token read stays in use"
+                ),
+            }
+        }
+        read.1.clone()
     }
 }
 
@@ -482,9 +671,10 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
         if raw.trim().is_empty() {
             continue;
         }
+        // What a producer sent is quoted in the answer and the log up to a bound, on one line.
         let line_error = |reason: String| LineError {
             line: i + 1,
-            reason,
+            reason: crate::logging::bounded(&reason),
         };
         let wire: WireEvent = serde_json::from_str(raw).map_err(|e| line_error(e.to_string()))?;
         events.push(wire.into_event().map_err(line_error)?);
@@ -496,7 +686,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, LineError> {
 struct IngestContext {
     source: SourceContext,
     stats: Arc<IngestStats>,
-    token: Option<SecretString>,
+    token: IngestToken,
     limits: Limits,
     /// Batches are parsed here, at background priority (`crate::priority`), not on an async
     /// worker: a 16 MiB batch takes a worker for a tenth of a second, and a burst of batches
@@ -508,19 +698,17 @@ struct IngestContext {
 
 /// The ingest routes: batches go into `source.inventory`, what became of each is counted in
 /// `stats` (the self metrics read them).
-pub fn router(
-    source: SourceContext,
-    stats: Arc<IngestStats>,
-    token: Option<SecretString>,
-) -> Router {
+pub fn router(source: SourceContext, stats: Arc<IngestStats>, token: IngestToken) -> Router {
     router_with(source, stats, token, Limits::default())
 }
 
-/// The ingest routes with the given limits (tests shorten them).
+/// The ingest routes with the given limits (tests shorten them). Served through a listener
+/// that admits connections with `ConnectionPlaces::admit`, each request carries its
+/// connection's place; without one (a test's `oneshot`), only the token is checked.
 pub fn router_with(
     source: SourceContext,
     stats: Arc<IngestStats>,
-    token: Option<SecretString>,
+    token: IngestToken,
     limits: Limits,
 ) -> Router {
     let overloaded = {
@@ -529,6 +717,13 @@ pub fn router_with(
             let stats = stats.clone();
             async move { refused(&stats, &*e) }
         }
+    };
+    let ctx = IngestContext {
+        source,
+        stats,
+        token,
+        limits,
+        parser: Arc::new(BackgroundThread::start("ingest-parse")),
     };
     Router::new()
         .route("/v1/events", post(post_events))
@@ -545,13 +740,52 @@ pub fn router_with(
                     limits.body_idle,
                 )),
         )
-        .with_state(IngestContext {
-            source,
-            stats,
-            token,
-            limits,
-            parser: Arc::new(BackgroundThread::start("ingest-parse")),
-        })
+        // Outermost of all: the token before anything counts the request.
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            authenticate,
+        ))
+        .with_state(ctx)
+}
+
+/// The token first: a request without it is answered 401 and its connection closed (a
+/// client without the token keeps no place); one with it takes its connection an
+/// authenticated place, or is answered 503 and closed when none is left.
+async fn authenticate(State(ctx): State<IngestContext>, request: Request, next: Next) -> Response {
+    if !ctx.token.accepts(request.headers()) {
+        ctx.stats.unauthorized.fetch_add(1, Relaxed);
+        return closing(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "missing or wrong bearer token"}),
+        );
+    }
+    let placed = request
+        .extensions()
+        .get::<ConnectionPlace>()
+        .is_none_or(ConnectionPlace::authenticate);
+    if !placed {
+        ctx.stats.overloaded.fetch_add(1, Relaxed);
+        tracing::warn!(
+            connections = ctx.limits.connections,
+            "ingest: every place for a producer's connection is taken; refused one (503)"
+        );
+        let mut resp = closing(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "too many producer connections at once; send again later"}),
+        );
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        return resp;
+    }
+    next.run(request).await
+}
+
+/// An answer after which the connection is closed.
+fn closing(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// The answer to a request the layers refused (only the load shedder fails requests).
@@ -583,11 +817,13 @@ fn authorized(expected: Option<&str>, headers: &HeaderMap) -> bool {
     let Some(expected) = expected else {
         return true;
     };
+    // `Bearer <token>`, the scheme in any case (RFC 7235, 2.1).
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start_matches(' '));
     // Constant time over the token's bytes, so timing does not reveal a matching prefix
     // (only whether the length matches).
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
@@ -644,15 +880,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<V
 
 async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body: Body) -> Response {
     let stats = &ctx.stats;
-    // Before the body: an unauthenticated client gets nothing read on its behalf.
-    if !authorized(ctx.token.as_ref().map(|t| t.expose_secret()), &headers) {
-        stats.unauthorized.fetch_add(1, Relaxed);
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-        )
-            .into_response();
-    }
+    // The token was checked (`authenticate`) before a byte of the body is read.
     let body = match read_body(body, &headers, &ctx.limits).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -679,7 +907,10 @@ async fn post_events(State(ctx): State<IngestContext>, headers: HeaderMap, body:
             return (
                 StatusCode::BAD_REQUEST,
                 Json(serde_json::json!({
-                    "error": format!("the request body could not be read: {reason}")
+                    "error": format!(
+                        "the request body could not be read: {}",
+                        crate::logging::bounded(&reason)
+                    )
                 })),
             )
                 .into_response();
@@ -842,6 +1073,15 @@ mod tests {
         assert!(!authorized(Some("s3cret"), &h));
         h.insert(AUTHORIZATION, "Bearer s3cret".parse().unwrap());
         assert!(authorized(Some("s3cret"), &h));
+        // The scheme in any case (RFC 7235); the token exactly.
+        for given in ["bearer s3cret", "BEARER s3cret", "Bearer  s3cret"] {
+            h.insert(AUTHORIZATION, given.parse().unwrap());
+            assert!(authorized(Some("s3cret"), &h), "{given}");
+        }
+        for given in ["Basic s3cret", "Bearer S3CRET", "Bearers3cret", "s3cret"] {
+            h.insert(AUTHORIZATION, given.parse().unwrap());
+            assert!(!authorized(Some("s3cret"), &h), "{given}");
+        }
     }
 
     #[test]
@@ -993,7 +1233,7 @@ mod tests {
         #[tokio::test(start_paused = true)]
         async fn a_wrong_token_is_refused_before_the_body_is_read() {
             let stats = Arc::new(IngestStats::default());
-            let app = router(source(), stats.clone(), Some("s3cret".into()));
+            let app = router(source(), stats.clone(), IngestToken::fixed("s3cret"));
             let started = tokio::time::Instant::now();
             for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret-and-more")] {
                 let resp = app.clone().oneshot(post(stalled(), token)).await.unwrap();
@@ -1015,7 +1255,7 @@ mod tests {
         async fn a_stalled_or_trickling_body_times_out() {
             let stats = Arc::new(IngestStats::default());
             let limits = Limits::default();
-            let app = router_with(source(), stats.clone(), None, limits);
+            let app = router_with(source(), stats.clone(), IngestToken::None, limits);
 
             let started = tokio::time::Instant::now();
             let resp = app.clone().oneshot(post(stalled(), None)).await.unwrap();
@@ -1041,7 +1281,7 @@ mod tests {
         async fn under_scrapes_back_to_back_a_batch_waits_its_bounds_and_is_applied() {
             let source = source();
             let inventory = Arc::clone(&source.inventory);
-            let app = router(source, Arc::new(IngestStats::default()), None);
+            let app = router(source, Arc::new(IngestStats::default()), IngestToken::None);
             let _endless = inventory.scrape_started();
             let started = std::time::Instant::now();
             let resp = app.oneshot(post(Body::from(BACKUP), None)).await.unwrap();
@@ -1060,7 +1300,7 @@ mod tests {
                 in_flight: 2,
                 ..Limits::default()
             };
-            let app = router_with(source(), stats.clone(), None, limits);
+            let app = router_with(source(), stats.clone(), IngestToken::None, limits);
             let busy: Vec<_> = (0..2)
                 .map(|_| tokio::spawn(app.clone().oneshot(post(stalled(), None))))
                 .collect();
@@ -1118,7 +1358,7 @@ mod tests {
             );
 
             let stats = Arc::new(IngestStats::default());
-            let app = router(source, stats.clone(), None);
+            let app = router(source, stats.clone(), IngestToken::None);
             let other = BACKUP.replace("9b1c", "a7e2");
             let resp = app
                 .clone()
@@ -1146,7 +1386,7 @@ mod tests {
 
         #[tokio::test]
         async fn an_oversized_batch_is_refused_by_its_declared_length() {
-            let app = router(source(), Arc::default(), None);
+            let app = router(source(), Arc::default(), IngestToken::None);
             let req = Request::post("/v1/events")
                 .header(CONTENT_LENGTH, (MAX_BATCH_BYTES + 1).to_string())
                 .body(stalled())

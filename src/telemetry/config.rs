@@ -177,9 +177,11 @@ pub struct Defaults {
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-#[error("telemetry config key {key:?} has the bad value {value:?}: {reason}")]
+#[error("telemetry config key {key:?} has the bad value \"{value}\": {reason}")]
 pub struct InvalidValue {
     pub key: String,
+    /// As it may be shown: the password of a proxy URL replaced, at most
+    /// `logging::MAX_ECHO_BYTES` of it, control characters escaped (see `logging::echo`).
     pub value: String,
     pub reason: String,
 }
@@ -187,7 +189,7 @@ pub struct InvalidValue {
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> InvalidValue {
     InvalidValue {
         key: key.to_owned(),
-        value: without_password(value),
+        value: crate::logging::echo(&without_password(value)),
         reason: reason.into(),
     }
 }

@@ -313,7 +313,7 @@ impl Controller {
             }
             RawConfig::Unreadable(why) => {
                 metrics.set_config_valid(false);
-                tracing::error!(reason = %why, "the telemetry configuration cannot be read; telemetry is off");
+                tracing::error!(reason = %crate::logging::bounded(why), "the telemetry configuration cannot be read; telemetry is off");
                 None
             }
             RawConfig::Data(data) => {
@@ -329,13 +329,14 @@ impl Controller {
                         } else {
                             "telemetry stays off until the configuration is valid"
                         };
-                        tracing::error!(key = %e.key, value = %e.value, reason = %e.reason, effect,
+                        tracing::error!(key = %crate::logging::echo(&e.key),
+                            value = %crate::logging::echo(&e.value), reason = %e.reason, effect,
                             "invalid telemetry configuration value");
                     }
                 }
                 if before.map(|b| &b.unknown) != Some(&v.unknown) {
                     for key in &v.unknown {
-                        tracing::warn!(key = %key, "unknown telemetry configuration key ignored");
+                        tracing::warn!(key = %crate::logging::echo(key), "unknown telemetry configuration key ignored");
                     }
                 }
                 if let Some(settings) = &v.settings {
@@ -387,7 +388,7 @@ impl Controller {
             };
             match (&desired, &self.pause) {
                 (None, Pause::Paused(why)) if consent => {
-                    tracing::info!(switch = %why, "telemetry paused by PX-Backup")
+                    tracing::info!(switch = %crate::logging::bounded(why), "telemetry paused by PX-Backup")
                 }
                 _ => tracing::info!(
                     enabled = desired.is_some(),

@@ -5,20 +5,28 @@
 //!
 //! Every line is redacted whole before the size budget is applied to what will be sent: a
 //! cut never splits a secret. Reading runs on the blocking pool (the caller's business).
+//!
+//! Only regular files are read, never through a link: whoever can write a log directory
+//! would otherwise choose any file the sidecar can read (`zz -> /etc/shadow`). A link, in a
+//! directory or as a named path, is skipped, counted, and logged once.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::persistence::files;
 use crate::telemetry::redact::Redactor;
 
 /// A line longer than this (or than the budget, if larger) is never sent: it is replaced by a
 /// marker and skipped to its end, since reading it whole to redact it is not worth the memory.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// An over-long line is skipped in reads of this size, holes of a sparse file jumped over:
+/// a 2 GB line without a newline is skipped in the collection that finds it.
+const SKIP_CHUNK: usize = 256 * 1024;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -60,6 +68,9 @@ pub struct LogCollector {
     paths: Vec<PathBuf>,
     cursor_file: PathBuf,
     cursors: BTreeMap<PathBuf, Cursor>,
+    /// Links met among the log files (each time one is met), and those already logged.
+    links_skipped: u64,
+    links_logged: BTreeSet<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,7 +93,7 @@ struct Budget<'a> {
 impl LogCollector {
     /// `paths` are files or directories (every regular file directly in it).
     pub fn open(paths: Vec<PathBuf>, cursor_file: PathBuf) -> LogCollector {
-        let cursors = fs::read(&cursor_file)
+        let cursors = files::read(&cursor_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Vec<CursorRecord>>(&b).ok())
             .unwrap_or_default()
@@ -93,21 +104,45 @@ impl LogCollector {
             paths,
             cursor_file,
             cursors,
+            links_skipped: 0,
+            links_logged: BTreeSet::new(),
         }
     }
 
-    fn files(&self) -> Vec<PathBuf> {
+    /// Links met among the log files since start, each time one was met.
+    pub fn links_skipped(&self) -> u64 {
+        self.links_skipped
+    }
+
+    fn skip_link(&mut self, path: &Path) {
+        self.links_skipped += 1;
+        if self.links_logged.insert(path.to_owned()) {
+            tracing::warn!(
+                path = %crate::logging::echo(&path.display().to_string()),
+                skipped = self.links_skipped,
+                "a log path is a symbolic link; links are never followed, it is not uploaded (name the file it points to instead)"
+            );
+        }
+    }
+
+    /// The regular files to read: each named file, and every regular file directly in each
+    /// named directory. Links are skipped (see the module's note); other kinds (directories,
+    /// FIFOs, sockets) are not logs.
+    fn files(&mut self) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        let mut links = Vec::new();
         for p in &self.paths {
-            match fs::metadata(p) {
+            match fs::symlink_metadata(p) {
                 Ok(m) if m.is_dir() => {
-                    let mut in_dir: Vec<PathBuf> = fs::read_dir(p)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                        .map(|e| e.path())
-                        .filter(|f| f.is_file())
-                        .collect();
+                    let mut in_dir: Vec<PathBuf> = Vec::new();
+                    for entry in fs::read_dir(p).into_iter().flatten().flatten() {
+                        // The entry's own type: a link is a link, wherever it points.
+                        match entry.file_type() {
+                            Ok(t) if t.is_file() => in_dir.push(entry.path()),
+                            Ok(t) if t.is_symlink() => links.push(entry.path()),
+                            _ => {}
+                        }
+                    }
                     in_dir.sort();
                     // `x.log.1` next to `x.log` is read through the rotation of `x.log`;
                     // reading it on its own as well would send its lines twice.
@@ -123,16 +158,22 @@ impl LogCollector {
                         .collect();
                     out.extend(keep);
                 }
-                Ok(_) => out.push(p.clone()),
+                Ok(m) if m.file_type().is_symlink() => links.push(p.clone()),
+                Ok(m) if m.is_file() => out.push(p.clone()),
+                Ok(_) => {}
                 Err(_) => {} // not there yet: it may appear later
             }
+        }
+        links.sort();
+        for link in links {
+            self.skip_link(&link);
         }
         out
     }
 
     /// Reads new complete lines and redacts them; at most `max_bytes` of redacted lines in
     /// all. Cursors only move on `commit`.
-    pub fn collect(&self, max_bytes: usize, redactor: &Redactor) -> Collected {
+    pub fn collect(&mut self, max_bytes: usize, redactor: &Redactor) -> Collected {
         let mut out = Collected::default();
         let mut budget = Budget {
             left: max_bytes,
@@ -145,7 +186,20 @@ impl LogCollector {
                 budget.truncated = true;
                 break;
             }
-            let Ok(meta) = fs::metadata(&path) else {
+            // Opened once, never through a link (one may have been swapped in since the
+            // listing); what is read is what was checked.
+            let file = match files::open_regular(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                        self.skip_link(&path);
+                    } else {
+                        tracing::debug!(path = %path.display(), error = %e, "log file not read");
+                    }
+                    continue;
+                }
+            };
+            let Ok(meta) = file.metadata() else {
                 continue;
             };
             let mut cursor = self.cursors.get(&path).copied().unwrap_or_default();
@@ -154,9 +208,11 @@ impl LogCollector {
                 // Rotated: finish the previous file when it is still there as <path>.1.
                 let rotated = PathBuf::from(format!("{}.1", path.display()));
                 if cursor.inode != 0 {
-                    if let Ok(m1) = fs::metadata(&rotated) {
+                    let previous =
+                        files::open_regular(&rotated).and_then(|f| f.metadata().map(|m| (f, m)));
+                    if let Ok((f1, m1)) = previous {
                         if m1.ino() == cursor.inode
-                            && !take_lines(&rotated, &mut cursor, m1.len(), &mut budget, &mut lines)
+                            && !take_lines(&f1, &mut cursor, m1.len(), &mut budget, &mut lines)
                         {
                             // The budget ran out inside the rotated file: its successor waits.
                             out.cursors.insert(path.clone(), cursor);
@@ -179,7 +235,7 @@ impl LogCollector {
                     ..Cursor::default()
                 };
             }
-            take_lines(&path, &mut cursor, meta.len(), &mut budget, &mut lines);
+            take_lines(&file, &mut cursor, meta.len(), &mut budget, &mut lines);
             out.cursors.insert(path.clone(), cursor);
             push_lines(&mut out, &path, lines);
         }
@@ -201,9 +257,16 @@ impl LogCollector {
             })
             .collect();
         let json = serde_json::to_vec(&records).map_err(io::Error::other)?;
-        let tmp = self.cursor_file.with_extension("tmp");
-        fs::write(&tmp, json)?;
-        fs::rename(&tmp, &self.cursor_file)
+        let (Some(dir), Some(name)) = (
+            self.cursor_file.parent(),
+            self.cursor_file.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(io::Error::other(format!(
+                "{} is not a file path",
+                self.cursor_file.display()
+            )));
+        };
+        files::write_atomically(dir, name, &json)
     }
 }
 
@@ -216,109 +279,137 @@ fn push_lines(out: &mut Collected, path: &Path, lines: Vec<String>) {
     }
 }
 
-/// Takes the complete lines of `path` after the cursor (the file is `len` bytes long), each
+/// Takes the complete lines of `file` after the cursor (the file is `len` bytes long), each
 /// redacted, while they fit the budget; moves the cursor past what was taken. True when the
 /// file was read to its end (a partial last line, still being written, aside).
 fn take_lines(
-    path: &Path,
+    file: &File,
     cursor: &mut Cursor,
     len: u64,
     budget: &mut Budget<'_>,
     lines: &mut Vec<String>,
 ) -> bool {
     let line_cap = MAX_LINE_BYTES.max(budget.left);
-    let available = len.saturating_sub(cursor.offset);
-    if available == 0 {
-        return true;
-    }
-    if budget.left == 0 {
-        budget.truncated = true;
-        return false;
-    }
-    // Enough for the budget and one line as long as the cap, whatever precedes it.
-    let want = usize::try_from(available)
-        .unwrap_or(usize::MAX)
-        .min(line_cap.saturating_add(budget.left));
-    let more_in_file = (want as u64) < available;
-    let mut buf = vec![0u8; want];
-    let read = fs::File::open(path).and_then(|mut f| {
-        f.seek(SeekFrom::Start(cursor.offset))?;
-        f.read_exact(&mut buf)
-    });
-    if read.is_err() {
-        return true; // gone or shrunk meanwhile: the next collection sees what became of it
-    }
-    let mut rest = &buf[..];
-    if cursor.skipping {
-        match rest.iter().position(|b| *b == b'\n') {
-            Some(i) => {
-                cursor.offset += i as u64 + 1;
-                cursor.skipping = false;
-                rest = &rest[i + 1..];
-            }
-            None => {
-                cursor.offset += rest.len() as u64;
-                return !more_in_file;
+    loop {
+        if cursor.skipping {
+            match find_newline(file, cursor.offset, len) {
+                Ok(Some(at)) => {
+                    cursor.offset = at + 1;
+                    cursor.skipping = false;
+                }
+                // The line goes on to the end of what is written: still skipping.
+                Ok(None) => {
+                    cursor.offset = len.max(cursor.offset);
+                    return true;
+                }
+                Err(_) => return true, // shrunk meanwhile: the next collection sees to it
             }
         }
-    }
-    while budget.left > 0 {
-        let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            if rest.len() >= line_cap {
-                // No end in sight: never sent, skipped up to its newline.
-                let marker = format!("[line longer than {line_cap} bytes omitted]");
-                if marker.len() > budget.left && !budget.first {
+        let available = len.saturating_sub(cursor.offset);
+        if available == 0 {
+            return true;
+        }
+        if budget.left == 0 {
+            budget.truncated = true;
+            return false;
+        }
+        // Enough for the budget and one line as long as the cap, whatever precedes it.
+        let want = usize::try_from(available)
+            .unwrap_or(usize::MAX)
+            .min(line_cap.saturating_add(budget.left));
+        let more_in_file = (want as u64) < available;
+        let mut buf = vec![0u8; want];
+        if file.read_exact_at(&mut buf, cursor.offset).is_err() {
+            return true; // shrunk meanwhile: the next collection sees what became of it
+        }
+        let mut rest = &buf[..];
+        while budget.left > 0 {
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                if rest.len() >= line_cap {
+                    // No end in sight: never sent, skipped up to its newline at once.
+                    let marker = format!("[line longer than {line_cap} bytes omitted]");
+                    if marker.len() > budget.left && !budget.first {
+                        budget.truncated = true;
+                        return false;
+                    }
+                    cursor.offset += rest.len() as u64;
+                    cursor.skipping = true;
+                    budget.left = budget.left.saturating_sub(marker.len() + 1);
+                    budget.first = false;
+                    lines.push(marker);
+                    break;
+                }
+                // Otherwise a partial last line, still being written (it waits), or one whose
+                // end lies beyond what was read.
+                if more_in_file {
                     budget.truncated = true;
                     return false;
                 }
-                cursor.offset += rest.len() as u64;
-                cursor.skipping = true;
-                budget.left = budget.left.saturating_sub(marker.len() + 1);
-                budget.first = false;
-                lines.push(marker);
-            }
-            // Otherwise a partial last line, still being written (it waits), or one whose
-            // end lies beyond what was read.
-            if more_in_file {
-                budget.truncated = true;
-                return false;
-            }
-            return true;
-        };
-        let raw = String::from_utf8_lossy(&rest[..end]);
-        let (redacted, key_lines) = budget.redactor.redact_line(&raw, cursor.key_lines);
-        let cost = redacted.as_ref().map_or(0, |l| l.len() + 1);
-        let mut line = redacted;
-        if cost > budget.left {
-            if !budget.first {
-                budget.truncated = true;
-                return false;
-            }
-            // One line longer than the whole budget: cut after redaction, the rest dropped.
-            if let Some(l) = &mut line {
-                let mut cut = budget.left.saturating_sub(1);
-                while !l.is_char_boundary(cut) {
-                    cut -= 1;
+                return true;
+            };
+            let raw = String::from_utf8_lossy(&rest[..end]);
+            let (redacted, key_lines) = budget.redactor.redact_line(&raw, cursor.key_lines);
+            let cost = redacted.as_ref().map_or(0, |l| l.len() + 1);
+            let mut line = redacted;
+            if cost > budget.left {
+                if !budget.first {
+                    budget.truncated = true;
+                    return false;
                 }
-                l.truncate(cut);
+                // One line longer than the whole budget: cut after redaction, the rest dropped.
+                if let Some(l) = &mut line {
+                    let mut cut = budget.left.saturating_sub(1);
+                    while !l.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    l.truncate(cut);
+                }
+                budget.truncated = true;
             }
+            cursor.offset += end as u64 + 1;
+            cursor.key_lines = key_lines;
+            rest = &rest[end + 1..];
+            if let Some(l) = line {
+                budget.left = budget.left.saturating_sub(l.len() + 1);
+                budget.first = false;
+                lines.push(l);
+            }
+        }
+        if cursor.skipping {
+            continue;
+        }
+        // The budget is spent: whatever is left waits for the next bundle.
+        if !rest.is_empty() || more_in_file {
             budget.truncated = true;
+            return false;
         }
-        cursor.offset += end as u64 + 1;
-        cursor.key_lines = key_lines;
-        rest = &rest[end + 1..];
-        if let Some(l) = line {
-            budget.left = budget.left.saturating_sub(l.len() + 1);
-            budget.first = false;
-            lines.push(l);
+        return true;
+    }
+}
+
+/// The offset of the first newline of `file` at or after `from` and before `len`, read
+/// `SKIP_CHUNK` bytes at a time; holes of a sparse file (which hold no newline) are jumped
+/// over where the file system can say where data is (`SEEK_DATA`).
+fn find_newline(file: &File, mut from: u64, len: u64) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; SKIP_CHUNK];
+    while from < len {
+        match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(from)) {
+            Ok(data) => from = from.max(data),
+            // No data after `from`: holes to the end.
+            Err(rustix::io::Errno::NXIO) => return Ok(None),
+            Err(_) => {} // not supported here: read through
         }
+        if from >= len {
+            break;
+        }
+        let n = usize::try_from(len - from).map_or(SKIP_CHUNK, |n| n.min(SKIP_CHUNK));
+        file.read_exact_at(&mut buf[..n], from)?;
+        if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
+            return Ok(Some(from + i as u64));
+        }
+        from += n as u64;
     }
-    // The budget is spent: whatever is left waits for the next bundle.
-    if !rest.is_empty() || more_in_file {
-        budget.truncated = true;
-        return false;
-    }
-    true
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -356,6 +447,17 @@ mod tests {
         assert_eq!(got.files[0].lines, vec!["partial", "three"]);
         c.commit(&got).unwrap();
         assert!(c.collect(1 << 20, &red()).is_empty());
+        // The cursors are the sidecar's alone, and no temp file is left beside them.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&cur).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     #[test]
@@ -427,7 +529,7 @@ mod tests {
         );
         c.commit(&got).unwrap();
         append(&log, "q2w==\n-----END EC PRIVATE KEY-----\nkey loaded\n");
-        let c = LogCollector::open(vec![log], cur);
+        let mut c = LogCollector::open(vec![log], cur);
         let got = c.collect(1000, &red());
         assert_eq!(got.files[0].lines, vec!["key loaded"]);
     }
@@ -446,5 +548,61 @@ mod tests {
         append(&log, "tail of it\nafter\n");
         let got = c.collect(1000, &red());
         assert_eq!(got.files[0].lines, vec!["after"]);
+    }
+
+    /// A link in a log directory, or a named log path that is a link, is never followed:
+    /// whoever can write the directory would choose what is uploaded. The regular files are
+    /// read as usual.
+    #[test]
+    fn links_among_the_log_files_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).unwrap();
+        let secret = dir.path().join("shadow");
+        fs::write(&secret, "root:CANARYhash:19000:0:99999:7:::\n").unwrap();
+        append(&logs.join("a.log"), "ordinary line\n");
+        std::os::unix::fs::symlink(&secret, logs.join("zz-x")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("named.log")).unwrap();
+        // A rotated twin that is a link: its "successor" is a real file.
+        append(&logs.join("b.log"), "b line\n");
+        let cur = dir.path().join("cursors.json");
+        let mut c = LogCollector::open(vec![logs.clone(), dir.path().join("named.log")], cur);
+        let got = c.collect(1 << 20, &red());
+        let sent = format!("{:?}", got.files);
+        assert!(!sent.contains("CANARYhash"), "{sent}");
+        assert!(
+            sent.contains("ordinary line") && sent.contains("b line"),
+            "{sent}"
+        );
+        assert_eq!(c.links_skipped(), 2);
+        // Met again at the next collection: counted again, still never read.
+        let again = c.collect(1 << 20, &red());
+        assert!(again.files.iter().all(|f| !f.path.ends_with("zz-x")));
+        assert_eq!(c.links_skipped(), 4);
+    }
+
+    /// A line with no end in sight is skipped in the collection that finds it, however long:
+    /// a sparse 2 GB log without a newline costs one collection, not 2 MiB per collection.
+    #[test]
+    fn an_endless_line_is_skipped_at_once_however_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sparse.log");
+        fs::File::create(&log).unwrap().set_len(2 << 30).unwrap();
+        append(&log, "\nafter\n");
+        let cur = dir.path().join("cursors.json");
+        let mut c = LogCollector::open(vec![log.clone()], cur);
+        let started = std::time::Instant::now();
+        let got = c.collect(1000, &red());
+        let lines = got
+            .files
+            .first()
+            .map(|f| f.lines.clone())
+            .unwrap_or_default();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("omitted"), "{lines:?}");
+        assert_eq!(lines[1], "after");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        c.commit(&got).unwrap();
+        assert!(c.collect(1000, &red()).is_empty());
     }
 }

@@ -73,22 +73,66 @@ pub struct TelemetryContext {
     pub self_metrics: Arc<dyn Collector>,
 }
 
-/// `<state-dir>/telemetry`. Without --state-dir a directory under the temp dir keeps the
-/// spool and cursors for the life of the pod at least.
-pub fn telemetry_dir(state_dir: Option<&Path>) -> PathBuf {
+/// `<state-dir>/telemetry`. Without --state-dir, a private directory made for this process
+/// (see `PRIVATE_DIR`): never a fixed path in the shared temp dir, which another local user
+/// could make first and own.
+pub fn telemetry_dir(state_dir: Option<&Path>) -> std::io::Result<PathBuf> {
     match state_dir {
-        Some(d) => d.join("telemetry"),
-        None => std::env::temp_dir()
-            .join("pxbackup-sidecar")
-            .join("telemetry"),
+        Some(d) => Ok(in_state_dir(d)),
+        None => private_dir(),
     }
+}
+
+/// Telemetry's directory in the state dir.
+pub fn in_state_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("telemetry")
+}
+
+/// Telemetry's directory without --state-dir: `$TMPDIR/pxbackup-sidecar-XXXXXX`, made 0700
+/// under a fresh random name by `tempfile` (nobody can have made it first), the same one for
+/// the whole process, removed at a clean exit (`remove_private_dir`). Nothing in it outlives
+/// the process: a restart registers again (file mode) and starts a new spool and log cursors.
+static PRIVATE_DIR: Mutex<Option<tempfile::TempDir>> = Mutex::new(None);
+
+fn private_dir() -> std::io::Result<PathBuf> {
+    let mut dir = PRIVATE_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(d) = dir.as_ref() {
+        return Ok(d.path().to_owned());
+    }
+    let made = tempfile::Builder::new()
+        .prefix("pxbackup-sidecar-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            crate::persistence::files::DIR_MODE,
+        ))
+        .tempdir()?;
+    let path = made.path().to_owned();
+    *dir = Some(made);
+    Ok(path)
+}
+
+/// Removes the private directory made without --state-dir, if any.
+fn remove_private_dir() {
+    let made = PRIVATE_DIR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    drop(made);
 }
 
 /// The file the sidecar copies its own log lines to, when telemetry may be turned on.
 pub fn own_log_path(settings: &Settings) -> Option<PathBuf> {
     match settings.telemetry_config {
         TelemetryConfigSource::None => None,
-        _ => Some(telemetry_dir(settings.state_dir.as_deref()).join(OWN_LOG_FILE)),
+        _ => match telemetry_dir(settings.state_dir.as_deref()) {
+            Ok(dir) => Some(dir.join(OWN_LOG_FILE)),
+            Err(e) => {
+                // Logging is not set up yet: this is said on stderr.
+                eprintln!("pxbackup-sidecar: no directory for telemetry's copy of the log: {e}");
+                None
+            }
+        },
     }
 }
 
@@ -134,8 +178,12 @@ pub async fn run(
     clock: Clock,
     stop: CancellationToken,
 ) {
+    let stopping = stop.clone();
     if let Err(e) = run_inner(sidecar, settings, kube, clock, stop).await {
         tracing::error!(error = %e, "telemetry cannot start; it stays off");
+    }
+    if stopping.is_cancelled() {
+        remove_private_dir();
     }
 }
 
@@ -147,7 +195,12 @@ async fn run_inner(
     stop: CancellationToken,
 ) -> Result<(), TelemetryError> {
     crate::tls::install_crypto_provider();
-    let dir = telemetry_dir(settings.state_dir.as_deref());
+    let dir = telemetry_dir(settings.state_dir.as_deref()).map_err(|source| {
+        TelemetryError::StateDir {
+            path: "(a private directory in the temp dir)".into(),
+            source,
+        }
+    })?;
     let state_dir_error = |source| TelemetryError::StateDir {
         path: dir.display().to_string(),
         source,
@@ -155,7 +208,7 @@ async fn run_inner(
     let stores = {
         let (dir, paths) = (dir.clone(), log_paths(&settings, &dir));
         tokio::task::spawn_blocking(move || -> std::io::Result<Stores> {
-            std::fs::create_dir_all(&dir)?;
+            crate::persistence::files::private_dir(&dir)?;
             let spool = Spool::open(&dir.join("spool"), DEFAULT_SPOOL_MAX_BYTES)?;
             let logs = LogCollector::open(paths, cursor_file(&dir));
             Ok(Stores {
@@ -241,4 +294,31 @@ async fn run_inner(
     };
     Controller::new(ctx).run(inputs, stop).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without --state-dir telemetry's state is not under a fixed path of the shared temp
+    /// directory (another user could make it first and own it): a private directory, 0700.
+    #[test]
+    fn without_a_state_dir_the_telemetry_dir_is_private() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = telemetry_dir(None).unwrap();
+        assert_ne!(
+            dir,
+            std::env::temp_dir()
+                .join("pxbackup-sidecar")
+                .join("telemetry")
+        );
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert_eq!(meta.uid(), rustix::process::geteuid().as_raw());
+        // One for the whole process, gone at a clean exit.
+        assert_eq!(telemetry_dir(None).unwrap(), dir);
+        remove_private_dir();
+        assert!(!dir.exists());
+    }
 }

@@ -10,6 +10,7 @@
 //! the steps: `read_config`, the sources, `wait_for_sources`, then `bundles`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use crate::telemetry::metrics::UploadKind;
 use crate::telemetry::redact::Redactor;
 use crate::telemetry::spool::new_key;
 use crate::telemetry::uploader::bundle_json;
-use crate::telemetry::{cursor_file, log_paths, source, telemetry_dir, TelemetryContext};
+use crate::telemetry::{cursor_file, in_state_dir, log_paths, source, TelemetryContext};
 
 /// How long the sources get to finish their first list, and the cluster identity to be read.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -177,8 +178,15 @@ pub async fn bundles(
     sidecar.metrics.set_enabled(true);
     sidecar.metrics.set_config_valid(true);
 
-    let dir = telemetry_dir(settings.state_dir.as_deref());
-    let (paths, cursors) = (log_paths(settings, &dir), cursor_file(&dir));
+    // Without --state-dir the running sidecar's own-log copy and cursors are in a private
+    // directory of its own: the preview reads the named log paths from their start.
+    let (paths, cursors) = match &settings.state_dir {
+        Some(state) => {
+            let dir = in_state_dir(state);
+            (log_paths(settings, &dir), cursor_file(&dir))
+        }
+        None => (settings.telemetry_log_paths.clone(), PathBuf::new()),
+    };
     let redactor = Redactor::new()?;
     let logs_max = cfg.logs_max_bytes;
     // Read only: the cursors stay where the running sidecar left them.

@@ -264,8 +264,8 @@ impl Registrar {
             .bytes()
             .await
             .map_err(|source| Pure1Error::Http { what, source })?;
-        let answer: RegisterAnswer =
-            serde_json::from_slice(&body).map_err(|e| Pure1Error::Answer(e.to_string()))?;
+        let answer: RegisterAnswer = serde_json::from_slice(&body)
+            .map_err(|e| Pure1Error::Answer(crate::logging::bounded(&e.to_string())))?;
         cert_info(&answer.certificate).map_err(Pure1Error::Answer)?;
         Ok(Credentials {
             cert_pem: answer.certificate,

@@ -23,8 +23,59 @@ use crate::telemetry::config::{parse_text, RawConfig};
 /// a handful of tiny files once a second is cheap and always right.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A ConfigMap holds at most 1 MiB (the API server's limit on an object): a configuration
+/// file, or a mounted directory's files together, larger than that is refused, not read.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 fn unreadable(path: &Path, e: impl std::fmt::Display) -> RawConfig {
     RawConfig::Unreadable(format!("{}: {e}", path.display()))
+}
+
+fn too_large(path: &Path, bytes: u64) -> RawConfig {
+    unreadable(
+        path,
+        format!(
+            "{bytes} bytes or more; a telemetry configuration is at most 1 MiB \
+             ({MAX_CONFIG_BYTES} bytes), as a ConfigMap is"
+        ),
+    )
+}
+
+/// Why a configuration file was not read.
+enum ReadError {
+    /// Not a regular file (a FIFO would hang the reading thread): not a configuration.
+    NotRegular,
+    /// Over the bytes left of the budget: at least this many.
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+/// Reads a configuration file of at most `budget` bytes, through links (kubelet's layout is
+/// made of them), without waiting on a FIFO, and never more than `budget + 1` bytes of it.
+fn read_capped(path: &Path, budget: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if meta.len() > budget {
+        return Err(ReadError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(budget + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > budget {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 /// Reads the configuration at `path`: a directory holds one file per key (kubelet's layout,
@@ -37,14 +88,16 @@ pub fn read_path(path: &Path) -> RawConfig {
         Err(e) => return unreadable(path, e),
     };
     if !meta.is_dir() {
-        return match std::fs::read_to_string(path) {
+        return match read_capped(path, MAX_CONFIG_BYTES) {
             Ok(text) => match parse_text(&text) {
                 Ok(data) => RawConfig::Data(data),
                 Err(e) => unreadable(path, e),
             },
+            Err(ReadError::TooLarge(bytes)) => too_large(path, bytes),
+            Err(ReadError::NotRegular) => unreadable(path, "not a regular file"),
             // Removed between the two calls: as if it had not been there.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => RawConfig::Missing,
-            Err(e) => unreadable(path, e),
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => RawConfig::Missing,
+            Err(ReadError::Io(e)) => unreadable(path, e),
         };
     }
     let entries = match std::fs::read_dir(path) {
@@ -52,6 +105,7 @@ pub fn read_path(path: &Path) -> RawConfig {
         Err(e) => return unreadable(path, e),
     };
     let mut data = BTreeMap::new();
+    let mut used = 0u64;
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
@@ -61,17 +115,17 @@ pub fn read_path(path: &Path) -> RawConfig {
         if name.starts_with('.') {
             continue;
         }
-        // metadata() follows the key -> ..data/key symlink.
-        if !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        match std::fs::read_to_string(entry.path()) {
+        // Opened through the key -> ..data/key symlink; directories and the like are not keys.
+        match read_capped(&entry.path(), MAX_CONFIG_BYTES - used) {
             Ok(v) => {
+                used += v.len() as u64;
                 data.insert(name, v.trim().to_owned());
             }
+            Err(ReadError::NotRegular) => continue,
+            Err(ReadError::TooLarge(bytes)) => return too_large(path, used + bytes),
             // Kubelet swapped the directory while it was read: the next poll sees the new one.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return unreadable(&entry.path(), e),
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(ReadError::Io(e)) => return unreadable(&entry.path(), e),
         }
     }
     RawConfig::Data(data)
@@ -208,5 +262,28 @@ logs-interval 2 minutes please
         assert!(matches!(read_path(&f), RawConfig::Unreadable(why) if why.contains("line 2")));
         std::fs::write(&f, [b'e', b'n', 0xff, b':', b'1']).unwrap();
         assert!(matches!(read_path(&f), RawConfig::Unreadable(_)));
+    }
+
+    /// A configuration larger than a ConfigMap can be (1 MiB) is refused with a clear error,
+    /// without reading it whole: a file, or one key's file in a mounted directory.
+    #[test]
+    fn a_configuration_over_a_mib_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("telemetry.conf");
+        let big: String = (0..100_000).map(|i| format!("key-{i}: value\n")).collect();
+        assert!(big.len() > 1 << 20);
+        std::fs::write(&f, &big).unwrap();
+        match read_path(&f) {
+            RawConfig::Unreadable(why) => assert!(why.contains("1 MiB"), "{why}"),
+            other => panic!("{:?}", std::mem::discriminant(&other)),
+        }
+        let mount = dir.path().join("mount");
+        std::fs::create_dir(&mount).unwrap();
+        std::fs::write(mount.join("enabled"), "false").unwrap();
+        std::fs::write(mount.join("environment"), "x".repeat((1 << 20) + 1)).unwrap();
+        match read_path(&mount) {
+            RawConfig::Unreadable(why) => assert!(why.contains("1 MiB"), "{why}"),
+            other => panic!("{:?}", std::mem::discriminant(&other)),
+        }
     }
 }

@@ -1,14 +1,17 @@
 //! The on-disk spool: every bundle is written here before it is sent, so that a Pure1 outage
 //! or a restart loses nothing. One file per bundle, named by its idempotency key, written
-//! atomically (temp file, fsync, rename). The cap is in bytes (never above
+//! atomically (temp file, fsync, rename), 0600, in a 0700 directory of the sidecar's own; a
+//! bundle is read back never through a link. The cap is in bytes (never above
 //! `MAX_SPOOL_MAX_BYTES`); what it forces out is counted as dropped and logged. The spool is
 //! bound to one identity (appliance id and destination): bundles made for one never leave
 //! under another. Every method does file I/O: call them on the blocking pool.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::persistence::files;
 
 use crate::telemetry::config::MAX_SPOOL_MAX_BYTES;
 use crate::telemetry::metrics::{DropReason, TelemetryMetrics, UploadKind};
@@ -54,7 +57,7 @@ impl Spool {
     /// Opens (creating) the spool directory and indexes the bundles a previous run left. The
     /// cap is enforced by the first `put` or `set_max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
-        fs::create_dir_all(dir)?;
+        files::private_dir(dir)?;
         let mut entries = BTreeMap::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -62,6 +65,11 @@ impl Spool {
             if name.starts_with('.') && name.ends_with(".tmp") {
                 // A write that a crash interrupted: never renamed, so never complete.
                 let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            // Only what the spool wrote: regular files (a link is not a bundle; it is left
+            // alone, and never read through).
+            if !entry.file_type()?.is_file() {
                 continue;
             }
             if let Some(key) = name.strip_suffix(SUFFIX) {
@@ -136,8 +144,8 @@ impl Spool {
     /// dropped first.
     pub fn claim(&mut self, identity: &str, metrics: &TelemetryMetrics) -> io::Result<()> {
         let path = self.dir.join(IDENTITY_FILE);
-        let current = match fs::read_to_string(&path) {
-            Ok(s) => Some(s),
+        let current = match files::read(&path) {
+            Ok(s) => Some(String::from_utf8_lossy(&s).into_owned()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
@@ -194,7 +202,7 @@ impl Spool {
         Ok(Bundle {
             key: key.to_owned(),
             kind,
-            body: fs::read(self.path(key))?,
+            body: files::read(&self.path(key))?,
         })
     }
 
@@ -212,13 +220,7 @@ impl Spool {
 
 /// Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(name))
+    files::write_atomically(dir, name, bytes)
 }
 
 #[cfg(test)]
@@ -304,5 +306,32 @@ mod tests {
         assert!(!dir.path().join(".x.tmp").exists());
         s.remove(&b.key).unwrap();
         assert!(Spool::open(dir.path(), 1000).unwrap().is_empty());
+    }
+
+    /// Bundles and the identity are 0600 in a 0700 directory; a link planted under a bundle's
+    /// name is never read through (it would upload whatever it points at).
+    #[test]
+    fn bundles_are_private_and_a_planted_link_is_never_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("telemetry").join("spool");
+        let m = TelemetryMetrics::default();
+        let mut s = Spool::open(&spool, 1000).unwrap();
+        s.claim("org-1\nhttps://a", &m).unwrap();
+        let b = bundle(UploadKind::Health, 6, 10);
+        s.put(&b, &m).unwrap();
+        assert_eq!(mode(&spool), 0o700);
+        assert_eq!(mode(&s.path(&b.key)), 0o600);
+        assert_eq!(mode(&spool.join(IDENTITY_FILE)), 0o600);
+
+        let victim = dir.path().join("shadow");
+        fs::write(&victim, b"root:CANARYhash:19000").unwrap();
+        let planted = new_key(UploadKind::Logs, 7);
+        std::os::unix::fs::symlink(&victim, spool.join(format!("{planted}{SUFFIX}"))).unwrap();
+        let s = Spool::open(&spool, 1000).unwrap();
+        if let Ok(b) = s.read(&planted) {
+            assert!(!b.body.starts_with(b"root:"), "read through the link");
+        }
     }
 }

@@ -4,9 +4,7 @@
 //! ConfigMap, never a log line.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -15,6 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::persistence::files;
 use crate::telemetry::pure1::Credentials;
 
 pub const DEFAULT_SECRET_NAME: &str = "pure-telemetry-certs";
@@ -47,8 +46,8 @@ impl CredentialStore {
             CredentialStore::Files(dir) => {
                 let read = |name: &str| {
                     let path = dir.join(name);
-                    match fs::read_to_string(&path) {
-                        Ok(s) => Ok(Some(s)),
+                    match files::read(&path) {
+                        Ok(s) => Ok(Some(String::from_utf8_lossy(&s).into_owned())),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                         Err(source) => Err(StoreError::File {
                             path: path.display().to_string(),
@@ -152,16 +151,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         path: path.display().to_string(),
         source,
     };
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
-    fs::rename(&tmp, path).map_err(err)
+    match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) => files::write_atomically(dir, name, bytes).map_err(err),
+        _ => Err(err(io::Error::other("not a file path"))),
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +174,7 @@ mod tests {
         store.save(&c).await.unwrap();
         assert_eq!(store.load().await.unwrap(), Some(c));
         for f in ["client.crt", "client.key"] {
-            let mode = fs::metadata(dir.path().join(f))
+            let mode = std::fs::metadata(dir.path().join(f))
                 .unwrap()
                 .permissions()
                 .mode();

@@ -107,12 +107,16 @@ impl Sink {
     }
 }
 
+/// Temp file (created new, under a random name: never through a link), fsync, rename. 0644:
+/// the site's own collector, whoever it runs as, takes the bundles from there.
 fn write_bundle_file(dir: &std::path::Path, bundle: &Bundle) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", bundle.key));
-    std::fs::write(&tmp, &bundle.body)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(format!("{}.json.gz", bundle.key)))
+    crate::persistence::files::write_atomically_with_mode(
+        dir,
+        &format!("{}.json.gz", bundle.key),
+        &bundle.body,
+        0o644,
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
