@@ -6,8 +6,10 @@
 //! One kube-runtime watcher per resource and per namespace (or one per resource across all
 //! namespaces; cluster-scoped SchedulePolicies always have one) runs in its own task and
 //! reports `tracker::Signal`s over a channel to one consumer, the `Tracker`, which alone
-//! applies events; so the lost-delete bookkeeping needs no lock. Each namespace's watchers
-//! apply under their own `Origin`, so that a re-list deletes only within its namespace. A watch stream that simply ends is resumed by kube-runtime from the last
+//! applies events (through `Inventory::apply_off_runtime`, as every source does); so the
+//! lost-delete bookkeeping needs no lock. Each namespace's watchers apply under their own
+//! `Origin`, so that a re-list deletes only within its namespace. A watch stream that simply
+//! ends is resumed by kube-runtime from the last
 //! resourceVersion; any error (a failed list or watch, 410 Gone, a 5xx) makes the watcher
 //! start over with a full list after a backoff (kube-runtime's `DefaultBackoff`), the way
 //! client-go's reflector does, and the re-list finds what was deleted meanwhile.
@@ -120,14 +122,12 @@ pub async fn run(
     } = set;
     drop(tx);
 
-    let mut tracker = Tracker::new(&ctx.inventory, &ctx.status, cluster, &specs);
+    let mut tracker =
+        Tracker::new(ctx.inventory.clone(), ctx.status.clone(), cluster, &specs).await;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                // Applying may fsync the journal: tell the runtime this worker blocks.
-                Some((watcher, signal)) => {
-                    tokio::task::block_in_place(|| tracker.handle(watcher, signal));
-                }
+                Some((watcher, signal)) => tracker.handle(watcher, signal).await,
                 None => {
                     tracing::error!("every kube watcher stopped");
                     ctx.status.set_up(SourceId::Kube, false);
@@ -143,7 +143,7 @@ pub async fn run(
                 };
                 if let Some(watcher) = task_watcher.get(&task) {
                     tracing::error!(watcher, %why, "a kube watcher stopped; restart the sidecar");
-                    tokio::task::block_in_place(|| tracker.handle(*watcher, Signal::Failed));
+                    tracker.handle(*watcher, Signal::Failed).await;
                 }
             }
             () = &mut shutdown => break,

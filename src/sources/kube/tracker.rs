@@ -19,6 +19,7 @@
 //! appears or goes, every schedule that resolves through it is applied again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::inventory::Inventory;
 use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, Origin, Schedule, SourceId};
@@ -78,9 +79,9 @@ struct ScheduleEntry {
     applied_interval: Option<u64>,
 }
 
-pub struct Tracker<'a> {
-    inventory: &'a Inventory,
-    sources: &'a SourceStatus,
+pub struct Tracker {
+    inventory: Arc<Inventory>,
+    sources: Arc<SourceStatus>,
     cluster: ClusterIdentity,
     watchers: Vec<WatcherState>,
     /// Events of lists in progress, not applied yet, and the origin they are applied with.
@@ -97,11 +98,11 @@ pub struct Tracker<'a> {
     synced_reported: bool,
 }
 
-impl<'a> Tracker<'a> {
+impl Tracker {
     /// `watchers[i]` describes the watcher whose signals come as number `i`.
-    pub fn new(
-        inventory: &'a Inventory,
-        sources: &'a SourceStatus,
+    pub async fn new(
+        inventory: Arc<Inventory>,
+        sources: Arc<SourceStatus>,
         cluster: ClusterIdentity,
         watchers: &[WatcherSpec],
     ) -> Self {
@@ -128,18 +129,18 @@ impl<'a> Tracker<'a> {
             synced_reported: false,
         };
         // The kube-system namespace was just read: the API answers.
-        t.set_cluster_status(ClusterStatus::Online);
+        t.set_cluster_status(ClusterStatus::Online).await;
         t
     }
 
-    pub fn handle(&mut self, watcher: usize, signal: Signal) {
+    pub async fn handle(&mut self, watcher: usize, signal: Signal) {
         if watcher >= self.watchers.len() {
             tracing::error!(watcher, "signal from an unknown watcher");
             return;
         }
         match signal {
             Signal::Relist => {
-                self.flush();
+                self.flush().await;
                 self.watchers[watcher].listing = Some(HashSet::new());
             }
             Signal::Listed { uid, item } => {
@@ -148,47 +149,47 @@ impl<'a> Tracker<'a> {
                     .get_or_insert_with(HashSet::new)
                     .insert(uid.clone());
                 if let Some(item) = item {
-                    self.take(watcher, uid, item);
+                    self.take(watcher, uid, item).await;
                 }
                 if self
                     .pending
                     .as_ref()
                     .is_some_and(|(_, e)| e.len() >= LIST_BATCH)
                 {
-                    self.flush();
+                    self.flush().await;
                 }
             }
             Signal::ListDone => {
-                self.flush();
+                self.flush().await;
                 let w = &mut self.watchers[watcher];
                 let listed = w.listing.take().unwrap_or_default();
                 let before = std::mem::replace(&mut w.live, listed);
                 w.synced_once = true;
                 w.failing = false;
                 match w.spec.watched {
-                    Watched::Objects(kind) => self.listed_objects(watcher, kind),
+                    Watched::Objects(kind) => self.listed_objects(watcher, kind).await,
                     Watched::SchedulePolicies => {
                         let gone: Vec<String> = before
                             .difference(&self.watchers[watcher].live)
                             .cloned()
                             .collect();
                         for uid in gone {
-                            self.policy_gone(&uid);
+                            self.policy_gone(&uid).await;
                         }
                     }
                 }
-                self.update_health();
+                self.update_health().await;
             }
             Signal::Changed { uid, item } => {
                 let w = &mut self.watchers[watcher];
                 w.live.insert(uid.clone());
                 let recovered = std::mem::replace(&mut w.failing, false);
                 if let Some(item) = item {
-                    self.take(watcher, uid, item);
-                    self.flush();
+                    self.take(watcher, uid, item).await;
+                    self.flush().await;
                 }
                 if recovered {
-                    self.update_health();
+                    self.update_health().await;
                 }
             }
             Signal::Gone { uid, event } => {
@@ -197,37 +198,37 @@ impl<'a> Tracker<'a> {
                 let recovered = std::mem::replace(&mut w.failing, false);
                 let (watched, origin) = (w.spec.watched, w.spec.origin.clone());
                 match watched {
-                    Watched::SchedulePolicies => self.policy_gone(&uid),
+                    Watched::SchedulePolicies => self.policy_gone(&uid).await,
                     Watched::Objects(Kind::Schedule) => {
                         self.schedules.remove(&uid);
                     }
                     Watched::Objects(_) => {}
                 }
                 if let Some(event) = event {
-                    self.flush();
-                    self.apply(&origin, vec![event]);
+                    self.flush().await;
+                    self.apply(&origin, vec![event]).await;
                 }
                 if recovered {
-                    self.update_health();
+                    self.update_health().await;
                 }
             }
             Signal::Failed => {
                 // Objects of a list cut short are real: keep what was applied, forget the
                 // partial set (only a complete list may delete).
-                self.flush();
+                self.flush().await;
                 let w = &mut self.watchers[watcher];
                 w.listing = None;
                 w.failing = true;
-                self.update_health();
+                self.update_health().await;
             }
         }
     }
 
     /// Takes what a watcher saw: queues an object for the inventory, or records a policy.
-    fn take(&mut self, watcher: usize, uid: String, item: Item) {
+    async fn take(&mut self, watcher: usize, uid: String, item: Item) {
         let origin = self.watchers[watcher].spec.origin.clone();
         match item {
-            Item::Object(object) => self.queue(origin, Event::Upsert(object)),
+            Item::Object(object) => self.queue(origin, Event::Upsert(object)).await,
             Item::Schedule {
                 schedule,
                 namespace,
@@ -248,7 +249,7 @@ impl<'a> Tracker<'a> {
                         applied_interval: interval,
                     },
                 );
-                self.queue(origin, event);
+                self.queue(origin, event).await;
             }
             Item::Policy { key, longest_gap } => {
                 if let Some(old) = self.policy_keys.insert(uid, key.clone()) {
@@ -256,20 +257,20 @@ impl<'a> Tracker<'a> {
                         // A policy object does not change its name; should one, its old
                         // name is gone.
                         self.policies.remove(&old);
-                        self.policy_changed(&old);
+                        self.policy_changed(&old).await;
                     }
                 }
                 if self.policies.insert(key.clone(), longest_gap) != Some(longest_gap) {
-                    self.policy_changed(&key);
+                    self.policy_changed(&key).await;
                 }
             }
         }
     }
 
-    fn policy_gone(&mut self, uid: &str) {
+    async fn policy_gone(&mut self, uid: &str) {
         if let Some(key) = self.policy_keys.remove(uid) {
             self.policies.remove(&key);
-            self.policy_changed(&key);
+            self.policy_changed(&key).await;
         }
     }
 
@@ -296,10 +297,10 @@ impl<'a> Tracker<'a> {
     }
 
     /// Applies again every schedule whose interval `key` may decide, when it changed.
-    fn policy_changed(&mut self, key: &PolicyKey) {
+    async fn policy_changed(&mut self, key: &PolicyKey) {
         // Queued schedule upserts carry the interval they were resolved with: they go first,
         // so that what follows supersedes them.
-        self.flush();
+        self.flush().await;
         let mut changed: BTreeMap<Origin, Vec<Event>> = BTreeMap::new();
         let uses_key = |e: &ScheduleEntry| {
             e.policy_name == key.name && key.namespace.as_deref().is_none_or(|ns| ns == e.namespace)
@@ -327,13 +328,13 @@ impl<'a> Tracker<'a> {
                 })));
         }
         for (origin, events) in changed {
-            self.apply(&origin, events);
+            self.apply(&origin, events).await;
         }
     }
 
     /// After a complete list of `kind` by `watcher`: resync its origin, once every watcher of
     /// that kind has finished a first list; the first time, the others' deferred resyncs too.
-    fn listed_objects(&mut self, watcher: usize, kind: Kind) {
+    async fn listed_objects(&mut self, watcher: usize, kind: Kind) {
         let of_kind: Vec<usize> = (0..self.watchers.len())
             .filter(|i| self.watchers[*i].spec.watched == Watched::Objects(kind))
             .collect();
@@ -347,17 +348,9 @@ impl<'a> Tracker<'a> {
             return;
         };
         for i in due {
-            let w = &self.watchers[i];
-            let origin = w.spec.origin.clone();
-            // A journal failure is logged and counted by the inventory; the change is applied
-            // in memory and the next re-list repeats it.
-            let gone = self
-                .inventory
-                .resync(&origin, kind, &w.live)
-                .unwrap_or_default();
-            if gone > 0 {
-                tracing::info!(%kind, %origin, gone, "deleted while not watched (found by a re-list)");
-            }
+            let origin = self.watchers[i].spec.origin.clone();
+            let live = self.watchers[i].live.clone();
+            self.resync(origin.clone(), kind, live).await;
             if kind == Kind::Schedule {
                 let live = &self.watchers[i].live;
                 self.schedules
@@ -366,9 +359,9 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    fn queue(&mut self, origin: Origin, event: Event) {
+    async fn queue(&mut self, origin: Origin, event: Event) {
         if self.pending.as_ref().is_some_and(|(o, _)| *o != origin) {
-            self.flush();
+            self.flush().await;
         }
         self.pending
             .get_or_insert_with(|| (origin, Vec::new()))
@@ -376,19 +369,47 @@ impl<'a> Tracker<'a> {
             .push(event);
     }
 
-    fn flush(&mut self) {
+    async fn flush(&mut self) {
         if let Some((origin, events)) = self.pending.take() {
-            self.apply(&origin, events);
+            self.apply(&origin, events).await;
         }
     }
 
-    /// A journal failure is logged and counted by the inventory; the change is applied in
-    /// memory, and the next re-list repeats it.
-    fn apply(&self, origin: &Origin, events: Vec<Event>) {
-        let _ = self.inventory.apply(origin, events);
+    /// Applies a batch the way every source does (`Inventory::apply_off_runtime`: at
+    /// background priority, giving way to scrapes). A journal failure is logged and counted by
+    /// the inventory; the change is applied in memory, and the next re-list repeats it.
+    async fn apply(&self, origin: &Origin, events: Vec<Event>) {
+        if let Err(e) = self
+            .inventory
+            .apply_off_runtime(origin.clone(), events)
+            .await
+        {
+            tracing::warn!(%origin, error = %e, "Stork objects applied in memory only");
+        }
     }
 
-    fn update_health(&mut self) {
+    /// `Inventory::resync` off the runtime, as the other sources run it: what `origin` holds
+    /// of `kind` and a complete list no longer has was deleted while not watched.
+    async fn resync(&self, origin: Origin, kind: Kind, listed: HashSet<String>) {
+        let inventory = Arc::clone(&self.inventory);
+        let done = tokio::task::spawn_blocking(move || {
+            let gone = inventory.resync(&origin, kind, &listed);
+            (origin, gone)
+        })
+        .await;
+        match done {
+            Ok((origin, Ok(gone))) if gone > 0 => {
+                tracing::info!(%kind, %origin, gone, "deleted while not watched (found by a re-list)");
+            }
+            Ok((_, Ok(_))) => {}
+            Ok((origin, Err(e))) => {
+                tracing::warn!(%kind, %origin, error = %e, "deletions applied in memory only");
+            }
+            Err(e) => tracing::error!(%kind, error = %e, "the resync task failed"),
+        }
+    }
+
+    async fn update_health(&mut self) {
         let all_synced = self.watchers.iter().all(|w| w.synced_once);
         let failing = self.watchers.iter().any(|w| w.failing);
         if all_synced && !self.synced_reported {
@@ -402,10 +423,11 @@ impl<'a> Tracker<'a> {
             ClusterStatus::Offline
         } else {
             ClusterStatus::Online
-        });
+        })
+        .await;
     }
 
-    fn set_cluster_status(&mut self, status: ClusterStatus) {
+    async fn set_cluster_status(&mut self, status: ClusterStatus) {
         if self.cluster_status == Some(status) {
             return;
         }
@@ -416,7 +438,8 @@ impl<'a> Tracker<'a> {
             org_id: DEFAULT_ORG_ID.to_owned(),
             status,
         }));
-        self.apply(&Origin::source(SourceId::Kube), vec![cluster]);
+        self.apply(&Origin::source(SourceId::Kube), vec![cluster])
+            .await;
     }
 }
 

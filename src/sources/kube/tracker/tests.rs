@@ -28,10 +28,13 @@ fn identity() -> ClusterIdentity {
     }
 }
 
-fn fixture() -> (Inventory, SourceStatus) {
+fn fixture() -> (Arc<Inventory>, Arc<SourceStatus>) {
     (
-        Inventory::in_memory(Clock::System, Duration::from_secs(3600)),
-        SourceStatus::new(&[SourceId::Kube]),
+        Arc::new(Inventory::in_memory(
+            Clock::System,
+            Duration::from_secs(3600),
+        )),
+        Arc::new(SourceStatus::new(&[SourceId::Kube])),
     )
 }
 
@@ -52,12 +55,12 @@ fn everywhere(watched: Watched) -> WatcherSpec {
 const BACKUPS: Watched = Watched::Objects(Kind::Backup);
 const SCHEDULES: Watched = Watched::Objects(Kind::Schedule);
 
-fn list(t: &mut Tracker<'_>, watcher: usize, uids: &[&str]) {
-    t.handle(watcher, Signal::Relist);
+async fn list(t: &mut Tracker, watcher: usize, uids: &[&str]) {
+    t.handle(watcher, Signal::Relist).await;
     for uid in uids {
-        t.handle(watcher, listed(uid));
+        t.handle(watcher, listed(uid)).await;
     }
-    t.handle(watcher, Signal::ListDone);
+    t.handle(watcher, Signal::ListDone).await;
 }
 
 fn live(inv: &Inventory) -> Option<usize> {
@@ -71,31 +74,32 @@ fn scrape(inv: &Inventory) -> String {
     text
 }
 
-#[test]
-fn relist_in_one_namespace_deletes_only_what_that_watcher_lost() {
+#[tokio::test]
+async fn relist_in_one_namespace_deletes_only_what_that_watcher_lost() {
     let (inv, sources) = fixture();
     // Watchers 0 and 1 watch backups in two namespaces, 2 watches schedules.
     let mut t = Tracker::new(
-        &inv,
-        &sources,
+        inv.clone(),
+        sources.clone(),
         identity(),
         &[
             in_ns("a", BACKUPS),
             in_ns("b", BACKUPS),
             everywhere(SCHEDULES),
         ],
-    );
-    list(&mut t, 0, &["a1", "a2"]);
-    list(&mut t, 1, &["b1"]);
-    list(&mut t, 2, &[]);
+    )
+    .await;
+    list(&mut t, 0, &["a1", "a2"]).await;
+    list(&mut t, 1, &["b1"]).await;
+    list(&mut t, 2, &[]).await;
     assert!(sources.not_synced().is_empty());
     assert!(sources.is_up(SourceId::Kube));
     assert_eq!(live(&inv), Some(3));
 
     // Namespace a re-lists after a disconnection: a2 was deleted meanwhile.
-    t.handle(0, Signal::Failed);
+    t.handle(0, Signal::Failed).await;
     assert!(!sources.is_up(SourceId::Kube));
-    list(&mut t, 0, &["a1"]);
+    list(&mut t, 0, &["a1"]).await;
     assert!(sources.is_up(SourceId::Kube));
     assert_eq!(live(&inv), Some(2), "a1 and b1 stay");
     assert_eq!(
@@ -117,86 +121,89 @@ fn replayed(inv: &Inventory, ns: &str, uids: &[&str]) {
     .expect("applied");
 }
 
-#[test]
-fn after_a_restart_no_watcher_deletes_before_every_watcher_of_its_kind_has_listed() {
+#[tokio::test]
+async fn after_a_restart_no_watcher_deletes_before_every_watcher_of_its_kind_has_listed() {
     for first in [0, 1] {
         let (inv, sources) = fixture();
         replayed(&inv, "a", &["a1", "a2"]);
         replayed(&inv, "b", &["b1"]);
         let mut t = Tracker::new(
-            &inv,
-            &sources,
+            inv.clone(),
+            sources.clone(),
             identity(),
             &[in_ns("a", BACKUPS), in_ns("b", BACKUPS)],
-        );
+        )
+        .await;
         let second = 1 - first;
         let lists: [&[&str]; 2] = [&["a1"], &["b1"]];
         // The first namespace to list has lost a backup while the sidecar was down; its
         // deletion waits for the other namespace's list.
-        list(&mut t, first, lists[first]);
+        list(&mut t, first, lists[first]).await;
         assert_eq!(inv.tombstone_count(), 0, "{first} listed first");
         assert_eq!(live(&inv), Some(3));
-        t.handle(second, Signal::Relist);
-        t.handle(second, listed(lists[second][0]));
+        t.handle(second, Signal::Relist).await;
+        t.handle(second, listed(lists[second][0])).await;
         assert_eq!(inv.tombstone_count(), 0, "still listing");
-        t.handle(second, Signal::ListDone);
+        t.handle(second, Signal::ListDone).await;
         assert_eq!(inv.tombstone_count(), 1, "a2, once both have listed");
         assert_eq!(live(&inv), Some(2), "a1 and b1");
     }
 }
 
-#[test]
-fn a_watcher_that_fails_its_first_list_holds_back_the_deletions_of_its_kind() {
+#[tokio::test]
+async fn a_watcher_that_fails_its_first_list_holds_back_the_deletions_of_its_kind() {
     let (inv, sources) = fixture();
     replayed(&inv, "a", &["a1", "a2"]);
     replayed(&inv, "b", &["b1"]);
     let mut t = Tracker::new(
-        &inv,
-        &sources,
+        inv.clone(),
+        sources.clone(),
         identity(),
         &[
             in_ns("a", BACKUPS),
             in_ns("b", BACKUPS),
             in_ns("a", SCHEDULES),
         ],
-    );
-    list(&mut t, 0, &["a1"]);
-    list(&mut t, 2, &[]);
-    t.handle(1, Signal::Relist);
-    t.handle(1, Signal::Failed);
+    )
+    .await;
+    list(&mut t, 0, &["a1"]).await;
+    list(&mut t, 2, &[]).await;
+    t.handle(1, Signal::Relist).await;
+    t.handle(1, Signal::Failed).await;
     // a re-lists again: still deferred, b has never completed a list.
-    list(&mut t, 0, &["a1"]);
+    list(&mut t, 0, &["a1"]).await;
     assert_eq!(inv.tombstone_count(), 0);
-    list(&mut t, 1, &["b1"]);
+    list(&mut t, 1, &["b1"]).await;
     assert_eq!(inv.tombstone_count(), 1);
     // From now on each re-list resyncs at once.
-    list(&mut t, 1, &[]);
+    list(&mut t, 1, &[]).await;
     assert_eq!(inv.tombstone_count(), 2, "b1");
 }
 
-#[test]
-fn readiness_waits_for_every_watcher_and_health_follows_failures() {
+#[tokio::test]
+async fn readiness_waits_for_every_watcher_and_health_follows_failures() {
     let (inv, sources) = fixture();
     let mut t = Tracker::new(
-        &inv,
-        &sources,
+        inv.clone(),
+        sources.clone(),
         identity(),
         &[
             everywhere(BACKUPS),
             everywhere(Watched::Objects(Kind::Restore)),
         ],
-    );
-    list(&mut t, 0, &[]);
+    )
+    .await;
+    list(&mut t, 0, &[]).await;
     assert_eq!(
         sources.not_synced(),
         [SourceId::Kube],
         "restores not listed yet"
     );
     assert!(!sources.is_up(SourceId::Kube));
-    t.handle(1, Signal::Relist);
-    t.handle(1, Signal::Failed);
+    t.handle(1, Signal::Relist).await;
+    t.handle(1, Signal::Failed).await;
     assert_eq!(sources.not_synced(), [SourceId::Kube]);
-    list(&mut t, 1, &[]);
+    list(&mut t, 1, &[]).await;
     assert!(sources.not_synced().is_empty());
     assert!(sources.is_up(SourceId::Kube));
     assert!(
@@ -204,7 +211,7 @@ fn readiness_waits_for_every_watcher_and_health_follows_failures() {
         "the Cluster object"
     );
 
-    t.handle(1, Signal::Failed);
+    t.handle(1, Signal::Failed).await;
     assert!(!sources.is_up(SourceId::Kube));
     // A watch event proves the watcher works again.
     t.handle(
@@ -213,68 +220,83 @@ fn readiness_waits_for_every_watcher_and_health_follows_failures() {
             uid: "r".into(),
             item: None,
         },
-    );
+    )
+    .await;
     assert!(sources.is_up(SourceId::Kube));
 }
 
-#[test]
-fn a_list_cut_short_deletes_nothing() {
+#[tokio::test]
+async fn a_list_cut_short_deletes_nothing() {
     let (inv, sources) = fixture();
-    let mut t = Tracker::new(&inv, &sources, identity(), &[everywhere(BACKUPS)]);
-    list(&mut t, 0, &["x", "y"]);
-    t.handle(0, Signal::Relist);
-    t.handle(0, listed("x"));
-    t.handle(0, Signal::Failed);
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
+    list(&mut t, 0, &["x", "y"]).await;
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed("x")).await;
+    t.handle(0, Signal::Failed).await;
     assert_eq!(live(&inv), Some(2));
     assert_eq!(inv.tombstone_count(), 0);
     // A malformed object still exists: it is not deleted by the next list.
-    t.handle(0, Signal::Relist);
-    t.handle(0, listed("x"));
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed("x")).await;
     t.handle(
         0,
         Signal::Listed {
             uid: "y".into(),
             item: None,
         },
-    );
-    t.handle(0, Signal::ListDone);
+    )
+    .await;
+    t.handle(0, Signal::ListDone).await;
     assert_eq!(inv.tombstone_count(), 0);
 }
 
-#[test]
-fn a_list_longer_than_a_batch_is_applied_whole() {
+#[tokio::test]
+async fn a_list_longer_than_a_batch_is_applied_whole() {
     let (inv, sources) = fixture();
-    let mut t = Tracker::new(&inv, &sources, identity(), &[everywhere(BACKUPS)]);
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
     let n = LIST_BATCH * 2 + 7;
-    t.handle(0, Signal::Relist);
+    t.handle(0, Signal::Relist).await;
     for i in 0..n {
-        t.handle(0, listed(&format!("b{i}")));
+        t.handle(0, listed(&format!("b{i}"))).await;
     }
-    t.handle(0, Signal::ListDone);
+    t.handle(0, Signal::ListDone).await;
     assert_eq!(live(&inv), Some(n));
     assert_eq!(inv.tombstone_count(), 0);
 }
 
-#[test]
-fn interleaved_lists_of_two_namespaces_keep_their_origins() {
+#[tokio::test]
+async fn interleaved_lists_of_two_namespaces_keep_their_origins() {
     let (inv, sources) = fixture();
     let mut t = Tracker::new(
-        &inv,
-        &sources,
+        inv.clone(),
+        sources.clone(),
         identity(),
         &[in_ns("a", BACKUPS), in_ns("b", BACKUPS)],
-    );
-    t.handle(0, Signal::Relist);
-    t.handle(1, Signal::Relist);
+    )
+    .await;
+    t.handle(0, Signal::Relist).await;
+    t.handle(1, Signal::Relist).await;
     for i in 0..5 {
-        t.handle(0, listed(&format!("a{i}")));
-        t.handle(1, listed(&format!("b{i}")));
+        t.handle(0, listed(&format!("a{i}"))).await;
+        t.handle(1, listed(&format!("b{i}"))).await;
     }
-    t.handle(0, Signal::ListDone);
-    t.handle(1, Signal::ListDone);
+    t.handle(0, Signal::ListDone).await;
+    t.handle(1, Signal::ListDone).await;
     assert_eq!(live(&inv), Some(10));
     // b's re-list without b0 deletes b0 only: every a* was applied under a's origin.
-    list(&mut t, 1, &["b1", "b2", "b3", "b4"]);
+    list(&mut t, 1, &["b1", "b2", "b3", "b4"]).await;
     assert_eq!(inv.tombstone_count(), 1);
     assert_eq!(live(&inv), Some(9));
 }
@@ -325,46 +347,51 @@ fn interval(inv: &Inventory, uid: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn schedules_take_the_interval_of_their_policy_namespaced_first() {
+#[tokio::test]
+async fn schedules_take_the_interval_of_their_policy_namespaced_first() {
     let (inv, sources) = fixture();
     // 0: schedules everywhere, 1: namespaced policies everywhere, 2: cluster policies.
     let mut t = Tracker::new(
-        &inv,
-        &sources,
+        inv.clone(),
+        sources.clone(),
         identity(),
         &[
             everywhere(SCHEDULES),
             everywhere(Watched::SchedulePolicies),
             everywhere(Watched::SchedulePolicies),
         ],
-    );
+    )
+    .await;
     for w in 0..3 {
-        list(&mut t, w, &[]);
+        list(&mut t, w, &[]).await;
     }
     // A schedule seen before its policy has no interval yet.
-    t.handle(0, schedule("s-shop", "shop", "nightly"));
-    t.handle(0, schedule("s-crm", "crm", "nightly"));
-    t.handle(0, schedule("s-none", "crm", ""));
+    t.handle(0, schedule("s-shop", "shop", "nightly")).await;
+    t.handle(0, schedule("s-crm", "crm", "nightly")).await;
+    t.handle(0, schedule("s-none", "crm", "")).await;
     assert_eq!(interval(&inv, "s-shop"), None);
 
-    t.handle(2, policy("p-cluster", None, "nightly", Some(86_400)));
+    t.handle(2, policy("p-cluster", None, "nightly", Some(86_400)))
+        .await;
     assert_eq!(interval(&inv, "s-shop"), Some(86_400));
     assert_eq!(interval(&inv, "s-crm"), Some(86_400));
     assert_eq!(interval(&inv, "s-none"), None);
 
     // A namespaced policy of that name wins in its namespace only.
-    t.handle(1, policy("p-shop", Some("shop"), "nightly", Some(604_800)));
+    t.handle(1, policy("p-shop", Some("shop"), "nightly", Some(604_800)))
+        .await;
     assert_eq!(interval(&inv, "s-shop"), Some(604_800));
     assert_eq!(interval(&inv, "s-crm"), Some(86_400));
 
     // The cluster policy changes: the crm schedule follows, shop's keeps its own.
-    t.handle(2, policy("p-cluster", None, "nightly", Some(3_600)));
+    t.handle(2, policy("p-cluster", None, "nightly", Some(3_600)))
+        .await;
     assert_eq!(interval(&inv, "s-crm"), Some(3_600));
     assert_eq!(interval(&inv, "s-shop"), Some(604_800));
 
     // An invalid namespaced policy still shadows the cluster one (Stork runs nothing).
-    t.handle(1, policy("p-shop", Some("shop"), "nightly", None));
+    t.handle(1, policy("p-shop", Some("shop"), "nightly", None))
+        .await;
     assert_eq!(interval(&inv, "s-shop"), None);
 
     // The namespaced policy is deleted: back to the cluster one.
@@ -374,63 +401,69 @@ fn schedules_take_the_interval_of_their_policy_namespaced_first() {
             uid: "p-shop".into(),
             event: None,
         },
-    );
+    )
+    .await;
     assert_eq!(interval(&inv, "s-shop"), Some(3_600));
 
     // The cluster policy is deleted while its watcher was away: the re-list finds it gone.
-    list(&mut t, 2, &[]);
+    list(&mut t, 2, &[]).await;
     assert_eq!(interval(&inv, "s-crm"), None);
     assert_eq!(interval(&inv, "s-shop"), None);
 
     // A schedule that moves to another policy follows it.
-    t.handle(2, policy("p-weekly", None, "weekly", Some(604_800)));
-    t.handle(0, schedule("s-crm", "crm", "weekly"));
+    t.handle(2, policy("p-weekly", None, "weekly", Some(604_800)))
+        .await;
+    t.handle(0, schedule("s-crm", "crm", "weekly")).await;
     assert_eq!(interval(&inv, "s-crm"), Some(604_800));
 }
 
-#[test]
-fn schedules_listed_with_their_policies_get_the_interval_in_either_order() {
+async fn list_policies(t: &mut Tracker) {
+    t.handle(1, Signal::Relist).await;
+    t.handle(
+        1,
+        Signal::Listed {
+            uid: "p".into(),
+            item: Some(Item::Policy {
+                key: PolicyKey {
+                    namespace: None,
+                    name: "weekly".into(),
+                },
+                longest_gap: Some(604_800),
+            }),
+        },
+    )
+    .await;
+    t.handle(1, Signal::ListDone).await;
+}
+
+#[tokio::test]
+async fn schedules_listed_with_their_policies_get_the_interval_in_either_order() {
     for policies_first in [true, false] {
         let (inv, sources) = fixture();
         let mut t = Tracker::new(
-            &inv,
-            &sources,
+            inv.clone(),
+            sources.clone(),
             identity(),
             &[everywhere(SCHEDULES), everywhere(Watched::SchedulePolicies)],
-        );
-        let list_policies = |t: &mut Tracker<'_>| {
-            t.handle(1, Signal::Relist);
-            t.handle(
-                1,
-                Signal::Listed {
-                    uid: "p".into(),
-                    item: Some(Item::Policy {
-                        key: PolicyKey {
-                            namespace: None,
-                            name: "weekly".into(),
-                        },
-                        longest_gap: Some(604_800),
-                    }),
-                },
-            );
-            t.handle(1, Signal::ListDone);
-        };
+        )
+        .await;
         if policies_first {
-            list_policies(&mut t);
+            list_policies(&mut t).await;
         }
-        t.handle(0, Signal::Relist);
+        t.handle(0, Signal::Relist).await;
         t.handle(
             0,
             Signal::Listed {
                 uid: "s".into(),
                 item: Some(schedule_item("s", "shop", "weekly")),
             },
-        );
+        )
+        .await;
         if !policies_first {
             // The policy arrives while the schedule's list is still being gathered.
-            list_policies(&mut t);
+            list_policies(&mut t).await;
         }
-        t.handle(0, Signal::ListDone);
+        t.handle(0, Signal::ListDone).await;
         assert_eq!(
             interval(&inv, "s"),
             Some(604_800),
