@@ -17,15 +17,25 @@
 //! of the policy it names: a `NamespacedSchedulePolicy` of that name in the schedule's
 //! namespace, else the cluster-wide `SchedulePolicy` (Stork's order). When a policy changes,
 //! appears or goes, every schedule that resolves through it is applied again.
+//!
+//! Identity: each backup and restore CR is given its key (the inventory uid) when first seen,
+//! and keeps it for its life (`Tracker::role`); after a restart, the journal's backups say how
+//! a CR was keyed before. ApplicationBackups made by PX-Backup for a restore are not exported.
+//! Restores name their backup as that backup is exported: the tracker keeps each backup CR's
+//! exported name by namespace and name, and applies a restore again when the backup it names
+//! appears or is renamed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::inventory::Inventory;
-use crate::model::{Cluster, ClusterStatus, Event, Kind, Object, Origin, Schedule, SourceId};
+use crate::model::{
+    Backup, Cluster, ClusterStatus, Event, Kind, Object, Origin, Restore, Schedule, SourceId,
+    Timestamp,
+};
 use crate::sources::SourceStatus;
 
-use super::mapping::{ClusterIdentity, Item, PolicyKey, Watched, DEFAULT_ORG_ID};
+use super::mapping::{ClusterIdentity, CrId, Item, PolicyKey, Watched, DEFAULT_ORG_ID};
 
 /// InitApply objects are applied in batches of this size (one journal write each) rather than
 /// all at the end of a list, so that a huge list does not sit twice in memory.
@@ -38,14 +48,17 @@ pub enum Signal {
     Relist,
     /// An object of the list. `item` is `None` when the object is malformed: it exists (so
     /// it is not deleted) but there is nothing to apply.
-    Listed { uid: String, item: Option<Item> },
+    Listed { id: CrId, item: Option<Item> },
     /// The list is complete.
     ListDone,
     /// An object was added or modified while watching.
-    Changed { uid: String, item: Option<Item> },
-    /// An object was deleted while watching; `event` is its deletion for the inventory
-    /// (`None` for a schedule policy, which is not an inventory object).
-    Gone { uid: String, event: Option<Event> },
+    Changed { id: CrId, item: Option<Item> },
+    /// An object was deleted while watching, at `deleted_at` (its `deletionTimestamp`) when
+    /// known.
+    Gone {
+        id: CrId,
+        deleted_at: Option<Timestamp>,
+    },
     /// The watcher failed (list, watch, or an ERROR event) and will list again after a backoff.
     Failed,
 }
@@ -60,11 +73,32 @@ pub struct WatcherSpec {
 #[derive(Debug)]
 struct WatcherState {
     spec: WatcherSpec,
+    /// The CRs (by `metadata.uid`) that exist, as far as this watcher knows.
     live: HashSet<String>,
-    /// UIDs seen since `Relist`, while a list is in progress.
+    /// CR uids seen since `Relist`, while a list is in progress.
     listing: Option<HashSet<String>>,
     synced_once: bool,
     failing: bool,
+}
+
+/// What a backup or restore CR is exported as, decided when it is first seen and kept for its
+/// life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Role {
+    /// Exported under this key (its inventory uid).
+    Exported(String),
+    /// An ApplicationBackup made for a restore: only its name is kept (restores of it name
+    /// their backup so); never exported, so its removal is no deletion.
+    RestoreCopy,
+}
+
+/// The keys of one kind's CRs.
+#[derive(Debug, Default)]
+struct Keys {
+    role_of: HashMap<String, Role>,
+    /// Which CR holds each key: a PX-Backup uid that a second CR also carries is not taken
+    /// from the first.
+    holder: HashMap<String, String>,
 }
 
 /// A live schedule and what its interval was resolved from.
@@ -77,6 +111,24 @@ struct ScheduleEntry {
     origin: Origin,
     /// The interval it was last applied with.
     applied_interval: Option<u64>,
+}
+
+/// An ApplicationBackup CR by namespace and name: how a restore names its backup.
+type CrName = (String, String);
+
+/// A live restore and the backup it names.
+#[derive(Debug)]
+struct RestoreEntry {
+    /// As it is (or is to be) applied: `backup` resolved when it could be.
+    restore: Restore,
+    /// `spec.backupName` in the restore's namespace.
+    backup_cr: CrName,
+    /// `restore.backup` is the backup's exported name (else still `spec.backupName`).
+    resolved: bool,
+    origin: Origin,
+    /// Not applied yet: seen before every backup watcher had listed, and its backup not
+    /// found yet (applied once the backups are listed, so its `backup` label need not change).
+    held: bool,
 }
 
 pub struct Tracker {
@@ -93,6 +145,18 @@ pub struct Tracker {
     /// The key of each policy object, by uid (a deletion brings its uid).
     policy_keys: HashMap<String, PolicyKey>,
     schedules: HashMap<String, ScheduleEntry>,
+    /// Backup and restore keys, by kind.
+    keys: HashMap<Kind, Keys>,
+    /// After a start, until every backup watcher has listed: the live backups the journal
+    /// brought back, so that a CR is keyed as it was before the restart.
+    journaled: Option<HashSet<Arc<str>>>,
+    /// Each live ApplicationBackup CR's namespace and name, by CR uid.
+    backup_crs: HashMap<String, CrName>,
+    /// The name each live ApplicationBackup CR is exported with (restore copies: would be).
+    backup_names: HashMap<CrName, String>,
+    /// Live restores by CR uid, and which of them name each backup CR.
+    restores: HashMap<String, RestoreEntry>,
+    restores_by_backup: HashMap<CrName, HashSet<String>>,
     /// What the Cluster object last said, to upsert it only on a change.
     cluster_status: Option<ClusterStatus>,
     synced_reported: bool,
@@ -106,6 +170,15 @@ impl Tracker {
         cluster: ClusterIdentity,
         watchers: &[WatcherSpec],
     ) -> Self {
+        let journaled = {
+            let inventory = Arc::clone(&inventory);
+            tokio::task::spawn_blocking(move || inventory.live_backup_uids(SourceId::Kube))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "the journal's backups could not be read back");
+                    HashSet::new()
+                })
+        };
         let mut t = Tracker {
             inventory,
             sources,
@@ -125,6 +198,12 @@ impl Tracker {
             policies: HashMap::new(),
             policy_keys: HashMap::new(),
             schedules: HashMap::new(),
+            keys: HashMap::new(),
+            journaled: Some(journaled),
+            backup_crs: HashMap::new(),
+            backup_names: HashMap::new(),
+            restores: HashMap::new(),
+            restores_by_backup: HashMap::new(),
             cluster_status: None,
             synced_reported: false,
         };
@@ -143,14 +222,12 @@ impl Tracker {
                 self.flush().await;
                 self.watchers[watcher].listing = Some(HashSet::new());
             }
-            Signal::Listed { uid, item } => {
+            Signal::Listed { id, item } => {
                 self.watchers[watcher]
                     .listing
                     .get_or_insert_with(HashSet::new)
-                    .insert(uid.clone());
-                if let Some(item) = item {
-                    self.take(watcher, uid, item).await;
-                }
+                    .insert(id.uid.clone());
+                self.seen(watcher, id, item).await;
                 if self
                     .pending
                     .as_ref()
@@ -166,45 +243,43 @@ impl Tracker {
                 let before = std::mem::replace(&mut w.live, listed);
                 w.synced_once = true;
                 w.failing = false;
-                match w.spec.watched {
-                    Watched::Objects(kind) => self.listed_objects(watcher, kind).await,
-                    Watched::SchedulePolicies => {
-                        let gone: Vec<String> = before
-                            .difference(&self.watchers[watcher].live)
-                            .cloned()
-                            .collect();
-                        for uid in gone {
-                            self.policy_gone(&uid).await;
-                        }
-                    }
+                let gone: Vec<String> = before
+                    .difference(&self.watchers[watcher].live)
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    // The inventory's side is the resync's (below), or the policies'.
+                    self.forget(watcher, &uid).await;
+                }
+                if let Watched::Objects(kind) = self.watchers[watcher].spec.watched {
+                    self.listed_objects(watcher, kind).await;
                 }
                 self.update_health().await;
             }
-            Signal::Changed { uid, item } => {
+            Signal::Changed { id, item } => {
                 let w = &mut self.watchers[watcher];
-                w.live.insert(uid.clone());
+                w.live.insert(id.uid.clone());
                 let recovered = std::mem::replace(&mut w.failing, false);
-                if let Some(item) = item {
-                    self.take(watcher, uid, item).await;
-                    self.flush().await;
-                }
+                self.seen(watcher, id, item).await;
+                self.flush().await;
                 if recovered {
                     self.update_health().await;
                 }
             }
-            Signal::Gone { uid, event } => {
+            Signal::Gone { id, deleted_at } => {
                 let w = &mut self.watchers[watcher];
-                w.live.remove(&uid);
+                w.live.remove(&id.uid);
                 let recovered = std::mem::replace(&mut w.failing, false);
-                let (watched, origin) = (w.spec.watched, w.spec.origin.clone());
-                match watched {
-                    Watched::SchedulePolicies => self.policy_gone(&uid).await,
-                    Watched::Objects(Kind::Schedule) => {
-                        self.schedules.remove(&uid);
-                    }
-                    Watched::Objects(_) => {}
-                }
-                if let Some(event) = event {
+                let origin = w.spec.origin.clone();
+                if let Some(event) = self.forget(watcher, &id.uid).await {
+                    let event = match event {
+                        Event::Delete { kind, uid, .. } => Event::Delete {
+                            kind,
+                            uid,
+                            deleted_at,
+                        },
+                        other => other,
+                    };
                     self.flush().await;
                     self.apply(&origin, vec![event]).await;
                 }
@@ -224,23 +299,45 @@ impl Tracker {
         }
     }
 
-    /// Takes what a watcher saw: queues an object for the inventory, or records a policy.
-    async fn take(&mut self, watcher: usize, uid: String, item: Item) {
+    /// A CR listed, added or modified: its key is fixed at first sight, then what it says is
+    /// taken (queued for the inventory, or recorded).
+    async fn seen(&mut self, watcher: usize, id: CrId, item: Option<Item>) {
+        let role = match self.watchers[watcher].spec.watched {
+            Watched::Objects(kind @ (Kind::Backup | Kind::Restore)) => Some(self.role(kind, &id)),
+            _ => None,
+        };
+        let Some(item) = item else {
+            return;
+        };
         let origin = self.watchers[watcher].spec.origin.clone();
-        match item {
-            Item::Object(object) => self.queue(origin, Event::Upsert(object)).await,
-            Item::Schedule {
-                schedule,
-                namespace,
-                policy_name,
-            } => {
+        match (item, role) {
+            (Item::Backup(backup), Some(role)) => self.take_backup(&id, backup, role, origin).await,
+            (Item::Restore(restore), Some(Role::Exported(key))) => {
+                self.take_restore(
+                    &id,
+                    Restore {
+                        uid: key,
+                        ..restore
+                    },
+                    origin,
+                )
+                .await;
+            }
+            (
+                Item::Schedule {
+                    schedule,
+                    namespace,
+                    policy_name,
+                },
+                _,
+            ) => {
                 let interval = self.resolve(&namespace, &policy_name);
                 let event = Event::Upsert(Object::Schedule(Schedule {
                     interval_seconds: interval,
                     ..schedule.clone()
                 }));
                 self.schedules.insert(
-                    uid,
+                    id.uid,
                     ScheduleEntry {
                         schedule,
                         namespace,
@@ -251,8 +348,8 @@ impl Tracker {
                 );
                 self.queue(origin, event).await;
             }
-            Item::Policy { key, longest_gap } => {
-                if let Some(old) = self.policy_keys.insert(uid, key.clone()) {
+            (Item::Policy { key, longest_gap }, _) => {
+                if let Some(old) = self.policy_keys.insert(id.uid, key.clone()) {
                     if old != key {
                         // A policy object does not change its name; should one, its old
                         // name is gone.
@@ -264,6 +361,204 @@ impl Tracker {
                     self.policy_changed(&key).await;
                 }
             }
+            (item, role) => {
+                tracing::error!(?role, ?item, "an object of another kind than its watcher's");
+            }
+        }
+    }
+
+    /// How the CR `id` of `kind` is exported, for its whole life. First seen, a CR is keyed
+    /// by PX-Backup's uid of it when it carries one of its own (`CrId::pxb_uid`), unless
+    ///  - another live CR already holds that uid (a copy: distinct CRs are never one object),
+    ///  - or, after a restart, the journal holds the CR under its own uid and not under the
+    ///    annotation's (the annotation came after the backup was first exported);
+    ///
+    /// and by its `metadata.uid` otherwise. An annotation that appears or changes later
+    /// changes nothing: a backup is never deleted because its identity annotation moved.
+    fn role(&mut self, kind: Kind, id: &CrId) -> Role {
+        let keys = self.keys.entry(kind).or_default();
+        if let Some(role) = keys.role_of.get(&id.uid) {
+            return role.clone();
+        }
+        let role = if kind == Kind::Backup && id.for_restore {
+            Role::RestoreCopy
+        } else {
+            let key = match id.pxb_uid.as_deref() {
+                Some(pxb) if pxb != id.uid => {
+                    let shared = keys.holder.get(pxb).is_some_and(|h| *h != id.uid);
+                    let journaled_as_cr = kind == Kind::Backup
+                        && self
+                            .journaled
+                            .as_ref()
+                            .is_some_and(|j| j.contains(id.uid.as_str()) && !j.contains(pxb));
+                    if shared {
+                        tracing::info!(%kind, namespace = %id.namespace, name = %id.name, pxb_uid = pxb,
+                            "another object carries the same PX-Backup uid; this one is keyed by its own uid");
+                    }
+                    if shared || journaled_as_cr {
+                        id.uid.clone()
+                    } else {
+                        pxb.to_owned()
+                    }
+                }
+                _ => id.uid.clone(),
+            };
+            keys.holder.insert(key.clone(), id.uid.clone());
+            Role::Exported(key)
+        };
+        keys.role_of.insert(id.uid.clone(), role.clone());
+        role
+    }
+
+    /// A CR is gone (deleted, or no longer listed): forgets what the tracker kept of it, and
+    /// returns its deletion for the inventory (none for a restore copy or a policy).
+    async fn forget(&mut self, watcher: usize, uid: &str) -> Option<Event> {
+        let watched = self.watchers[watcher].spec.watched;
+        let kind = match watched {
+            Watched::SchedulePolicies => {
+                self.policy_gone(uid).await;
+                return None;
+            }
+            Watched::Objects(kind) => kind,
+        };
+        let key = match kind {
+            Kind::Backup | Kind::Restore => {
+                let keys = self.keys.entry(kind).or_default();
+                match keys.role_of.remove(uid) {
+                    Some(Role::Exported(key)) => {
+                        if keys.holder.get(&key).is_some_and(|h| h == uid) {
+                            keys.holder.remove(&key);
+                        }
+                        Some(key)
+                    }
+                    Some(Role::RestoreCopy) | None => None,
+                }
+            }
+            _ => Some(uid.to_owned()),
+        };
+        match kind {
+            Kind::Backup => {
+                if let Some(cr) = self.backup_crs.remove(uid) {
+                    // Restores of it keep the name they were given.
+                    self.backup_names.remove(&cr);
+                }
+            }
+            Kind::Restore => {
+                if let Some(entry) = self.restores.remove(uid) {
+                    if let Some(set) = self.restores_by_backup.get_mut(&entry.backup_cr) {
+                        set.remove(uid);
+                        if set.is_empty() {
+                            self.restores_by_backup.remove(&entry.backup_cr);
+                        }
+                    }
+                }
+            }
+            Kind::Schedule => {
+                self.schedules.remove(uid);
+            }
+            Kind::Cluster | Kind::BackupLocation => {}
+        }
+        key.map(|uid| Event::Delete {
+            kind,
+            uid,
+            deleted_at: None,
+        })
+    }
+
+    /// A backup CR's state: its name for the restores that name it, and, unless it is a
+    /// restore copy, the backup under its key.
+    async fn take_backup(&mut self, id: &CrId, backup: Backup, role: Role, origin: Origin) {
+        self.backup_named(id, &backup.name).await;
+        if let Role::Exported(key) = role {
+            let backup = Backup { uid: key, ..backup };
+            self.queue(origin, Event::Upsert(Object::Backup(backup)))
+                .await;
+        }
+    }
+
+    /// The name the backup CR `id` is exported with: restores that name it follow.
+    async fn backup_named(&mut self, id: &CrId, name: &str) {
+        let cr: CrName = (id.namespace.clone(), id.name.clone());
+        self.backup_crs.insert(id.uid.clone(), cr.clone());
+        if self.backup_names.get(&cr).is_some_and(|n| n == name) {
+            return;
+        }
+        self.backup_names.insert(cr.clone(), name.to_owned());
+        let Some(referring) = self.restores_by_backup.get(&cr) else {
+            return;
+        };
+        let referring: Vec<String> = referring.iter().cloned().collect();
+        for uid in referring {
+            let Some(entry) = self.restores.get_mut(&uid) else {
+                continue;
+            };
+            if entry.resolved && entry.restore.backup == name {
+                continue;
+            }
+            entry.restore.backup = name.to_owned();
+            entry.resolved = true;
+            entry.held = false;
+            let (origin, restore) = (entry.origin.clone(), entry.restore.clone());
+            self.queue(origin, Event::Upsert(Object::Restore(restore)))
+                .await;
+        }
+    }
+
+    /// A restore, its `backup` named as that backup's series name it: the exported name of the
+    /// ApplicationBackup CR `spec.backupName` in the restore's namespace (a restore copy
+    /// included), once that CR has been seen; kept when the CR goes.
+    async fn take_restore(&mut self, id: &CrId, mut restore: Restore, origin: Origin) {
+        let backup_cr: CrName = (id.namespace.clone(), restore.backup.clone());
+        let known = self.backup_names.get(&backup_cr).cloned();
+        let before = self.restores.remove(&id.uid);
+        let kept = before
+            .as_ref()
+            .filter(|e| e.resolved && e.backup_cr == backup_cr)
+            .map(|e| e.restore.backup.clone());
+        if let Some(old) = before.filter(|e| e.backup_cr != backup_cr) {
+            if let Some(set) = self.restores_by_backup.get_mut(&old.backup_cr) {
+                set.remove(&id.uid);
+            }
+        }
+        let resolved = match known.or(kept) {
+            Some(name) => {
+                restore.backup = name;
+                true
+            }
+            None => false,
+        };
+        let held = !resolved && !self.resync_allowed.contains(&Kind::Backup);
+        self.restores_by_backup
+            .entry(backup_cr.clone())
+            .or_default()
+            .insert(id.uid.clone());
+        self.restores.insert(
+            id.uid.clone(),
+            RestoreEntry {
+                restore: restore.clone(),
+                backup_cr,
+                resolved,
+                origin: origin.clone(),
+                held,
+            },
+        );
+        if !held {
+            self.queue(origin, Event::Upsert(Object::Restore(restore)))
+                .await;
+        }
+    }
+
+    /// Every backup watcher has listed: the restores whose backup is still unknown are
+    /// applied as they are (`backup` = `spec.backupName`).
+    async fn release_held_restores(&mut self) {
+        let mut held: Vec<(Origin, Restore)> = Vec::new();
+        for entry in self.restores.values_mut().filter(|e| e.held) {
+            entry.held = false;
+            held.push((entry.origin.clone(), entry.restore.clone()));
+        }
+        for (origin, restore) in held {
+            self.queue(origin, Event::Upsert(Object::Restore(restore)))
+                .await;
         }
     }
 
@@ -349,13 +644,25 @@ impl Tracker {
         };
         for i in due {
             let origin = self.watchers[i].spec.origin.clone();
-            let live = self.watchers[i].live.clone();
-            self.resync(origin.clone(), kind, live).await;
-            if kind == Kind::Schedule {
-                let live = &self.watchers[i].live;
-                self.schedules
-                    .retain(|uid, e| e.origin != origin || live.contains(uid));
-            }
+            let keys = self.keys.get(&kind);
+            let listed: HashSet<String> = self.watchers[i]
+                .live
+                .iter()
+                .filter_map(|uid| match kind {
+                    Kind::Backup | Kind::Restore => match keys.and_then(|k| k.role_of.get(uid)) {
+                        Some(Role::Exported(key)) => Some(key.clone()),
+                        Some(Role::RestoreCopy) | None => None,
+                    },
+                    _ => Some(uid.clone()),
+                })
+                .collect();
+            self.resync(origin, kind, listed).await;
+        }
+        if kind == Kind::Backup && self.journaled.is_some() {
+            // Every CR has its key now: the journal's word is no longer needed.
+            self.journaled = None;
+            self.release_held_restores().await;
+            self.flush().await;
         }
     }
 

@@ -3,21 +3,32 @@ use std::time::Duration;
 use super::*;
 use crate::clock::Clock;
 use crate::exposition::{encode, Format};
-use crate::model::{Backup, BackupStatus, Owner, ScheduleStatus};
+use crate::model::{BackupStatus, Owner, RestoreStatus, ScheduleStatus};
 
-fn backup(uid: &str, status: BackupStatus) -> Object {
-    Object::Backup(Backup {
+fn backup(uid: &str, status: BackupStatus) -> Backup {
+    Backup {
         uid: uid.into(),
         name: uid.into(),
         status,
         ..Backup::default()
-    })
+    }
+}
+
+/// A CR of uid `uid`, named `uid` in namespace "ns", without PX-Backup's annotations.
+fn cr(uid: &str) -> CrId {
+    CrId {
+        uid: uid.into(),
+        namespace: "ns".into(),
+        name: uid.into(),
+        pxb_uid: None,
+        for_restore: false,
+    }
 }
 
 fn listed(uid: &str) -> Signal {
     Signal::Listed {
-        uid: uid.into(),
-        item: Some(Item::Object(backup(uid, BackupStatus::Success))),
+        id: cr(uid),
+        item: Some(Item::Backup(backup(uid, BackupStatus::Success))),
     }
 }
 
@@ -115,7 +126,7 @@ fn replayed(inv: &Inventory, ns: &str, uids: &[&str]) {
     inv.apply(
         &Origin::scoped(SourceId::Kube, ns),
         uids.iter()
-            .map(|u| Event::Upsert(backup(u, BackupStatus::Success)))
+            .map(|u| Event::Upsert(Object::Backup(backup(u, BackupStatus::Success))))
             .collect(),
     )
     .expect("applied");
@@ -217,7 +228,7 @@ async fn readiness_waits_for_every_watcher_and_health_follows_failures() {
     t.handle(
         1,
         Signal::Changed {
-            uid: "r".into(),
+            id: cr("r"),
             item: None,
         },
     )
@@ -247,7 +258,7 @@ async fn a_list_cut_short_deletes_nothing() {
     t.handle(
         0,
         Signal::Listed {
-            uid: "y".into(),
+            id: cr("y"),
             item: None,
         },
     )
@@ -305,7 +316,7 @@ async fn interleaved_lists_of_two_namespaces_keep_their_origins() {
 
 fn schedule(uid: &str, ns: &str, policy: &str) -> Signal {
     Signal::Changed {
-        uid: uid.into(),
+        id: cr(uid),
         item: Some(schedule_item(uid, ns, policy)),
     }
 }
@@ -326,7 +337,7 @@ fn schedule_item(uid: &str, ns: &str, policy: &str) -> Item {
 
 fn policy(uid: &str, ns: Option<&str>, name: &str, gap: Option<u64>) -> Signal {
     Signal::Changed {
-        uid: uid.into(),
+        id: cr(uid),
         item: Some(Item::Policy {
             key: PolicyKey {
                 namespace: ns.map(str::to_owned),
@@ -398,8 +409,8 @@ async fn schedules_take_the_interval_of_their_policy_namespaced_first() {
     t.handle(
         1,
         Signal::Gone {
-            uid: "p-shop".into(),
-            event: None,
+            id: cr("p-shop"),
+            deleted_at: None,
         },
     )
     .await;
@@ -422,7 +433,7 @@ async fn list_policies(t: &mut Tracker) {
     t.handle(
         1,
         Signal::Listed {
-            uid: "p".into(),
+            id: cr("p"),
             item: Some(Item::Policy {
                 key: PolicyKey {
                     namespace: None,
@@ -454,7 +465,7 @@ async fn schedules_listed_with_their_policies_get_the_interval_in_either_order()
         t.handle(
             0,
             Signal::Listed {
-                uid: "s".into(),
+                id: cr("s"),
                 item: Some(schedule_item("s", "shop", "weekly")),
             },
         )
@@ -470,4 +481,353 @@ async fn schedules_listed_with_their_policies_get_the_interval_in_either_order()
             "policies first: {policies_first}"
         );
     }
+}
+
+// ------------------------------------------------------------------ identity
+
+/// A backup CR `uid` that carries PX-Backup's uid `pxb` (`None`: none).
+fn pxb_cr(uid: &str, pxb: Option<&str>) -> CrId {
+    CrId {
+        pxb_uid: pxb.map(str::to_owned),
+        ..cr(uid)
+    }
+}
+
+fn changed(id: CrId) -> Signal {
+    let b = backup(&id.uid, BackupStatus::Success);
+    Signal::Changed {
+        id,
+        item: Some(Item::Backup(b)),
+    }
+}
+
+fn listed_as(id: CrId) -> Signal {
+    let b = backup(&id.uid, BackupStatus::Success);
+    Signal::Listed {
+        id,
+        item: Some(Item::Backup(b)),
+    }
+}
+
+/// The uids of the backups exported, live or not.
+fn backup_uids(inv: &Inventory) -> Vec<String> {
+    let mut uids: Vec<String> = scrape(inv)
+        .lines()
+        .filter(|l| l.starts_with("pxbackup_backup_object_info{"))
+        .filter_map(|l| {
+            let rest = &l[l.find("uid=\"")? + 5..];
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .collect();
+    uids.sort();
+    uids.dedup();
+    uids
+}
+
+#[tokio::test]
+async fn a_backup_keeps_its_key_when_its_identity_annotation_appears_or_changes() {
+    let (inv, sources) = fixture();
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
+    list(&mut t, 0, &["m1"]).await;
+    // PX-Backup's annotation arrives, then changes.
+    t.handle(0, changed(pxb_cr("m1", Some("pxb-a")))).await;
+    t.handle(0, changed(pxb_cr("m1", Some("pxb-b")))).await;
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed_as(pxb_cr("m1", Some("pxb-b")))).await;
+    t.handle(0, Signal::ListDone).await;
+    assert_eq!(backup_uids(&inv), ["m1"]);
+    assert_eq!(inv.tombstone_count(), 0);
+    // A deletion finds it under that key.
+    t.handle(
+        0,
+        Signal::Gone {
+            id: pxb_cr("m1", Some("pxb-b")),
+            deleted_at: None,
+        },
+    )
+    .await;
+    assert_eq!(inv.tombstone_count(), 1);
+}
+
+#[tokio::test]
+async fn after_a_restart_a_backup_is_keyed_as_the_journal_has_it() {
+    let (inv, sources) = fixture();
+    // m1 was exported by its own uid (its annotation came later); m2 by PX-Backup's.
+    replayed(&inv, "a", &["m1", "pxb-2"]);
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[in_ns("a", BACKUPS)],
+    )
+    .await;
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed_as(pxb_cr("m1", Some("pxb-1")))).await;
+    t.handle(0, listed_as(pxb_cr("m2", Some("pxb-2")))).await;
+    t.handle(0, Signal::ListDone).await;
+    assert_eq!(backup_uids(&inv), ["m1", "pxb-2"]);
+    assert_eq!(inv.tombstone_count(), 0);
+    // A CR new since the restart takes PX-Backup's uid.
+    t.handle(0, changed(pxb_cr("m3", Some("pxb-3")))).await;
+    assert_eq!(backup_uids(&inv), ["m1", "pxb-2", "pxb-3"]);
+}
+
+#[tokio::test]
+async fn two_crs_carrying_one_pxb_uid_stay_two_backups() {
+    let (inv, sources) = fixture();
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed_as(pxb_cr("m1", Some("pxb-a")))).await;
+    t.handle(0, listed_as(pxb_cr("m2", Some("pxb-a")))).await;
+    t.handle(0, Signal::ListDone).await;
+    assert_eq!(backup_uids(&inv), ["m2", "pxb-a"]);
+    assert_eq!(live(&inv), Some(2));
+    // Either goes alone.
+    t.handle(
+        0,
+        Signal::Gone {
+            id: pxb_cr("m2", Some("pxb-a")),
+            deleted_at: None,
+        },
+    )
+    .await;
+    assert_eq!(live(&inv), Some(1));
+    list(&mut t, 0, &[]).await;
+    assert_eq!(inv.tombstone_count(), 2);
+}
+
+fn restore_copy(uid: &str, name: &str, ns: &str) -> (CrId, Backup) {
+    let id = CrId {
+        uid: uid.into(),
+        namespace: ns.into(),
+        name: name.into(),
+        pxb_uid: Some("pxb-backup".into()),
+        for_restore: true,
+    };
+    let b = Backup {
+        name: "shop-2026-11-23".into(),
+        ..backup(uid, BackupStatus::Success)
+    };
+    (id, b)
+}
+
+#[tokio::test]
+async fn a_backup_copied_for_a_restore_is_not_exported_and_its_removal_deletes_nothing() {
+    let (inv, sources) = fixture();
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
+    let (id, b) = restore_copy("copy", "shop-2026-11-23-9b1c4d2", "shop");
+    t.handle(0, Signal::Relist).await;
+    t.handle(0, listed("own")).await;
+    t.handle(
+        0,
+        Signal::Listed {
+            id: id.clone(),
+            item: Some(Item::Backup(b.clone())),
+        },
+    )
+    .await;
+    t.handle(0, Signal::ListDone).await;
+    assert_eq!(backup_uids(&inv), ["own"]);
+    t.handle(
+        0,
+        Signal::Changed {
+            id: id.clone(),
+            item: Some(Item::Backup(b)),
+        },
+    )
+    .await;
+    t.handle(
+        0,
+        Signal::Gone {
+            id,
+            deleted_at: None,
+        },
+    )
+    .await;
+    list(&mut t, 0, &["own"]).await;
+    assert_eq!(inv.tombstone_count(), 0);
+    assert_eq!(backup_uids(&inv), ["own"]);
+}
+
+// ------------------------------------------------------------------ restores and their backups
+
+const RESTORES: Watched = Watched::Objects(Kind::Restore);
+
+fn restore_signal(uid: &str, pxb: Option<&str>, backup_cr: &str, listing: bool) -> Signal {
+    let id = CrId {
+        namespace: "shop".into(),
+        ..pxb_cr(uid, pxb)
+    };
+    let r = Restore {
+        uid: uid.into(),
+        name: uid.into(),
+        owner: Owner::default(),
+        backup: backup_cr.into(),
+        status: RestoreStatus::Success,
+        size_bytes: None,
+        resource_count: None,
+        volume_count: None,
+        created_at: None,
+        completed_at: None,
+    };
+    let item = Some(Item::Restore(r));
+    if listing {
+        Signal::Listed { id, item }
+    } else {
+        Signal::Changed { id, item }
+    }
+}
+
+/// The `backup` label of restore `uid`, if it is exported.
+fn restore_backup(inv: &Inventory, uid: &str) -> Option<String> {
+    let text = scrape(inv);
+    let line = text.lines().find(|l| {
+        l.starts_with("pxbackup_restore_status{") && l.contains(&format!("uid=\"{uid}\""))
+    })?;
+    let rest = &line[line.find("backup=\"")? + 8..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// A backup CR `name` in namespace shop, exported with the name `exported`.
+fn named_backup(uid: &str, name: &str, exported: &str, listing: bool) -> Signal {
+    let id = CrId {
+        uid: uid.into(),
+        namespace: "shop".into(),
+        name: name.into(),
+        pxb_uid: None,
+        for_restore: false,
+    };
+    let item = Some(Item::Backup(Backup {
+        name: exported.into(),
+        ..backup(uid, BackupStatus::Success)
+    }));
+    if listing {
+        Signal::Listed { id, item }
+    } else {
+        Signal::Changed { id, item }
+    }
+}
+
+async fn list_restore_r1(t: &mut Tracker) {
+    let signals = [
+        Signal::Relist,
+        restore_signal("r1", Some("pxb-r1"), "shop-2026-11-23-9b1c4d2", true),
+        Signal::ListDone,
+    ];
+    for s in signals {
+        t.handle(1, s).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restore_names_its_backup_as_the_backup_is_exported_whichever_lists_first() {
+    for restores_first in [true, false] {
+        let (inv, sources) = fixture();
+        let mut t = Tracker::new(
+            inv.clone(),
+            sources.clone(),
+            identity(),
+            &[everywhere(BACKUPS), everywhere(RESTORES)],
+        )
+        .await;
+        if restores_first {
+            list_restore_r1(&mut t).await;
+            assert_eq!(
+                restore_backup(&inv, "pxb-r1"),
+                None,
+                "held until the backups are listed"
+            );
+        }
+        t.handle(0, Signal::Relist).await;
+        t.handle(
+            0,
+            named_backup("b1", "shop-2026-11-23-9b1c4d2", "shop-2026-11-23", true),
+        )
+        .await;
+        t.handle(0, Signal::ListDone).await;
+        if !restores_first {
+            list_restore_r1(&mut t).await;
+        }
+        assert_eq!(
+            restore_backup(&inv, "pxb-r1").as_deref(),
+            Some("shop-2026-11-23"),
+            "restores first: {restores_first}; keyed by PX-Backup's restore uid"
+        );
+        // The backup CR goes (PX-Backup removes its restore copy): the restore keeps the name.
+        t.handle(
+            0,
+            Signal::Gone {
+                id: CrId {
+                    uid: "b1".into(),
+                    namespace: "shop".into(),
+                    name: "shop-2026-11-23-9b1c4d2".into(),
+                    pxb_uid: None,
+                    for_restore: false,
+                },
+                deleted_at: None,
+            },
+        )
+        .await;
+        t.handle(
+            1,
+            restore_signal("r1", Some("pxb-r1"), "shop-2026-11-23-9b1c4d2", false),
+        )
+        .await;
+        assert_eq!(
+            restore_backup(&inv, "pxb-r1").as_deref(),
+            Some("shop-2026-11-23")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restore_of_a_backup_not_seen_yet_follows_it_when_it_comes() {
+    let (inv, sources) = fixture();
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS), everywhere(RESTORES)],
+    )
+    .await;
+    list(&mut t, 0, &[]).await;
+    t.handle(1, Signal::Relist).await;
+    t.handle(1, Signal::ListDone).await;
+    // A restore of a copy PX-Backup has not made yet: spec.backupName as it is.
+    t.handle(1, restore_signal("r2", None, "later-7e8f9a0", false))
+        .await;
+    assert_eq!(restore_backup(&inv, "r2").as_deref(), Some("later-7e8f9a0"));
+    // The restore copy arrives: not exported, but it names the backup.
+    let (id, b) = restore_copy("copy", "later-7e8f9a0", "shop");
+    t.handle(
+        0,
+        Signal::Changed {
+            id,
+            item: Some(Item::Backup(b)),
+        },
+    )
+    .await;
+    assert_eq!(
+        restore_backup(&inv, "r2").as_deref(),
+        Some("shop-2026-11-23")
+    );
+    assert!(!backup_uids(&inv).contains(&"copy".to_owned()));
 }
