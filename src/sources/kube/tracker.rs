@@ -92,12 +92,13 @@ enum Role {
     RestoreCopy,
 }
 
-/// The keys of one kind's CRs.
+/// The keys of one kind's CRs. Only what is not the CR's own uid is kept: a CR a watcher
+/// knows (`WatcherState::live`) without an entry here is keyed by its `metadata.uid`.
 #[derive(Debug, Default)]
 struct Keys {
     role_of: HashMap<String, Role>,
-    /// Which CR holds each key: a PX-Backup uid that a second CR also carries is not taken
-    /// from the first.
+    /// Which CR holds each PX-Backup uid taken as a key: a second CR that carries it too is
+    /// keyed by its own uid.
     holder: HashMap<String, String>,
 }
 
@@ -150,9 +151,9 @@ pub struct Tracker {
     /// After a start, until every backup watcher has listed: the live backups the journal
     /// brought back, so that a CR is keyed as it was before the restart.
     journaled: Option<HashSet<Arc<str>>>,
-    /// Each live ApplicationBackup CR's namespace and name, by CR uid.
+    /// The ApplicationBackup CRs exported under another name than their own (PX-Backup's):
+    /// their namespace and name by CR uid, and that name (restore copies: would be).
     backup_crs: HashMap<String, CrName>,
-    /// The name each live ApplicationBackup CR is exported with (restore copies: would be).
     backup_names: HashMap<CrName, String>,
     /// Live restores by CR uid, and which of them name each backup CR.
     restores: HashMap<String, RestoreEntry>,
@@ -223,11 +224,13 @@ impl Tracker {
                 self.watchers[watcher].listing = Some(HashSet::new());
             }
             Signal::Listed { id, item } => {
-                self.watchers[watcher]
+                let w = &mut self.watchers[watcher];
+                let known = w.live.contains(&id.uid);
+                let first = w
                     .listing
                     .get_or_insert_with(HashSet::new)
                     .insert(id.uid.clone());
-                self.seen(watcher, id, item).await;
+                self.seen(watcher, id, item, known || !first).await;
                 if self
                     .pending
                     .as_ref()
@@ -258,9 +261,9 @@ impl Tracker {
             }
             Signal::Changed { id, item } => {
                 let w = &mut self.watchers[watcher];
-                w.live.insert(id.uid.clone());
+                let known = !w.live.insert(id.uid.clone());
                 let recovered = std::mem::replace(&mut w.failing, false);
-                self.seen(watcher, id, item).await;
+                self.seen(watcher, id, item, known).await;
                 self.flush().await;
                 if recovered {
                     self.update_health().await;
@@ -299,11 +302,13 @@ impl Tracker {
         }
     }
 
-    /// A CR listed, added or modified: its key is fixed at first sight, then what it says is
-    /// taken (queued for the inventory, or recorded).
-    async fn seen(&mut self, watcher: usize, id: CrId, item: Option<Item>) {
+    /// A CR listed, added or modified (`known`: seen before): its key is fixed at first
+    /// sight, then what it says is taken (queued for the inventory, or recorded).
+    async fn seen(&mut self, watcher: usize, id: CrId, item: Option<Item>, known: bool) {
         let role = match self.watchers[watcher].spec.watched {
-            Watched::Objects(kind @ (Kind::Backup | Kind::Restore)) => Some(self.role(kind, &id)),
+            Watched::Objects(kind @ (Kind::Backup | Kind::Restore)) => {
+                Some(self.role(kind, &id, known))
+            }
             _ => None,
         };
         let Some(item) = item else {
@@ -375,10 +380,13 @@ impl Tracker {
     ///
     /// and by its `metadata.uid` otherwise. An annotation that appears or changes later
     /// changes nothing: a backup is never deleted because its identity annotation moved.
-    fn role(&mut self, kind: Kind, id: &CrId) -> Role {
+    fn role(&mut self, kind: Kind, id: &CrId, known: bool) -> Role {
         let keys = self.keys.entry(kind).or_default();
         if let Some(role) = keys.role_of.get(&id.uid) {
             return role.clone();
+        }
+        if known {
+            return Role::Exported(id.uid.clone());
         }
         let role = if kind == Kind::Backup && id.for_restore {
             Role::RestoreCopy
@@ -403,10 +411,18 @@ impl Tracker {
                 }
                 _ => id.uid.clone(),
             };
-            keys.holder.insert(key.clone(), id.uid.clone());
             Role::Exported(key)
         };
-        keys.role_of.insert(id.uid.clone(), role.clone());
+        match &role {
+            Role::Exported(key) if *key == id.uid => {}
+            Role::Exported(key) => {
+                keys.holder.insert(key.clone(), id.uid.clone());
+                keys.role_of.insert(id.uid.clone(), role.clone());
+            }
+            Role::RestoreCopy => {
+                keys.role_of.insert(id.uid.clone(), role.clone());
+            }
+        }
         role
     }
 
@@ -431,7 +447,8 @@ impl Tracker {
                         }
                         Some(key)
                     }
-                    Some(Role::RestoreCopy) | None => None,
+                    Some(Role::RestoreCopy) => None,
+                    None => Some(uid.to_owned()),
                 }
             }
             _ => Some(uid.to_owned()),
@@ -479,11 +496,20 @@ impl Tracker {
     /// The name the backup CR `id` is exported with: restores that name it follow.
     async fn backup_named(&mut self, id: &CrId, name: &str) {
         let cr: CrName = (id.namespace.clone(), id.name.clone());
-        self.backup_crs.insert(id.uid.clone(), cr.clone());
-        if self.backup_names.get(&cr).is_some_and(|n| n == name) {
+        let other = (name != id.name).then(|| name.to_owned());
+        if self.backup_names.get(&cr) == other.as_ref() {
             return;
         }
-        self.backup_names.insert(cr.clone(), name.to_owned());
+        match &other {
+            Some(other) => {
+                self.backup_crs.insert(id.uid.clone(), cr.clone());
+                self.backup_names.insert(cr.clone(), other.clone());
+            }
+            None => {
+                self.backup_crs.remove(&id.uid);
+                self.backup_names.remove(&cr);
+            }
+        }
         let Some(referring) = self.restores_by_backup.get(&cr) else {
             return;
         };
@@ -648,12 +674,10 @@ impl Tracker {
             let listed: HashSet<String> = self.watchers[i]
                 .live
                 .iter()
-                .filter_map(|uid| match kind {
-                    Kind::Backup | Kind::Restore => match keys.and_then(|k| k.role_of.get(uid)) {
-                        Some(Role::Exported(key)) => Some(key.clone()),
-                        Some(Role::RestoreCopy) | None => None,
-                    },
-                    _ => Some(uid.clone()),
+                .filter_map(|uid| match keys.and_then(|k| k.role_of.get(uid)) {
+                    Some(Role::Exported(key)) => Some(key.clone()),
+                    Some(Role::RestoreCopy) => None,
+                    None => Some(uid.clone()),
                 })
                 .collect();
             self.resync(origin, kind, listed).await;
