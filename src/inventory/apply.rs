@@ -26,7 +26,7 @@ use super::{
 use crate::families::backup::{self as backup_families, BackupState};
 use crate::families::objects;
 use crate::families::{KindFamilies, Owned};
-use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, Timestamp};
+use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, SourceId, Timestamp};
 use crate::persistence::{OwnedRecordRef, ScheduleKey, Ticket};
 
 /// Journal records gathered while a batch is applied, queued once at its end.
@@ -105,6 +105,32 @@ impl Inventory {
         kind: Kind,
         listed: &HashSet<String>,
     ) -> Result<usize, NotDurable> {
+        self.resync_where(origin, |o| o == origin, kind, listed)
+    }
+
+    /// `resync` over every origin of `source` (a list that covers the whole source, whose
+    /// objects are applied under several origins).
+    pub fn resync_source(
+        &self,
+        source: SourceId,
+        kind: Kind,
+        listed: &HashSet<String>,
+    ) -> Result<usize, NotDurable> {
+        self.resync_where(
+            &Origin::source(source),
+            |o| o.source == source,
+            kind,
+            listed,
+        )
+    }
+
+    fn resync_where(
+        &self,
+        origin: &Origin,
+        of: impl Fn(&Origin) -> bool,
+        kind: Kind,
+        listed: &HashSet<String>,
+    ) -> Result<usize, NotDurable> {
         let now = self.clock.now();
         let mut st = self.lock();
         fn missing<'a, E: Render>(
@@ -118,16 +144,13 @@ impl Inventory {
                 .map(|(uid, _)| uid.to_string())
         }
         let gone: Vec<String> = match kind {
-            Kind::Backup => missing(&st.backups, listed, |e| {
-                e.origin == *origin && !e.is_tombstone()
-            })
-            .collect(),
-            Kind::Restore => missing(&st.restores, listed, |e| e.origin == *origin).collect(),
-            Kind::Schedule => missing(&st.schedules, listed, |e| e.origin == *origin).collect(),
-            Kind::Cluster => missing(&st.clusters, listed, |e| e.origin == *origin).collect(),
-            Kind::BackupLocation => {
-                missing(&st.locations, listed, |e| e.origin == *origin).collect()
+            Kind::Backup => {
+                missing(&st.backups, listed, |e| of(&e.origin) && !e.is_tombstone()).collect()
             }
+            Kind::Restore => missing(&st.restores, listed, |e| of(&e.origin)).collect(),
+            Kind::Schedule => missing(&st.schedules, listed, |e| of(&e.origin)).collect(),
+            Kind::Cluster => missing(&st.clusters, listed, |e| of(&e.origin)).collect(),
+            Kind::BackupLocation => missing(&st.locations, listed, |e| of(&e.origin)).collect(),
         };
         let n = gone.len();
         let events = gone

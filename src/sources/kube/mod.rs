@@ -7,9 +7,9 @@
 //! namespaces; cluster-scoped SchedulePolicies always have one) runs in its own task and
 //! reports `tracker::Signal`s over a channel to one consumer, the `Tracker`, which alone
 //! applies events (through `Inventory::apply_off_runtime`, as every source does); so the
-//! lost-delete bookkeeping needs no lock. Each namespace's watchers apply under their own
-//! `Origin`, so that a re-list deletes only within its namespace. A watch stream that simply
-//! ends is resumed by kube-runtime from the last
+//! lost-delete bookkeeping needs no lock. Every object is applied under its namespace's
+//! `Origin`, so that a namespace's re-list deletes only within it (an all-namespaces watcher's
+//! covers them all). A watch stream that simply ends is resumed by kube-runtime from the last
 //! resourceVersion; any error (a failed list or watch, 410 Gone, a 5xx) makes the watcher
 //! start over with a full list after a backoff (kube-runtime's `DefaultBackoff`), the way
 //! client-go's reflector does, and the re-list finds what was deleted meanwhile.

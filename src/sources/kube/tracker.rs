@@ -4,9 +4,9 @@
 //!
 //! Lost deletes: kube-runtime's watcher does not report objects deleted while it was
 //! disconnected; it lists again instead. After a list (`InitDone`), every live object of that
-//! watcher's origin (its namespace, or the whole source for an all-namespaces watcher) that
-//! the list no longer holds was deleted meanwhile, and `Inventory::resync` makes it a
-//! tombstone. Two rules keep that from deleting what exists:
+//! watcher's origin (its namespace, or the whole source for an all-namespaces watcher, whose
+//! objects are applied under their own namespace's origin) that the list no longer holds was
+//! deleted meanwhile, and `Inventory::resync` (`resync_source`) makes it a tombstone. Two rules keep that from deleting what exists:
 //! - a watcher's resync covers only its own origin: a list of one namespace says nothing
 //!   about another;
 //! - after a start, no watcher of a kind resyncs before every watcher of that kind has
@@ -158,6 +158,8 @@ pub struct Tracker {
     /// Live restores by CR uid, and which of them name each backup CR.
     restores: HashMap<String, RestoreEntry>,
     restores_by_backup: HashMap<CrName, HashSet<String>>,
+    /// One origin per namespace, for what the all-namespaces watchers apply.
+    namespaces: HashMap<String, Origin>,
     /// What the Cluster object last said, to upsert it only on a change.
     cluster_status: Option<ClusterStatus>,
     synced_reported: bool,
@@ -205,6 +207,7 @@ impl Tracker {
             backup_names: HashMap::new(),
             restores: HashMap::new(),
             restores_by_backup: HashMap::new(),
+            namespaces: HashMap::new(),
             cluster_status: None,
             synced_reported: false,
         };
@@ -273,7 +276,7 @@ impl Tracker {
                 let w = &mut self.watchers[watcher];
                 w.live.remove(&id.uid);
                 let recovered = std::mem::replace(&mut w.failing, false);
-                let origin = w.spec.origin.clone();
+                let origin = self.origin_of(watcher, &id.namespace);
                 if let Some(event) = self.forget(watcher, &id.uid).await {
                     let event = match event {
                         Event::Delete { kind, uid, .. } => Event::Delete {
@@ -314,7 +317,7 @@ impl Tracker {
         let Some(item) = item else {
             return;
         };
-        let origin = self.watchers[watcher].spec.origin.clone();
+        let origin = self.origin_of(watcher, &id.namespace);
         match (item, role) {
             (Item::Backup(backup), Some(role)) => self.take_backup(&id, backup, role, origin).await,
             (Item::Restore(restore), Some(Role::Exported(key))) => {
@@ -370,6 +373,22 @@ impl Tracker {
                 tracing::error!(?role, ?item, "an object of another kind than its watcher's");
             }
         }
+    }
+
+    /// The origin a watcher applies an object of `namespace` under: its own (its namespace's,
+    /// with `--namespaces`); for a watcher of all namespaces, the object's namespace's, so
+    /// that what the inventory keys by namespace (a schedule's last success) has it. Such a
+    /// watcher's re-list covers every namespace (`Inventory::resync_source`).
+    fn origin_of(&mut self, watcher: usize, namespace: &str) -> Origin {
+        let spec = &self.watchers[watcher].spec;
+        if !spec.origin.scope.is_empty() || spec.watched == Watched::SchedulePolicies {
+            return spec.origin.clone();
+        }
+        let source = spec.origin.source;
+        self.namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Origin::scoped(source, namespace))
+            .clone()
     }
 
     /// How the CR `id` of `kind` is exported, for its whole life. First seen, a CR is keyed
@@ -720,11 +739,16 @@ impl Tracker {
     }
 
     /// `Inventory::resync` off the runtime, as the other sources run it: what `origin` holds
-    /// of `kind` and a complete list no longer has was deleted while not watched.
+    /// of `kind` and a complete list no longer has was deleted while not watched. The origin
+    /// of a watcher of all namespaces stands for every namespace's.
     async fn resync(&self, origin: Origin, kind: Kind, listed: HashSet<String>) {
         let inventory = Arc::clone(&self.inventory);
         let done = tokio::task::spawn_blocking(move || {
-            let gone = inventory.resync(&origin, kind, &listed);
+            let gone = if origin.scope.is_empty() {
+                inventory.resync_source(origin.source, kind, &listed)
+            } else {
+                inventory.resync(&origin, kind, &listed)
+            };
             (origin, gone)
         })
         .await;

@@ -831,3 +831,43 @@ async fn a_restore_of_a_backup_not_seen_yet_follows_it_when_it_comes() {
     );
     assert!(!backup_uids(&inv).contains(&"copy".to_owned()));
 }
+
+#[tokio::test]
+async fn an_all_namespaces_watcher_applies_under_each_namespace_and_relists_them_all() {
+    let (inv, sources) = fixture();
+    // A journal of a build that applied everything under the source's origin, and one of a
+    // namespace's watcher.
+    inv.apply(
+        &Origin::source(SourceId::Kube),
+        vec![Event::Upsert(Object::Backup(backup(
+            "old",
+            BackupStatus::Success,
+        )))],
+    )
+    .expect("applied");
+    replayed(&inv, "a", &["a1"]);
+    let mut t = Tracker::new(
+        inv.clone(),
+        sources.clone(),
+        identity(),
+        &[everywhere(BACKUPS)],
+    )
+    .await;
+    list(&mut t, 0, &["x"]).await;
+    assert_eq!(
+        inv.tombstone_count(),
+        2,
+        "old and a1: the list covers every namespace"
+    );
+    assert_eq!(backup_uids(&inv), ["a1", "old", "x"]);
+    // x is held under its namespace's origin ("ns"), not the source's.
+    let none = HashSet::new();
+    assert_eq!(
+        inv.resync(&Origin::source(SourceId::Kube), Kind::Backup, &none),
+        Ok(0)
+    );
+    assert_eq!(
+        inv.resync(&Origin::scoped(SourceId::Kube, "ns"), Kind::Backup, &none),
+        Ok(1)
+    );
+}
