@@ -1315,3 +1315,52 @@ async fn an_identity_annotation_that_arrives_late_tombstones_nothing_even_across
         "still one backup, not tombstoned:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_schedules_in_two_namespaces_keep_their_own_last_success() {
+    let in_ns = |name: &str, ns: &str, uid: &str| {
+        let mut cr = fixture(name);
+        cr["metadata"]["namespace"] = json!(ns);
+        cr["metadata"]["uid"] = json!(uid);
+        cr
+    };
+    let mut s = start(
+        |srv| {
+            for (ns, n) in [("shop", "1"), ("crm", "2")] {
+                srv.put(
+                    SCHEDULES,
+                    in_ns(
+                        "schedule-with-pxb-annotations.json",
+                        ns,
+                        &format!("5c5c5c5c-0000-4000-8000-00000000000{n}"),
+                    ),
+                );
+                srv.put(
+                    BACKUPS,
+                    in_ns(
+                        "backup-from-schedule.json",
+                        ns,
+                        &format!("b5b5b5b5-0000-4000-8000-00000000000{n}"),
+                    ),
+                );
+            }
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let last = "pxbackup_schedule_last_success_timestamp_seconds";
+    let of = |ns: &'static str| [("schedule_name", "shop-daily"), ("schedule_namespace", ns)];
+    // finishTimestamp of backup-from-schedule.json.
+    let done = 1_795_309_380.0;
+    s.until_value(last, &of("shop"), done).await;
+    s.until_value(last, &of("crm"), done).await;
+
+    s.server.delete(SCHEDULES, "crm", "shop-daily");
+    let text = s
+        .until("crm's last success forgotten", |t| {
+            value(t, last, &of("crm")).is_none()
+        })
+        .await;
+    assert_eq!(value(&text, last, &of("shop")), Some(done), "shop's stays");
+}
