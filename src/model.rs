@@ -486,6 +486,14 @@ impl Origin {
             scope: std::sync::Arc::from(scope),
         }
     }
+    /// The namespace the objects of this origin live in, for the source whose scopes are
+    /// namespaces (kube); empty for the others (a pxb scope is an organization).
+    pub fn namespace(&self) -> &str {
+        match self.source {
+            SourceId::Kube => &self.scope,
+            SourceId::Demo | SourceId::Ingest | SourceId::Pxb => "",
+        }
+    }
 }
 
 impl fmt::Display for Origin {

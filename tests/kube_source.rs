@@ -1,6 +1,8 @@
 //! The kube source end to end: the real binary, pointed by a kubeconfig at an in-process fake
 //! API server (tests/fake_apiserver) that speaks the list/watch protocol, observed through
-//! its scraped /metrics.
+//! its scraped /metrics. The CRs are those of tests/fixtures/kube, shaped as Stork and
+//! PX-Backup write them (see its README), and patches of them that stand for other paths of
+//! Stork's code.
 
 mod common;
 mod fake_apiserver;
@@ -23,8 +25,11 @@ const WATCHES: usize = 5;
 
 /// uid of backup-pending.json (no PXB annotations: the CR's uid).
 const PENDING_UID: &str = "5a0c9e6e-1f7d-4c4e-9d55-2a3b4c5d6e01";
-/// PXB uid annotation of backup-successful.json.
+/// PXB uid annotation of backup-in-progress.json / backup-successful.json, PX-Backup's manual
+/// backup `shop-2026-11-23`: its CR is `px-admin/shop-2026-11-23-9b1c4d2`.
 const SUCCESSFUL_UID: &str = "9b1c4d2e-0000-4000-8000-00000000b001";
+const SUCCESSFUL_NS: &str = "px-admin";
+const SUCCESSFUL_CR: &str = "shop-2026-11-23-9b1c4d2";
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/kube/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -162,44 +167,58 @@ async fn backup_lifecycle_from_pending_to_deleted_tombstone() {
     let mut s = start(|_| {}, &[]).await;
     s.sidecar.ready().await;
 
-    let mut cr = fixture("backup-pending.json");
-    s.server.put(BACKUPS, cr.clone());
-    let uid = [("uid", PENDING_UID)];
+    // PX-Backup creates the CR; Stork has not reconciled it yet: Go's zero values.
+    let mut cr = fixture("backup-in-progress.json");
+    cr["status"] = fixture("backup-pending.json")["status"].clone();
+    s.server.put(BACKUPS, cr);
+    let uid = [("uid", SUCCESSFUL_UID)];
     let text = s.until_value("pxbackup_backup_status", &uid, 1.0).await;
     let status_line = samples(&text, "pxbackup_backup_status")
         .into_iter()
-        .find(|l| has_label(l, "uid", PENDING_UID))
+        .find(|l| has_label(l, "uid", SUCCESSFUL_UID))
         .expect("status line");
-    assert!(
-        has_label(status_line, "cluster", "test-cluster"),
-        "{status_line}"
-    );
-    assert!(
-        has_label(status_line, "cluster_uid", KUBE_SYSTEM_UID),
-        "{status_line}"
-    );
-    assert!(has_label(status_line, "org_id", "default"), "{status_line}");
+    for (k, v) in [
+        ("cluster", "test-cluster"),
+        ("cluster_uid", KUBE_SYSTEM_UID),
+        ("org_id", "default"),
+        ("name", "shop-2026-11-23"),
+    ] {
+        assert!(has_label(status_line, k, v), "{k}: {status_line}");
+    }
 
-    cr["status"]["status"] = json!("InProgress");
-    cr["status"]["stage"] = json!("Volumes");
-    cr["status"]["triggerTimestamp"] = json!("2026-11-23T01:00:00Z");
-    s.server.put(BACKUPS, cr.clone());
-    s.until_value("pxbackup_backup_status", &uid, 2.0).await;
+    // The volume stage: zeros everywhere Stork has not measured anything yet.
+    s.server.put(BACKUPS, fixture("backup-in-progress.json"));
+    let text = s.until_value("pxbackup_backup_status", &uid, 2.0).await;
+    for family in [
+        "pxbackup_backup_size_bytes",
+        "pxbackup_backup_resources",
+        "pxbackup_backup_failed_resources",
+        "pxbackup_backup_duration_seconds",
+    ] {
+        assert_eq!(
+            value(&text, family, &uid),
+            None,
+            "{family} before completion"
+        );
+    }
+    assert_eq!(
+        value(&text, "pxbackup_backup_failed_volumes", &uid),
+        Some(0.0)
+    );
 
     s.server.bookmark();
 
-    cr["status"]["status"] = json!("Successful");
-    cr["status"]["stage"] = json!("Final");
-    cr["status"]["finishTimestamp"] = json!("2026-11-23T01:04:10Z");
-    cr["status"]["totalSize"] = json!(4096);
-    cr["status"]["resourceCount"] = json!(7);
-    s.server.put(BACKUPS, cr.clone());
+    s.server.put(BACKUPS, fixture("backup-successful.json"));
     let text = s.until_value("pxbackup_backup_status", &uid, 6.0).await;
     assert_eq!(
         value(&text, "pxbackup_backup_size_bytes", &uid),
-        Some(4096.0)
+        Some(1_073_742_848.0)
     );
     assert_eq!(value(&text, "pxbackup_backup_resources", &uid), Some(7.0));
+    assert_eq!(
+        value(&text, "pxbackup_backup_failed_resources", &uid),
+        Some(0.0)
+    );
     assert_eq!(
         value(&text, "pxbackup_backup_duration_seconds", &uid),
         Some(250.0)
@@ -211,12 +230,13 @@ async fn backup_lifecycle_from_pending_to_deleted_tombstone() {
     );
 
     // Stork's finalizer keeps the CR while it cleans up: Deleting first, then gone.
+    let mut cr = fixture("backup-successful.json");
     let deleted_at = now_rfc3339();
     cr["metadata"]["deletionTimestamp"] = json!(deleted_at);
-    s.server.put(BACKUPS, cr.clone());
+    s.server.put(BACKUPS, cr);
     s.until_value("pxbackup_backup_status", &uid, 5.0).await;
-    s.server.delete(BACKUPS, "shop", "shop-manual-1");
-    let tomb = deleted_after_success(PENDING_UID);
+    s.server.delete(BACKUPS, SUCCESSFUL_NS, SUCCESSFUL_CR);
+    let tomb = deleted_after_success(SUCCESSFUL_UID);
     let text = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
         .await;
@@ -229,7 +249,7 @@ async fn backup_lifecycle_from_pending_to_deleted_tombstone() {
         value(
             &text,
             "pxbackup_backup_deleted_timestamp_seconds",
-            &[("uid", PENDING_UID), ("previous_status", "Success")]
+            &[("uid", SUCCESSFUL_UID), ("previous_status", "Success")]
         ),
         Some(deleted_secs),
         "the deletionTimestamp is the deletion time"
@@ -320,7 +340,7 @@ async fn lost_delete_is_found_by_the_relist(gone_as_http: bool) {
     let lists = s.server.lists();
 
     s.server
-        .delete_while_disconnected(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+        .delete_while_disconnected(BACKUPS, SUCCESSFUL_NS, SUCCESSFUL_CR);
     let tomb = deleted_after_success(SUCCESSFUL_UID);
     let text = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
@@ -490,30 +510,40 @@ async fn not_ready_until_the_first_list() {
     );
 }
 
+/// PX-Backup's restore of `shop-2026-11-23`: its CR and PX-Backup's uid of it.
+const RESTORE_NS: &str = "shop-restored";
+const RESTORE_CR: &str = "shop-restore-1-2c3d4e5";
+const RESTORE_UID: &str = "4d5e6f70-0000-4000-8000-0000000000a5";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_schedules_and_the_cluster_appear() {
     let mut s = start(
         |srv| {
             srv.put(RESTORES, fixture("restore-successful.json"));
             srv.put(SCHEDULES, fixture("schedule-suspended.json"));
+            // The copy of the backup PX-Backup made for that restore, in its namespace.
+            srv.put(BACKUPS, fixture("backup-restore-copy.json"));
         },
         &[],
     )
     .await;
     s.sidecar.ready().await;
-    let restore = [("name", "shop-restore-1")];
+    let restore = [("uid", RESTORE_UID)];
     let text = s
         .until_value("pxbackup_restore_status", &restore, 6.0)
         .await;
     let line = samples(&text, "pxbackup_restore_status")
         .into_iter()
-        .find(|l| has_label(l, "name", "shop-restore-1"))
+        .find(|l| has_label(l, "uid", RESTORE_UID))
         .expect("restore line");
-    assert!(
-        has_label(line, "backup", "nightly-shop-2026-11-23-010000"),
-        "{line}"
-    );
-    assert!(has_label(line, "cluster_uid", KUBE_SYSTEM_UID), "{line}");
+    for (k, v) in [
+        ("name", "shop-restore-1"),
+        // As the backup's own series name it (PX-Backup's name, not the CR's).
+        ("backup", "shop-2026-11-23"),
+        ("cluster_uid", KUBE_SYSTEM_UID),
+    ] {
+        assert!(has_label(line, k, v), "{k}: {line}");
+    }
     assert_eq!(
         value(&text, "pxbackup_restore_volumes", &restore),
         Some(2.0)
@@ -522,7 +552,11 @@ async fn restores_schedules_and_the_cluster_appear() {
         value(&text, "pxbackup_restore_duration_seconds", &restore),
         Some(150.0)
     );
-    let schedule = [("name", "nightly-shop"), ("org_id", "finance")];
+    assert!(
+        samples(&text, "pxbackup_backup_object_info").is_empty(),
+        "the copy made for the restore is no backup of this cluster:\n{text}"
+    );
+    let schedule = [("name", "nightly-shop"), ("org_id", "default")];
     assert_eq!(
         value(&text, "pxbackup_backup_schedule_status", &schedule),
         Some(1.0)
@@ -542,12 +576,25 @@ async fn restores_schedules_and_the_cluster_appear() {
     s.until_value("pxbackup_backup_schedule_status", &schedule, 0.0)
         .await;
 
-    let mut r = s.server.get(RESTORES, "shop", "shop-restore-1");
+    // PX-Backup removes its copy: no tombstone, and the restore keeps naming its backup.
+    s.server
+        .delete(BACKUPS, RESTORE_NS, "shop-2026-11-23-9b1c4d2");
+    let mut r = s.server.get(RESTORES, RESTORE_NS, RESTORE_CR);
     r["status"]["status"] = json!("Retained");
     s.server.put(RESTORES, r);
-    s.until_value("pxbackup_restore_status", &restore, 7.0)
+    let text = s
+        .until_value("pxbackup_restore_status", &restore, 7.0)
         .await;
-    s.server.delete(RESTORES, "shop", "shop-restore-1");
+    assert!(
+        samples(&text, "pxbackup_backup_object_info").is_empty(),
+        "no tombstone:\n{text}"
+    );
+    let line = samples(&text, "pxbackup_restore_status")
+        .into_iter()
+        .find(|l| has_label(l, "uid", RESTORE_UID))
+        .expect("restore line");
+    assert!(has_label(line, "backup", "shop-2026-11-23"), "{line}");
+    s.server.delete(RESTORES, RESTORE_NS, RESTORE_CR);
     s.until("the restore is gone", |t| {
         value(t, "pxbackup_restore_status", &restore).is_none()
     })
@@ -662,8 +709,7 @@ async fn a_deleted_backup_stays_visible_across_a_restart() {
     s.sidecar.ready().await;
     s.until_value("pxbackup_backup_status", &[("uid", SUCCESSFUL_UID)], 6.0)
         .await;
-    s.server
-        .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    s.server.delete(BACKUPS, SUCCESSFUL_NS, SUCCESSFUL_CR);
     let tomb = deleted_after_success(SUCCESSFUL_UID);
     let before = s
         .until_value("pxbackup_backup_object_info", &tomb, 1.0)
@@ -714,8 +760,7 @@ async fn a_backup_deleted_while_the_sidecar_was_down_is_tombstoned() {
         .await;
     // Killed hard; the backup is deleted before the sidecar comes back.
     s.sidecar.kill9();
-    s.server
-        .delete(BACKUPS, "shop", "nightly-shop-2026-11-23-010000");
+    s.server.delete(BACKUPS, SUCCESSFUL_NS, SUCCESSFUL_CR);
     s.start_again();
     s.sidecar.ready().await;
     let tomb = deleted_after_success(SUCCESSFUL_UID);
@@ -827,9 +872,9 @@ async fn restart_with_two_namespaces(last: &str) {
         srv.open_watches_on(BACKUPS, Some(first)) == 1
     })
     .await;
-    // The tracker handles the finished list on its own task: give it a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let text = s.sidecar.scrape().await;
+    // The journal alone shows both backups: only a change that follows first's list (on the
+    // same watch, so the source takes it in after that list) says the list was taken in.
+    let text = s.after_list_of(first).await;
     for ns in ["shop", "team-b"] {
         assert!(
             !tombstoned(&text, uid_in(ns)),
@@ -844,9 +889,10 @@ async fn restart_with_two_namespaces(last: &str) {
 
     s.server.release_lists(BACKUPS, Some(last));
     s.sidecar.ready().await;
-    let text = s
-        .until("every watch open", |_| s.server.open_watches() == 9)
+    s.wait_server("every watch open", |srv| srv.open_watches() == 9)
         .await;
+    // Both lists taken in: the deferred deletions, had there been any, are done.
+    let text = s.after_list_of(last).await;
     for ns in ["shop", "team-b"] {
         assert!(!tombstoned(&text, uid_in(ns)), "{ns}:\n{text}");
         assert_eq!(
@@ -857,6 +903,24 @@ async fn restart_with_two_namespaces(last: &str) {
 }
 
 impl Setup {
+    /// Puts a new backup in `namespace` once its backups' watch is open and waits until it is
+    /// exported: the source handles each watcher's list before that watcher's later events,
+    /// so the scrape returned shows what the list did (a deletion it made would be in it).
+    async fn after_list_of(&self, namespace: &str) -> String {
+        let marker = format!("marker-{namespace}");
+        let uid = format!("{}-0000-4000-8000-00000000abcd", &"0123456789abcdef"[..8]);
+        let uid = if namespace == "shop" {
+            uid
+        } else {
+            uid.replace("abcd", "abce")
+        };
+        let mut cr = backup(&marker, &uid, "InProgress");
+        cr["metadata"]["namespace"] = json!(namespace);
+        self.server.put(BACKUPS, cr);
+        self.until_value("pxbackup_backup_status", &[("uid", &uid)], 2.0)
+            .await
+    }
+
     /// Stops the sidecar (SIGTERM) and starts it again, the lists of `plural` in `namespace`
     /// held back until `release_lists`.
     async fn restart_holding(&mut self, plural: &str, namespace: &str) {
@@ -917,8 +981,7 @@ async fn a_backup_deleted_in_one_namespace_while_down_is_tombstoned_once_every_n
         srv.waiting_lists() == 1 && srv.open_watches_on(BACKUPS, Some("shop")) == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let text = s.sidecar.scrape().await;
+    let text = s.after_list_of("shop").await;
     assert!(
         !tombstoned(&text, gone),
         "not before every namespace has listed"
@@ -1020,35 +1083,69 @@ async fn schedule_intervals_come_from_their_policies_and_follow_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_and_namespace_backups_carry_their_resources() {
+    let (vm_uid, ns_uid) = (
+        "5f6a7b8c-0000-4000-8000-0000000000c7",
+        "7e8f9a0b-b2c3-4d4e-9f50-6b7c8d9e0f08",
+    );
     let mut s = start(
         |srv| {
             srv.put(BACKUPS, fixture("backup-vm.json"));
-            srv.put(BACKUPS, fixture("backup-namespaces-partial.json"));
+            srv.put(BACKUPS, fixture("backup-partial-success.json"));
         },
         &[],
     )
     .await;
     s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", vm_uid)], 8.0)
+        .await;
     let text = s
-        .until_value(
-            "pxbackup_backup_status",
-            &[("uid", "6d7e8f90-a1b2-4c3d-8e4f-5a6b7c8d9e07")],
-            8.0,
-        )
+        .until_value("pxbackup_backup_status", &[("uid", ns_uid)], 8.0)
         .await;
     let info = samples(&text, "pxbackup_backup_object_info");
     assert!(
         info.iter()
-            .any(|l| has_label(l, "backup_object_type", "VirtualMachine")),
+            .any(|l| has_label(l, "uid", vm_uid)
+                && has_label(l, "backup_object_type", "VirtualMachine")),
         "{info:?}"
     );
-    let text = s
-        .until_value(
-            "pxbackup_backup_status",
-            &[("uid", "7e8f9a0b-b2c3-4d4e-9f50-6b7c8d9e0f08")],
-            8.0,
-        )
-        .await;
+    let vm_status = |vm: &str| {
+        samples(&text, "pxbackup_virtual_machine_info")
+            .into_iter()
+            .find(|l| has_label(l, "virtual_machine", vm))
+            .map(str::to_owned)
+    };
+    let web = vm_status("web-vm").expect("web-vm");
+    assert!(
+        has_label(&web, "status", "Success"),
+        "no volume of its namespace failed: {web}"
+    );
+    // Which of the two VMs of vms-lab lost its disk is not recorded: they carry the backup's.
+    let lab = vm_status("lab-2").expect("lab-2");
+    assert!(has_label(&lab, "status", "PartialSuccess"), "{lab}");
+    // Failed resources come from the failed volumes (their PVCs left out of the list).
+    for uid in [vm_uid, ns_uid] {
+        assert_eq!(
+            value(&text, "pxbackup_backup_failed_resources", &[("uid", uid)]),
+            Some(1.0),
+            "{uid}"
+        );
+        assert_eq!(
+            value(&text, "pxbackup_backup_failed_volumes", &[("uid", uid)]),
+            Some(1.0),
+            "{uid}"
+        );
+    }
+    let db = [("uid", ns_uid), ("backup_namespace", "shop-db")];
+    assert_eq!(
+        value(&text, "pxbackup_namespace_failed_resources", &db),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, "pxbackup_namespace_resources", &db), Some(2.0));
+    let db_info = samples(&text, "pxbackup_namespace_resource_info")
+        .into_iter()
+        .find(|l| has_label(l, "uid", ns_uid) && has_label(l, "backup_namespace", "shop-db"))
+        .expect("shop-db");
+    assert!(has_label(db_info, "status", "PartialSuccess"), "{db_info}");
     assert_eq!(
         value(
             &text,
@@ -1058,4 +1155,212 @@ async fn vm_and_namespace_backups_carry_their_resources() {
         Some(0.0),
         "Stork's resources and VM fields read as they are written"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_volume_entry_is_skipped_and_counted_not_the_backup() {
+    let mut s = start(|_| {}, &[]).await;
+    s.sidecar.ready().await;
+    // `status.volumes` is `[]*ApplicationBackupVolumeInfo`: a nil pointer is written `null`.
+    let mut cr = fixture("backup-successful.json");
+    cr["status"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .insert(1, json!(null));
+    s.server.put(BACKUPS, cr);
+    let uid = [("uid", SUCCESSFUL_UID)];
+    let text = s.until_value("pxbackup_backup_status", &uid, 6.0).await;
+    assert_eq!(value(&text, "pxbackup_backup_volumes", &uid), Some(2.0));
+    assert_eq!(
+        value(
+            &text,
+            "pxbackup_sidecar_source_objects_invalid_total",
+            &[("source", "kube")]
+        ),
+        Some(1.0)
+    );
+    let log = s.sidecar.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("status.volumes[1] is null")
+            && l.contains(SUCCESSFUL_CR)),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_without_finish_timestamp_has_a_duration() {
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, fixture("backup-failed-pre-exec-rule.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let uid = [("uid", "a1b2c3d4-0000-4000-8000-0000000000f1")];
+    let text = s.until_value("pxbackup_backup_status", &uid, 4.0).await;
+    assert_eq!(
+        value(&text, "pxbackup_backup_duration_seconds", &uid),
+        Some(7.0)
+    );
+    assert_eq!(value(&text, "pxbackup_backup_size_bytes", &uid), None);
+    assert_eq!(value(&text, "pxbackup_backup_failed_resources", &uid), None);
+}
+
+/// The uids of the backups exported, live or tombstoned.
+fn backup_uids(text: &str) -> Vec<String> {
+    let mut uids: Vec<String> = samples(text, "pxbackup_backup_object_info")
+        .into_iter()
+        .filter_map(|l| {
+            let rest = &l[l.find("uid=\"")? + 5..];
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .collect();
+    uids.sort();
+    uids.dedup();
+    uids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_of_a_schedule_carrying_pxb_annotations_stay_distinct() {
+    let first = "e2f3a4b5-0000-4000-8000-0000000000e6";
+    let second = "e2f3a4b5-0000-4000-8000-0000000000e7";
+    let mut s = start(
+        |srv| {
+            srv.put(SCHEDULES, fixture("schedule-with-pxb-annotations.json"));
+            srv.put(BACKUPS, fixture("backup-from-schedule.json"));
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    s.until_value("pxbackup_backup_status", &[("uid", first)], 6.0)
+        .await;
+    // The schedule's next run: the same copied annotations.
+    let mut next = fixture("backup-from-schedule.json");
+    next["metadata"]["name"] = json!("shop-daily-daily-2026-11-23-010000");
+    next["metadata"]["uid"] = json!(second);
+    next["status"] = fixture("backup-pending.json")["status"].clone();
+    s.server.put(BACKUPS, next);
+    let text = s
+        .until_value("pxbackup_backup_status", &[("uid", second)], 1.0)
+        .await;
+    assert_eq!(backup_uids(&text), [first, second], "two runs, two backups");
+    let line = samples(&text, "pxbackup_backup_status")
+        .into_iter()
+        .find(|l| has_label(l, "uid", first))
+        .expect("first");
+    assert!(
+        has_label(line, "name", "shop-daily-daily-2026-11-22-010000")
+            && has_label(line, "schedule_name", "shop-daily"),
+        "{line}"
+    );
+    // Stork's retention deletes the older one: only it becomes a tombstone.
+    s.server
+        .delete(BACKUPS, "shop", "shop-daily-daily-2026-11-22-010000");
+    let text = s
+        .until_value(
+            "pxbackup_backup_object_info",
+            &deleted_after_success(first),
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        value(&text, "pxbackup_backup_status", &[("uid", second)]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_annotation_that_arrives_late_tombstones_nothing_even_across_a_restart() {
+    let cr_uid = "0b6f2a51-7c1e-4e0c-8d2f-9a8b7c6d5e02";
+    // PX-Backup's backup, first seen before its annotations are on it.
+    let mut early = fixture("backup-successful.json");
+    early["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("annotations");
+    let mut s = start(
+        |srv| {
+            srv.put(BACKUPS, early);
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let by_cr = [("uid", cr_uid)];
+    s.until_value("pxbackup_backup_status", &by_cr, 6.0).await;
+    s.server.put(BACKUPS, fixture("backup-successful.json"));
+    // The name follows the annotation; the identity stays.
+    let text = s
+        .until("the new name", |t| {
+            samples(t, "pxbackup_backup_status")
+                .iter()
+                .any(|l| has_label(l, "uid", cr_uid) && has_label(l, "name", "shop-2026-11-23"))
+        })
+        .await;
+    assert_eq!(backup_uids(&text), [cr_uid]);
+
+    s.restart();
+    s.sidecar.ready().await;
+    // A change after the restart's list shows the list was taken in.
+    let mut cr = fixture("backup-successful.json");
+    cr["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+    s.server.put(BACKUPS, cr);
+    let text = s.until_value("pxbackup_backup_status", &by_cr, 5.0).await;
+    assert_eq!(
+        backup_uids(&text),
+        [cr_uid],
+        "still one backup, not tombstoned:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_named_schedules_in_two_namespaces_keep_their_own_last_success() {
+    let in_ns = |name: &str, ns: &str, uid: &str| {
+        let mut cr = fixture(name);
+        cr["metadata"]["namespace"] = json!(ns);
+        cr["metadata"]["uid"] = json!(uid);
+        cr
+    };
+    let mut s = start(
+        |srv| {
+            for (ns, n) in [("shop", "1"), ("crm", "2")] {
+                srv.put(
+                    SCHEDULES,
+                    in_ns(
+                        "schedule-with-pxb-annotations.json",
+                        ns,
+                        &format!("5c5c5c5c-0000-4000-8000-00000000000{n}"),
+                    ),
+                );
+                srv.put(
+                    BACKUPS,
+                    in_ns(
+                        "backup-from-schedule.json",
+                        ns,
+                        &format!("b5b5b5b5-0000-4000-8000-00000000000{n}"),
+                    ),
+                );
+            }
+        },
+        &[],
+    )
+    .await;
+    s.sidecar.ready().await;
+    let last = "pxbackup_schedule_last_success_timestamp_seconds";
+    let of = |ns: &'static str| [("schedule_name", "shop-daily"), ("schedule_namespace", ns)];
+    // finishTimestamp of backup-from-schedule.json.
+    let done = 1_795_309_380.0;
+    s.until_value(last, &of("shop"), done).await;
+    s.until_value(last, &of("crm"), done).await;
+
+    s.server.delete(SCHEDULES, "crm", "shop-daily");
+    let text = s
+        .until("crm's last success forgotten", |t| {
+            value(t, last, &of("crm")).is_none()
+        })
+        .await;
+    assert_eq!(value(&text, last, &of("shop")), Some(done), "shop's stays");
 }

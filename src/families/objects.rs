@@ -9,7 +9,13 @@ pub const RESTORE_IDENTITY: &[&str] =
     &["org_id", "name", "uid", "cluster", "cluster_uid", "backup"];
 pub const SCHEDULE_IDENTITY: &[&str] = &["org_id", "name", "uid", "cluster", "cluster_uid"];
 pub const CLUSTER_IDENTITY: &[&str] = &["org_id", "name", "uid"];
-pub const LAST_SUCCESS_IDENTITY: &[&str] = &["org_id", "cluster", "cluster_uid", "schedule_name"];
+pub const LAST_SUCCESS_IDENTITY: &[&str] = &[
+    "org_id",
+    "cluster",
+    "cluster_uid",
+    "schedule_name",
+    "schedule_namespace",
+];
 
 pub static RESTORE: KindFamilies<Owned<Restore>> = KindFamilies {
     identity: RESTORE_IDENTITY,
@@ -109,15 +115,17 @@ static SCHEDULE_GENERATORS: [Generator<Owned<Schedule>>; 2] = [
     },
 ];
 
-/// The newest successful completion of a schedule's backups. Keyed by org, cluster and
-/// schedule name, not by the schedule's uid: it is derived from backups, which carry only the
-/// schedule's name.
+/// The newest successful completion of a schedule's backups. Keyed by org, cluster, schedule
+/// name and namespace, not by the schedule's uid: it is derived from backups, which carry only
+/// the schedule's name (and, from the kube source, their namespace, the schedule's).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LastSuccess {
     pub org_id: String,
     pub cluster: String,
     pub cluster_uid: String,
     pub schedule_name: String,
+    /// Empty for sources without namespaces.
+    pub schedule_namespace: String,
     pub completed_at: Timestamp,
 }
 
@@ -129,6 +137,7 @@ pub static SCHEDULE_LAST_SUCCESS: KindFamilies<Owned<LastSuccess>> = KindFamilie
             &l.cluster,
             &l.cluster_uid,
             &l.schedule_name,
+            &l.schedule_namespace,
         ]
         .into()
     },

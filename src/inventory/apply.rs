@@ -26,7 +26,7 @@ use super::{
 use crate::families::backup::{self as backup_families, BackupState};
 use crate::families::objects;
 use crate::families::{KindFamilies, Owned};
-use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, Timestamp};
+use crate::model::{Backup, BackupStatus, Event, Kind, Object, Origin, Owner, SourceId, Timestamp};
 use crate::persistence::{OwnedRecordRef, ScheduleKey, Ticket};
 
 /// Journal records gathered while a batch is applied, queued once at its end.
@@ -105,6 +105,32 @@ impl Inventory {
         kind: Kind,
         listed: &HashSet<String>,
     ) -> Result<usize, NotDurable> {
+        self.resync_where(origin, |o| o == origin, kind, listed)
+    }
+
+    /// `resync` over every origin of `source` (a list that covers the whole source, whose
+    /// objects are applied under several origins).
+    pub fn resync_source(
+        &self,
+        source: SourceId,
+        kind: Kind,
+        listed: &HashSet<String>,
+    ) -> Result<usize, NotDurable> {
+        self.resync_where(
+            &Origin::source(source),
+            |o| o.source == source,
+            kind,
+            listed,
+        )
+    }
+
+    fn resync_where(
+        &self,
+        origin: &Origin,
+        of: impl Fn(&Origin) -> bool,
+        kind: Kind,
+        listed: &HashSet<String>,
+    ) -> Result<usize, NotDurable> {
         let now = self.clock.now();
         let mut st = self.lock();
         fn missing<'a, E: Render>(
@@ -118,16 +144,13 @@ impl Inventory {
                 .map(|(uid, _)| uid.to_string())
         }
         let gone: Vec<String> = match kind {
-            Kind::Backup => missing(&st.backups, listed, |e| {
-                e.origin == *origin && !e.is_tombstone()
-            })
-            .collect(),
-            Kind::Restore => missing(&st.restores, listed, |e| e.origin == *origin).collect(),
-            Kind::Schedule => missing(&st.schedules, listed, |e| e.origin == *origin).collect(),
-            Kind::Cluster => missing(&st.clusters, listed, |e| e.origin == *origin).collect(),
-            Kind::BackupLocation => {
-                missing(&st.locations, listed, |e| e.origin == *origin).collect()
+            Kind::Backup => {
+                missing(&st.backups, listed, |e| of(&e.origin) && !e.is_tombstone()).collect()
             }
+            Kind::Restore => missing(&st.restores, listed, |e| of(&e.origin)).collect(),
+            Kind::Schedule => missing(&st.schedules, listed, |e| of(&e.origin)).collect(),
+            Kind::Cluster => missing(&st.clusters, listed, |e| of(&e.origin)).collect(),
+            Kind::BackupLocation => missing(&st.locations, listed, |e| of(&e.origin)).collect(),
         };
         let n = gone.len();
         let events = gone
@@ -240,12 +263,8 @@ impl Inventory {
                             .remove(uid.as_str())
                             .ok_or(IgnoreReason::UnknownUid)?;
                         tally.remove_cluster(&e.object.owner.cluster_uid);
-                        let key = ScheduleKey {
-                            org_id: e.object.owner.org_id.clone(),
-                            cluster: e.object.owner.cluster.clone(),
-                            cluster_uid: e.object.owner.cluster_uid.clone(),
-                            schedule_name: e.object.name.clone(),
-                        };
+                        let key = schedule_key(&e.object.owner, &e.object.name, &e.origin);
+                        forget_legacy_key(st, &key, pending);
                         if st.last_success.remove(&key).is_some() {
                             pending.record(OwnedRecordRef::ForgetLastSuccess { key });
                         }
@@ -327,7 +346,7 @@ impl Inventory {
         });
         if b.status == BackupStatus::Success && !b.schedule_name.is_empty() {
             if let Some(completed_at) = b.completed_at {
-                note_success(st, &b, completed_at, pending);
+                note_success(st, origin, &b, completed_at, pending);
             }
         }
         let entry = BackupEntry {
@@ -418,12 +437,49 @@ fn upsert_object<T: Send + Sync + PartialEq>(
     Ok(())
 }
 
-fn note_success(st: &mut State, b: &Backup, completed_at: Timestamp, pending: &mut Pending) {
-    let key = ScheduleKey {
-        org_id: b.owner.org_id.clone(),
-        cluster: b.owner.cluster.clone(),
-        cluster_uid: b.owner.cluster_uid.clone(),
-        schedule_name: b.schedule_name.clone(),
+/// The last-success key of the schedule `name` of `owner`, in the namespace of `origin`.
+fn schedule_key(owner: &Owner, name: &str, origin: &Origin) -> ScheduleKey {
+    ScheduleKey {
+        org_id: owner.org_id.clone(),
+        cluster: owner.cluster.clone(),
+        cluster_uid: owner.cluster_uid.clone(),
+        schedule_name: name.to_owned(),
+        schedule_namespace: origin.namespace().to_owned(),
+    }
+}
+
+/// A journal of a build whose keys had no namespace holds the schedule under an empty one:
+/// that entry is the same schedule's (as far as it can tell), so it goes when the schedule's
+/// namespaced key is first written or forgotten, and its time is carried over. Otherwise it
+/// would stay for ever, a stale series the "no recent success" alert would fire on.
+fn forget_legacy_key(
+    st: &mut State,
+    key: &ScheduleKey,
+    pending: &mut Pending,
+) -> Option<Timestamp> {
+    if key.schedule_namespace.is_empty() {
+        return None;
+    }
+    let legacy = ScheduleKey {
+        schedule_namespace: String::new(),
+        ..key.clone()
+    };
+    let (legacy, entry) = st.last_success.remove(&legacy)?;
+    pending.record(OwnedRecordRef::ForgetLastSuccess { key: legacy });
+    Some(entry.0.completed_at)
+}
+
+fn note_success(
+    st: &mut State,
+    origin: &Origin,
+    b: &Backup,
+    completed_at: Timestamp,
+    pending: &mut Pending,
+) {
+    let key = schedule_key(&b.owner, &b.schedule_name, origin);
+    let completed_at = match forget_legacy_key(st, &key, pending) {
+        Some(legacy) => legacy.max(completed_at),
+        None => completed_at,
     };
     if st
         .last_success

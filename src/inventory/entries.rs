@@ -220,6 +220,7 @@ impl LastSuccessEntry {
             cluster: key.cluster.clone(),
             cluster_uid: key.cluster_uid.clone(),
             schedule_name: key.schedule_name.clone(),
+            schedule_namespace: key.schedule_namespace.clone(),
             completed_at,
         }))
     }

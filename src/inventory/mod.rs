@@ -256,6 +256,18 @@ impl Inventory {
             .collect()
     }
 
+    /// The uids of the live backups of `source` held now: after a restart, those the journal
+    /// brought back, so that a source can key each object the way it was keyed before. A walk
+    /// over every backup, as `backup_scopes`: for a source's start, not for every change.
+    pub fn live_backup_uids(&self, source: SourceId) -> HashSet<Arc<str>> {
+        let st = self.lock();
+        st.backups
+            .iter()
+            .filter(|(_, e)| e.origin.source == source && !e.is_tombstone())
+            .map(|(uid, _)| Arc::clone(uid))
+            .collect()
+    }
+
     /// Objects and tombstones held now, without expiring anything: O(1), for the self
     /// metrics and telemetry's health bundle.
     pub fn counts(&self) -> Counts {

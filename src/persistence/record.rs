@@ -11,6 +11,10 @@
 //! | 4    | LastSuccess       | org_id, cluster, cluster_uid, schedule_name, completed_at: i64 |
 //! | 5    | ForgetLastSuccess | org_id, cluster, cluster_uid, schedule_name                    |
 //!
+//! Added at the end of types 4 and 5: `schedule_namespace` (a string), written only when not
+//! empty; a record without it (an older build's, or a source without namespaces) has an empty
+//! one, so those records are byte for byte what they were.
+//!
 //! A record whose version or type this build does not know, or whose fields it cannot decode,
 //! is returned as an error: replay skips it, counts it and keeps its frame verbatim.
 
@@ -69,6 +73,9 @@ pub struct ScheduleKey {
     pub cluster: String,
     pub cluster_uid: String,
     pub schedule_name: String,
+    /// The schedule's namespace (schedule names are unique per namespace); empty for sources
+    /// without namespaces.
+    pub schedule_namespace: String,
 }
 
 /// A record as replay yields it, in file order. Later records supersede earlier ones of the
@@ -347,14 +354,32 @@ impl<'a> From<&'a ScheduleKey> for KeyV1<'a> {
 }
 
 impl KeyV1<'_> {
-    fn to_key(&self) -> ScheduleKey {
+    fn to_key(&self, schedule_namespace: &str) -> ScheduleKey {
         ScheduleKey {
             org_id: self.org_id.to_owned(),
             cluster: self.cluster.to_owned(),
             cluster_uid: self.cluster_uid.to_owned(),
             schedule_name: self.schedule_name.to_owned(),
+            schedule_namespace: schedule_namespace.to_owned(),
         }
     }
+}
+
+/// The schedule namespace after a key's record, when there is one (see the module docs).
+fn write_schedule_namespace(key: &ScheduleKey, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    if !key.schedule_namespace.is_empty() {
+        postcard::to_io(key.schedule_namespace.as_str(), out)?;
+    }
+    Ok(())
+}
+
+/// The schedule namespace in the bytes after a key's record: empty when there are none.
+fn read_schedule_namespace(rest: &[u8]) -> Result<&str, RecordError> {
+    if rest.is_empty() {
+        return Ok("");
+    }
+    let (namespace, _later_fields) = postcard::take_from_bytes::<&str>(rest)?;
+    Ok(namespace)
 }
 
 /// Appends `record` as one frame to `buf`; on `Err` (over the size limit) `buf` is unchanged.
@@ -408,7 +433,13 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, record: &RecordRef<'_>) -> Result<
         };
         p.push(RECORD_V1);
         p.push(kind);
-        fields.write(p)
+        fields.write(p)?;
+        match record {
+            RecordRef::LastSuccess { key, .. } | RecordRef::ForgetLastSuccess { key } => {
+                write_schedule_namespace(key, p)
+            }
+            _ => Ok(()),
+        }
     })
 }
 
@@ -460,6 +491,11 @@ pub(crate) fn decode(payload: &[u8], scopes: &mut Scopes) -> Result<Record, Reco
         let (t, _later_fields) = postcard::take_from_bytes(fields)?;
         Ok(t)
     }
+    fn take_with_rest<'a, T: Deserialize<'a>>(
+        fields: &'a [u8],
+    ) -> Result<(T, &'a [u8]), RecordError> {
+        Ok(postcard::take_from_bytes(fields)?)
+    }
     Ok(match kind {
         BACKUP => {
             let r: BackupV1 = take(fields)?;
@@ -486,15 +522,18 @@ pub(crate) fn decode(payload: &[u8], scopes: &mut Scopes) -> Result<Record, Reco
             uid: take::<ForgetV1>(fields)?.uid.to_owned(),
         },
         LAST_SUCCESS => {
-            let r: LastSuccessV1 = take(fields)?;
+            let (r, rest): (LastSuccessV1, _) = take_with_rest(fields)?;
             Record::LastSuccess {
-                key: r.key.to_key(),
+                key: r.key.to_key(read_schedule_namespace(rest)?),
                 completed_at: Timestamp(r.completed_at),
             }
         }
-        FORGET_LAST_SUCCESS => Record::ForgetLastSuccess {
-            key: take::<KeyV1>(fields)?.to_key(),
-        },
+        FORGET_LAST_SUCCESS => {
+            let (k, rest): (KeyV1, _) = take_with_rest(fields)?;
+            Record::ForgetLastSuccess {
+                key: k.to_key(read_schedule_namespace(rest)?),
+            }
+        }
         _ => return Err(RecordError::UnknownType { version, kind }),
     })
 }
@@ -512,6 +551,7 @@ pub(crate) mod tests {
             cluster: "prod-east".into(),
             cluster_uid: "8ac0adc1".into(),
             schedule_name: "nightly".into(),
+            schedule_namespace: String::new(),
         }
     }
 
@@ -577,6 +617,41 @@ pub(crate) mod tests {
         assert_eq!(
             round_trip(&RecordRef::ForgetLastSuccess { key: &k }),
             Record::ForgetLastSuccess { key: k.clone() }
+        );
+    }
+
+    #[test]
+    fn a_schedule_namespace_follows_the_key_and_its_absence_reads_as_empty() {
+        let k = ScheduleKey {
+            schedule_namespace: "shop".into(),
+            ..key()
+        };
+        let with = payload(&RecordRef::ForgetLastSuccess { key: &k });
+        assert_eq!(
+            decode(&with, &mut Scopes::default()).unwrap(),
+            Record::ForgetLastSuccess { key: k.clone() }
+        );
+        let last = RecordRef::LastSuccess {
+            key: &k,
+            completed_at: Timestamp(99),
+        };
+        assert_eq!(
+            round_trip(&last),
+            Record::LastSuccess {
+                key: k.clone(),
+                completed_at: Timestamp(99),
+            }
+        );
+        // Without one, the bytes are those of before; with one, the same and the string after.
+        let without = payload(&RecordRef::ForgetLastSuccess { key: &key() });
+        assert_eq!(with[..without.len()], without[..]);
+        assert_eq!(with[without.len()..], [4, b's', b'h', b'o', b'p']);
+        // A later build's field after it is ignored.
+        let mut later = payload(&last);
+        later.extend_from_slice(&[2, b'x', b'y']);
+        assert_eq!(
+            round_trip(&last),
+            decode(&later, &mut Scopes::default()).unwrap()
         );
     }
 

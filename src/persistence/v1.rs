@@ -158,6 +158,8 @@ impl From<KeyV1> for ScheduleKey {
             cluster: k.cluster,
             cluster_uid: k.cluster_uid,
             schedule_name: k.schedule_name,
+            // Format 1 kept no namespace.
+            schedule_namespace: String::new(),
         }
     }
 }

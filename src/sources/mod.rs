@@ -1,6 +1,6 @@
 //! Sources of events: the demo fleet, push ingest, the Kubernetes (Stork) watcher and the
-//! PX-Backup poller. Every source feeds the inventory through `Inventory::apply`; none touches
-//! metrics.
+//! PX-Backup poller. Every source feeds the inventory through `Inventory::apply_off_runtime`
+//! (background priority, giving way to scrapes); none touches metrics.
 
 pub mod demo;
 pub mod ingest;

@@ -242,15 +242,24 @@ impl FakeApiServer {
         let existing = w.objects.get(&key).cloned();
         let meta = object["metadata"].as_object_mut().expect("metadata object");
         if let Some(old) = &existing {
-            meta.insert("uid".into(), old["metadata"]["uid"].clone());
-        } else if !meta.contains_key("uid") {
-            w.uid_serial += 1;
-            let serial = w.uid_serial;
-            let meta = object["metadata"].as_object_mut().expect("metadata object");
-            meta.insert(
-                "uid".into(),
-                json!(format!("00000000-0000-4000-8000-{serial:012}")),
-            );
+            // Set by the server on creation, immutable after.
+            for field in ["uid", "creationTimestamp"] {
+                meta.insert(field.into(), old["metadata"][field].clone());
+            }
+        } else {
+            if !meta.contains_key("creationTimestamp") {
+                let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                meta.insert("creationTimestamp".into(), json!(now.to_string()));
+            }
+            if !meta.contains_key("uid") {
+                w.uid_serial += 1;
+                let serial = w.uid_serial;
+                let meta = object["metadata"].as_object_mut().expect("metadata object");
+                meta.insert(
+                    "uid".into(),
+                    json!(format!("00000000-0000-4000-8000-{serial:012}")),
+                );
+            }
         }
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         object["apiVersion"] = json!(STORK);

@@ -4,9 +4,13 @@
 //! `schedulepolicy.go`, `namespacedschedulepolicy.go`).
 //!
 //! Stork's status structs are not pointers and carry no `omitempty`, so a fresh object is
-//! serialised with `null` for every unset list and time: every field is an `Option` and
-//! missing or `null` both read as "not set". A field of the wrong type (`totalSize: "lots"`)
-//! is a malformed object; the watcher isolates it with `DeserializeGuard`.
+//! serialised with `null` for every unset list and time and `0` for every count not filled
+//! yet: every field is an `Option`, missing or `null` both read as "not set", and which zeros
+//! are measurements is the mapping's business (see `mapping`). Lists of pointers
+//! (`[]*ApplicationBackupVolumeInfo`, ...) may hold `null` entries: they are read as
+//! `Option`s, so that one such entry is skipped rather than the whole object. A field of the
+//! wrong type (`totalSize: "lots"`) is a malformed object; the watcher isolates it with
+//! `DeserializeGuard`.
 
 use std::borrow::Cow;
 
@@ -69,9 +73,29 @@ pub struct ApplicationBackupSpec {
     pub namespaces: Option<Vec<String>>,
     #[serde(default)]
     pub backup_location: Option<String>,
-    /// "All" for a namespace backup, "VirtualMachine" for a VM backup (newer Stork only).
+    /// "All" (or "", older Stork) for a namespace backup, "VirtualMachine" for a VM backup.
     #[serde(default)]
     pub backup_object_type: Option<String>,
+    /// `[]ObjectInfo`: for a VM backup, the VMs chosen (Stork also takes every VM of
+    /// `namespaces`); for a namespace backup, the resources to take.
+    #[serde(default)]
+    pub include_resources: Option<Vec<Option<ObjectInfo>>>,
+}
+
+/// `ObjectInfo`: a name, a namespace and the inlined `GroupVersionKind`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectInfo {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -86,43 +110,30 @@ pub struct ApplicationBackupStatus {
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
-    pub volumes: Option<Vec<ApplicationBackupVolumeInfo>>,
+    pub volumes: Option<Vec<Option<ApplicationBackupVolumeInfo>>>,
+    /// Set by Stork when it starts the backup (to the creation time).
     #[serde(default)]
     pub trigger_timestamp: Option<Time>,
+    /// Set at every step, including the failures that never set `finishTimestamp`.
+    #[serde(default)]
+    pub last_update_timestamp: Option<Time>,
+    /// Set when the backup ends (and, for a while, when one of its volumes fails).
     #[serde(default)]
     pub finish_timestamp: Option<Time>,
+    /// The sum of the volumes' `totalSize`, added up only when the backup succeeds; 0 before.
     #[serde(default)]
     pub total_size: Option<u64>,
+    /// Set with `resources`; 0 before.
     #[serde(default)]
     pub resource_count: Option<u64>,
-    /// The Kubernetes resources backed up, each with its outcome. Empty when
+    /// The Kubernetes resources backed up: name, namespace and group/version/kind, no outcome
+    /// (Stork's controller never writes the `status` that newer types declare). A failed
+    /// volume's PVC and PV are left out. `null` until Stork has gathered them, empty when
     /// `largeResourceEnabled` (Stork then keeps the list out of the CR).
     #[serde(default)]
-    pub resources: Option<Vec<Option<ApplicationBackupResourceInfo>>>,
+    pub resources: Option<Vec<Option<ObjectInfo>>>,
     #[serde(default)]
     pub large_resource_enabled: Option<bool>,
-    #[serde(default)]
-    pub failed_vol_count: Option<u64>,
-}
-
-/// `ApplicationBackupResourceInfo`: an `ObjectInfo` (name, namespace and the inlined
-/// `GroupVersionKind`) and its outcome.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApplicationBackupResourceInfo {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// An `ApplicationBackupStatusType`, as for the backup.
-    #[serde(default)]
-    pub status: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -140,6 +151,12 @@ pub struct ApplicationBackupVolumeInfo {
     pub storage_class: Option<String>,
     #[serde(default)]
     pub status: Option<String>,
+    /// The size of the volume's backup; 0 for a Portworx volume whose size query failed.
+    #[serde(default)]
+    pub total_size: Option<u64>,
+    /// The bytes the driver moved (Portworx: the cloud snapshot's bytes done).
+    #[serde(default)]
+    pub actual_size: Option<u64>,
 }
 
 /// `ApplicationRestore`.
@@ -176,11 +193,15 @@ pub struct ApplicationRestoreStatus {
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
-    pub volumes: Option<Vec<ApplicationRestoreVolumeInfo>>,
+    pub volumes: Option<Vec<Option<ApplicationRestoreVolumeInfo>>>,
+    #[serde(default)]
+    pub last_update_timestamp: Option<Time>,
     #[serde(default)]
     pub finish_timestamp: Option<Time>,
+    /// Added up from the volumes once they are restored; 0 before.
     #[serde(default)]
     pub total_size: Option<u64>,
+    /// Set while the resources are applied; 0 before.
     #[serde(default)]
     pub resource_count: Option<u64>,
 }

@@ -6,8 +6,10 @@
 //! One kube-runtime watcher per resource and per namespace (or one per resource across all
 //! namespaces; cluster-scoped SchedulePolicies always have one) runs in its own task and
 //! reports `tracker::Signal`s over a channel to one consumer, the `Tracker`, which alone
-//! applies events; so the lost-delete bookkeeping needs no lock. Each namespace's watchers
-//! apply under their own `Origin`, so that a re-list deletes only within its namespace. A watch stream that simply ends is resumed by kube-runtime from the last
+//! applies events (through `Inventory::apply_off_runtime`, as every source does); so the
+//! lost-delete bookkeeping needs no lock. Every object is applied under its namespace's
+//! `Origin`, so that a namespace's re-list deletes only within it (an all-namespaces watcher's
+//! covers them all). A watch stream that simply ends is resumed by kube-runtime from the last
 //! resourceVersion; any error (a failed list or watch, 410 Gone, a 5xx) makes the watcher
 //! start over with a full list after a backoff (kube-runtime's `DefaultBackoff`), the way
 //! client-go's reflector does, and the re-list finds what was deleted meanwhile.
@@ -29,13 +31,13 @@ use kube::{Api, Client, Resource};
 use tokio::sync::mpsc;
 
 use crate::kubernetes::Kubernetes;
-use crate::model::{Event, Origin, SourceId};
+use crate::model::{Origin, SourceId};
 use crate::sources::{SourceContext, SourceStatus};
 use crd::{
     ApplicationBackup, ApplicationBackupSchedule, ApplicationRestore, NamespacedSchedulePolicy,
     SchedulePolicy,
 };
-use mapping::{ClusterIdentity, Item, StorkResource, Watched};
+use mapping::{ClusterIdentity, CrId, Item, StorkResource, Watched};
 use tracker::{Signal, Tracker, WatcherSpec};
 
 /// Upper bound of a backoff step when `DefaultBackoff` gives none (it always does today).
@@ -120,14 +122,12 @@ pub async fn run(
     } = set;
     drop(tx);
 
-    let mut tracker = Tracker::new(&ctx.inventory, &ctx.status, cluster, &specs);
+    let mut tracker =
+        Tracker::new(ctx.inventory.clone(), ctx.status.clone(), cluster, &specs).await;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                // Applying may fsync the journal: tell the runtime this worker blocks.
-                Some((watcher, signal)) => {
-                    tokio::task::block_in_place(|| tracker.handle(watcher, signal));
-                }
+                Some((watcher, signal)) => tracker.handle(watcher, signal).await,
                 None => {
                     tracing::error!("every kube watcher stopped");
                     ctx.status.set_up(SourceId::Kube, false);
@@ -143,7 +143,7 @@ pub async fn run(
                 };
                 if let Some(watcher) = task_watcher.get(&task) {
                     tracing::error!(watcher, %why, "a kube watcher stopped; restart the sidecar");
-                    tokio::task::block_in_place(|| tracker.handle(*watcher, Signal::Failed));
+                    tracker.handle(*watcher, Signal::Failed).await;
                 }
             }
             () = &mut shutdown => break,
@@ -240,16 +240,25 @@ async fn watch<K: StorkResource>(
             let signal = match item {
                 Ok(watcher::Event::Init) => Signal::Relist,
                 Ok(watcher::Event::InitApply(obj)) => match ctx.observe(obj) {
-                    Some((uid, item)) => Signal::Listed { uid, item },
+                    Some((id, item)) => Signal::Listed { id, item },
                     None => continue,
                 },
                 Ok(watcher::Event::InitDone) => Signal::ListDone,
                 Ok(watcher::Event::Apply(obj)) => match ctx.observe(obj) {
-                    Some((uid, item)) => Signal::Changed { uid, item },
+                    Some((id, item)) => Signal::Changed { id, item },
                     None => continue,
                 },
-                Ok(watcher::Event::Delete(obj)) => match deletion(&obj) {
-                    Some((uid, event)) => Signal::Gone { uid, event },
+                Ok(watcher::Event::Delete(obj)) => match K::cr_id(obj.meta()) {
+                    // Its `deletionTimestamp`, when set, is when the deletion was asked for,
+                    // which is the deletion time PXB shows.
+                    Some(id) => Signal::Gone {
+                        id,
+                        deleted_at: obj
+                            .meta()
+                            .deletion_timestamp
+                            .as_ref()
+                            .map(mapping::timestamp),
+                    },
                     None => continue,
                 },
                 Err(e) if K::WATCHED == Watched::SchedulePolicies && type_not_installed(&e) => {
@@ -282,20 +291,17 @@ async fn watch<K: StorkResource>(
 }
 
 impl WatchContext {
-    /// The uid of an added, modified or listed object, and what it means for the tracker
-    /// (`None` for a malformed object, which is logged and counted). `None` altogether for an
-    /// object without a uid, which the API server never sends.
-    fn observe<K: StorkResource>(
-        &self,
-        obj: DeserializeGuard<K>,
-    ) -> Option<(String, Option<Item>)> {
+    /// Who an added, modified or listed object is, and what it means for the tracker (`None`
+    /// for a malformed object, which is logged and counted). `None` altogether for an object
+    /// without a uid, which the API server never sends.
+    fn observe<K: StorkResource>(&self, obj: DeserializeGuard<K>) -> Option<(CrId, Option<Item>)> {
         let meta = obj.meta();
         let (namespace, name) = (
             meta.namespace.clone().unwrap_or_default(),
             meta.name.clone().unwrap_or_default(),
         );
         let what = K::kind(&());
-        let Some(uid) = K::inventory_uid(meta) else {
+        let Some(id) = K::cr_id(meta) else {
             tracing::warn!(kind = %what, %namespace, %name, "object without a uid; skipped");
             self.status.count_invalid_object(SourceId::Kube);
             return None;
@@ -308,7 +314,7 @@ impl WatchContext {
                     "malformed object skipped (its last good state, if any, stays)"
                 );
                 self.status.count_invalid_object(SourceId::Kube);
-                return Some((uid, K::observe_malformed(&invalid.metadata)));
+                return Some((id, K::observe_malformed(&invalid.metadata)));
             }
         };
         match cr.observe(&self.cluster) {
@@ -319,30 +325,13 @@ impl WatchContext {
                 if observed.invalid {
                     self.status.count_invalid_object(SourceId::Kube);
                 }
-                Some((uid, Some(observed.item)))
+                Some((id, Some(observed.item)))
             }
             Err(e) => {
                 tracing::warn!(kind = %what, %namespace, %name, error = %e, "object skipped");
                 self.status.count_invalid_object(SourceId::Kube);
-                Some((uid, None))
+                Some((id, None))
             }
         }
     }
-}
-
-/// The uid of a deleted object and its deletion for the inventory (none for a schedule
-/// policy). Its `deletionTimestamp`, when set, is when the deletion was asked for, which is
-/// the deletion time PXB shows.
-fn deletion<K: StorkResource>(obj: &DeserializeGuard<K>) -> Option<(String, Option<Event>)> {
-    let meta = obj.meta();
-    let uid = K::inventory_uid(meta)?;
-    let event = match K::WATCHED {
-        Watched::Objects(kind) => Some(Event::Delete {
-            kind,
-            uid: uid.clone(),
-            deleted_at: meta.deletion_timestamp.as_ref().map(mapping::timestamp),
-        }),
-        Watched::SchedulePolicies => None,
-    };
-    Some((uid, event))
 }
